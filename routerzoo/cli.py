@@ -1,0 +1,254 @@
+"""The ``routerzoo`` command line.
+
+    routerzoo data import SRC... --format FORMAT --out DIR
+    routerzoo data show DIR
+    routerzoo data split DIR [--val F --test F --seed N --stratify]
+    routerzoo train --router NAME --data DIR --out ROUTER_DIR
+    routerzoo eval ROUTER_DIR --data DIR [--split test] [--json OUT.json] [--plot OUT.png]
+    routerzoo routers
+    routerzoo demo
+
+User errors print one line and exit with status 2; nothing a user types produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from routerzoo.errors import UserError
+
+
+def _add_split_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val", type=float, default=0.1, help="fraction of prompts for validation (default 0.1)")
+    p.add_argument("--test", type=float, default=0.2, help="fraction of prompts held out for testing (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--stratify", action="store_true", help="split each category in the same proportions")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routerzoo", description="Train, evaluate, register and serve LLM routers.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="import, inspect and split routing datasets", description="Import, inspect and split routing datasets.")
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    imp = dsub.add_parser(
+        "import", help="import benchmark outcomes or preference pairs into a dataset",
+        description="Import files of a known format into a routerzoo dataset (Parquet + dataset.json).",
+        epilog="Formats: see `routerzoo data formats`.",
+    )
+    imp.add_argument("sources", nargs="+", metavar="SRC", help="input files or directories")
+    imp.add_argument("--format", required=True, help="input format (see `routerzoo data formats`)")
+    imp.add_argument("--out", required=True, help="dataset directory to write")
+    imp.add_argument("--prices", help="price file (YAML/JSON, $ per 1M input/output tokens per model)")
+    imp.add_argument("--name", help="dataset name (default: the --out directory name)")
+    imp.add_argument("--trust-pickle", action="store_true", help="allow RouterBench .pkl files (unpickling runs code: only for files you trust)")
+    _add_split_flags(imp)
+    show = dsub.add_parser("show", help="summarise a dataset", description="Print a dataset's models, accuracy, cost, splits and oracle quality.")
+    show.add_argument("dataset", help="dataset directory")
+    split = dsub.add_parser("split", help="re-split a dataset", description="Assign new train/val/test splits (deterministic by prompt id).")
+    split.add_argument("dataset", help="dataset directory (rewritten in place)")
+    _add_split_flags(split)
+    dsub.add_parser("formats", help="list import formats", description="List the formats `routerzoo data import` reads.")
+
+    sub.add_parser("train", help="train a router (see `routerzoo train --help`)", add_help=False)
+
+    ev = sub.add_parser("eval", help="evaluate a router on cost-quality curves", description=(
+        "Sweep the cost weight λ and report AIQ (router, zero router, oracle), the share of the "
+        "zero-router→oracle gap closed, best single model, and with --strong/--weak APGR and CPT."))
+    ev.add_argument("router", help="router artifact directory")
+    ev.add_argument("--data", required=True, help="dataset directory to evaluate on")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
+    ev.add_argument("--json", dest="json_out", help="write the full report (with the curve) as JSON here")
+    ev.add_argument("--plot", help="write the cost-quality plot (PNG) here")
+    ev.add_argument("--strong", help="strong model for APGR / CPT (with --weak)")
+    ev.add_argument("--weak", help="weak model for APGR / CPT (with --strong)")
+    ev.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% confidence intervals (default 0: off)")
+
+    sub.add_parser("routers", help="list registered routers", description="List the router kinds `routerzoo train` knows.")
+
+    demo = sub.add_parser("demo", help="end-to-end demo on the bundled MMLU-Pro sample", description=(
+        "Import the bundled MMLU-Pro sample, train kNN and MLP routers (and baselines), evaluate them "
+        "on the held-out split, log everything to MLflow, print a table and write a cost-quality PNG."))
+    demo.add_argument("--workdir", default="routerzoo-demo", help="where data, routers, reports and the MLflow store go (default ./routerzoo-demo)")
+    return parser
+
+
+def _version() -> str:
+    from routerzoo import __version__
+
+    return f"routerzoo {__version__}"
+
+
+def cmd_data_import(args) -> int:
+    from routerzoo.data.dataset import save_dataset
+    from routerzoo.data.importers import import_files
+    from routerzoo.data.splits import SplitSpec
+
+    spec = SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify)
+    name = args.name or Path(args.out).resolve().name
+    dataset = import_files(args.sources, args.format, prices=args.prices, name=name, split=spec, trust_pickle=args.trust_pickle)
+    save_dataset(dataset, args.out)
+    counts = dataset.manifest["counts"]
+    print(f"imported {counts['prompts']} prompts, {counts['models']} models into {args.out}")
+    for note in dataset.manifest.get("notes", []):
+        print(f"note: {note}")
+    print(describe_dataset(dataset))
+    return 0
+
+
+def describe_dataset(dataset) -> str:
+    """Human summary: per-model outcomes, splits, oracle quality, preferences."""
+    import numpy as np
+
+    m = dataset.manifest
+    lines = [f"dataset {m.get('name')}  sha256 {str(m.get('sha256'))[:16]}…  tables: {', '.join(m.get('tables', []))}"]
+    c = m.get("counts", {})
+    lines.append(f"prompts {c.get('prompts')}  models {c.get('models')}  splits {c.get('splits')}  split spec {m.get('split')}")
+    if dataset.outcomes is not None:
+        matrix = dataset.outcome_matrix()
+        width = max(len(x) for x in matrix.models)
+        lines.append(f"{'model':<{width}}  {'prompts':>7}  {'quality':>7}  {'mean cost $':>11}  {'$/1M in':>8}  {'$/1M out':>8}")
+        order = np.argsort(-np.nanmean(matrix.quality, axis=0))
+        for j in order:
+            name = matrix.models[j]
+            seen = ~np.isnan(matrix.quality[:, j])
+            price = m.get("prices", {}).get(name, {})
+            pin = f"{price['input']:.3g}" if "input" in price else "-"
+            pout = f"{price['output']:.3g}" if "output" in price else "-"
+            lines.append(f"{name:<{width}}  {int(seen.sum()):>7}  {np.nanmean(matrix.quality[:, j]):>7.3f}  {np.nanmean(matrix.cost[:, j]):>11.6f}  {pin:>8}  {pout:>8}")
+        complete = matrix.complete()
+        if len(complete):
+            best = np.nanmean(complete.quality, axis=0).max()
+            lines.append(f"oracle quality {complete.quality.max(axis=1).mean():.3f} vs best single {best:.3f} on {len(complete)} prompts with every model")
+    if dataset.preferences is not None:
+        prefs = dataset.preferences
+        lines.append(f"preference pairs {len(prefs)}: winners {prefs['winner'].value_counts().to_dict()}")
+    return "\n".join(lines)
+
+
+def cmd_data_show(args) -> int:
+    from routerzoo.data.dataset import load_dataset
+
+    print(describe_dataset(load_dataset(args.dataset)))
+    return 0
+
+
+def cmd_data_split(args) -> int:
+    from routerzoo.data.dataset import load_dataset, resplit, save_dataset
+    from routerzoo.data.splits import SplitSpec
+
+    dataset = resplit(load_dataset(args.dataset), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
+    save_dataset(dataset, args.dataset)
+    print(f"re-split {args.dataset}: {dataset.manifest['counts']['splits']}")
+    return 0
+
+
+def cmd_data_formats(args) -> int:
+    from routerzoo.data.importers import FORMATS
+
+    for name, importer in FORMATS.items():
+        doc = (getattr(importer, "__doc__", None) or "").strip().splitlines()
+        print(f"{name:<12} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.evaluation.runner import evaluate_router
+    from routerzoo.routers import load_router
+    from routerzoo.training.train import summary_metrics
+
+    router = load_router(args.router)
+    dataset = load_dataset(args.data)
+    report = evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        from routerzoo.evaluation.plot import plot_report
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_report(report, args.plot, title=f"{router.kind} on {dataset.name} ({args.split})")
+    m = summary_metrics(report)
+    best = report["best_single"]
+    print(f"{router.kind} on {dataset.name}[{args.split}]: {m['n_prompts']} prompts, {len(router.models)} models")
+    print(f"  AIQ router      {m['aiq']:.4f}")
+    print(f"  AIQ zero router {m['aiq_zero_router']:.4f}")
+    print(f"  AIQ oracle      {m['aiq_oracle']:.4f}")
+    print(f"  gap closed      {m['gap_closed']:.1%}")
+    print(f"  best single     {best['name']} quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
+    print(f"  router max quality {m['max_quality']:.4f}")
+    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80"):
+        if key in m:
+            print(f"  {key:<14} {m[key]:.4f}")
+    if args.json_out:
+        print(f"report: {args.json_out}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_routers(args) -> int:
+    from routerzoo.training.registry import TRAINERS
+
+    for name, spec in TRAINERS.items():
+        print(f"{name:<12} {spec.summary}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from routerzoo.demo import run_demo
+
+    run_demo(Path(args.workdir))
+    return 0
+
+
+COMMANDS = {
+    ("data", "import"): cmd_data_import,
+    ("data", "show"): cmd_data_show,
+    ("data", "split"): cmd_data_split,
+    ("data", "formats"): cmd_data_formats,
+    ("eval", None): cmd_eval,
+    ("routers", None): cmd_routers,
+    ("demo", None): cmd_demo,
+}
+
+
+def run(argv: list[str]) -> int:
+    if argv and argv[0] == "train":
+        from routerzoo.training.cli import main as train_main
+
+        return train_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    sub = getattr(args, "data_command", None) if args.command == "data" else None
+    if args.command == "data" and sub is None:
+        parser.parse_args(["data", "--help"])
+    return COMMANDS[(args.command, sub)](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UserError as exc:
+        print(f"routerzoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("routerzoo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The two canonical tables every importer produces, and their validation.
+
+Benchmark outcomes, one row per (prompt, model)::
+
+    prompt_id  str     stable id of the prompt (unique per prompt text within a dataset)
+    prompt     str     the query text the router sees
+    model      str     candidate model name
+    quality    float   in [0, 1]: correctness, a normalised judge score, ...
+    cost       float   USD for this model answering this prompt (>= 0)
+    response   str?    the model's answer, when known
+    input_tokens  int?  prompt tokens, when known
+    output_tokens int?  completion tokens, when known
+    category   str?    task / subject, used for stratified splits and reports
+
+Preference pairs, one row per comparison::
+
+    prompt_id, prompt, model_a, model_b, winner in {"a", "b", "tie"}, weight (> 0, default 1)
+
+Importers may add two private columns, ``_file`` and ``_row``, naming where each row came from;
+validation uses them to point at the offending record and :func:`strip_private` drops them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from routerzoo.errors import DataError
+
+OUTCOME_COLUMNS = [
+    "prompt_id", "prompt", "model", "quality", "cost",
+    "response", "input_tokens", "output_tokens", "category",
+]
+OUTCOME_REQUIRED = ["prompt_id", "prompt", "model", "quality", "cost"]
+PREFERENCE_COLUMNS = ["prompt_id", "prompt", "model_a", "model_b", "winner", "weight", "category"]
+PREFERENCE_REQUIRED = ["prompt_id", "prompt", "model_a", "model_b", "winner"]
+WINNERS = ("a", "b", "tie")
+SPLITS = ("train", "val", "test")
+PRIVATE = ("_file", "_row")
+
+
+def _where(df: pd.DataFrame, idx) -> dict:
+    """File and row of record ``idx`` for a DataError, from the private columns when present."""
+    out: dict = {}
+    if "_file" in df.columns:
+        out["file"] = df.at[idx, "_file"]
+    if "_row" in df.columns and not pd.isna(df.at[idx, "_row"]):
+        out["row"] = int(df.at[idx, "_row"])
+    return out
+
+
+def _check_columns(df: pd.DataFrame, required: list[str], known: list[str], what: str, source: str | None) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{what} table lacks required column(s) {missing}", file=source)
+    unknown = [c for c in df.columns if c not in known and c not in PRIVATE and c != "split"]
+    if unknown:
+        raise DataError(f"{what} table has unknown column(s) {unknown}; expected {known}", file=source)
+
+
+def _check_text(df: pd.DataFrame, col: str, allow_empty: bool = False) -> None:
+    bad = df[col].isna() | ~df[col].map(lambda v: isinstance(v, str))
+    if not allow_empty:
+        bad |= df[col].map(lambda v: isinstance(v, str) and not v.strip())
+    if bad.any():
+        idx = df.index[bad.to_numpy()][0]
+        raise DataError(f"must be a non-empty string, got {df.at[idx, col]!r}", field=col, **_where(df, idx))
+
+
+def _as_float(df: pd.DataFrame, col: str) -> pd.Series:
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    if bad.any():
+        idx = df.index[bad.to_numpy()][0]
+        raise DataError(f"not a number: {df.at[idx, col]!r}", field=col, **_where(df, idx))
+    return values.astype("float64")
+
+
+def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """Check and normalise an outcomes table; returns a copy with canonical dtypes and column order.
+
+    Raises:
+        DataError: naming file, row and field of the first bad record.
+    """
+    if len(df) == 0:
+        raise DataError("no outcome records found (empty input)", file=source)
+    _check_columns(df, OUTCOME_REQUIRED, OUTCOME_COLUMNS, "outcomes", source)
+    df = df.copy()
+    df.index = pd.RangeIndex(len(df))
+    df["prompt_id"] = df["prompt_id"].map(lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) else str(v))
+    for col in ("prompt_id", "prompt", "model"):
+        _check_text(df, col)
+    for col in ("quality", "cost"):
+        values = _as_float(df, col)
+        missing = values.isna() | ~np.isfinite(values.fillna(0.0))
+        if missing.any():
+            idx = df.index[missing.to_numpy()][0]
+            raise DataError(f"missing or non-finite value {df.at[idx, col]!r}", field=col, **_where(df, idx))
+        df[col] = values
+    out_of_range = (df["quality"] < 0) | (df["quality"] > 1)
+    if out_of_range.any():
+        idx = df.index[out_of_range.to_numpy()][0]
+        raise DataError(f"quality {df.at[idx, 'quality']!r} is outside [0, 1]", field="quality", **_where(df, idx))
+    negative = df["cost"] < 0
+    if negative.any():
+        idx = df.index[negative.to_numpy()][0]
+        raise DataError(f"cost {df.at[idx, 'cost']!r} is negative", field="cost", **_where(df, idx))
+    for col in ("response", "category"):
+        if col not in df.columns:
+            df[col] = None
+        df[col] = df[col].astype("object").where(df[col].notna(), None)
+    for col in ("input_tokens", "output_tokens"):
+        if col not in df.columns:
+            df[col] = pd.NA
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (values.isna() & df[col].notna()) | (values < 0)
+        if bad.any():
+            idx = df.index[bad.to_numpy()][0]
+            raise DataError(f"token count must be a non-negative integer, got {df.at[idx, col]!r}", field=col, **_where(df, idx))
+        df[col] = values.round().astype("Int64")
+    dup = df.duplicated(["prompt_id", "model"], keep="first")
+    if dup.any():
+        idx = df.index[dup.to_numpy()][0]
+        raise DataError(
+            f"duplicate record for prompt_id {df.at[idx, 'prompt_id']!r} and model {df.at[idx, 'model']!r}",
+            field="prompt_id", **_where(df, idx),
+        )
+    texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
+    if (texts > 1).any():
+        pid = texts.index[(texts > 1).to_numpy()][0]
+        idx = df.index[(df["prompt_id"] == pid).to_numpy()][1]
+        raise DataError(f"prompt_id {pid!r} is used for different prompt texts", field="prompt_id", **_where(df, idx))
+    return df[OUTCOME_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
+
+
+def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """Check and normalise a preference table; returns a copy with canonical dtypes and column order.
+
+    Raises:
+        DataError: naming file, row and field of the first bad record.
+    """
+    if len(df) == 0:
+        raise DataError("no preference records found (empty input)", file=source)
+    _check_columns(df, PREFERENCE_REQUIRED, PREFERENCE_COLUMNS, "preferences", source)
+    df = df.copy()
+    df.index = pd.RangeIndex(len(df))
+    df["prompt_id"] = df["prompt_id"].map(lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) else str(v))
+    for col in ("prompt_id", "prompt", "model_a", "model_b"):
+        _check_text(df, col)
+    winners = df["winner"].map(lambda v: str(v).strip().lower() if isinstance(v, str) else v)
+    bad = ~winners.isin(WINNERS)
+    if bad.any():
+        idx = df.index[bad.to_numpy()][0]
+        raise DataError(f"winner must be one of {list(WINNERS)}, got {df.at[idx, 'winner']!r}", field="winner", **_where(df, idx))
+    df["winner"] = winners
+    same = df["model_a"] == df["model_b"]
+    if same.any():
+        idx = df.index[same.to_numpy()][0]
+        raise DataError(f"model_a and model_b are both {df.at[idx, 'model_a']!r}", field="model_b", **_where(df, idx))
+    if "weight" not in df.columns:
+        df["weight"] = 1.0
+    weight = _as_float(df, "weight").fillna(1.0)
+    bad = (weight <= 0) | ~np.isfinite(weight)
+    if bad.any():
+        idx = df.index[bad.to_numpy()][0]
+        raise DataError(f"weight must be a positive number, got {df.at[idx, 'weight']!r}", field="weight", **_where(df, idx))
+    df["weight"] = weight
+    if "category" not in df.columns:
+        df["category"] = None
+    df["category"] = df["category"].astype("object").where(df["category"].notna(), None)
+    texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
+    if (texts > 1).any():
+        pid = texts.index[(texts > 1).to_numpy()][0]
+        idx = df.index[(df["prompt_id"] == pid).to_numpy()][1]
+        raise DataError(f"prompt_id {pid!r} is used for different prompt texts", field="prompt_id", **_where(df, idx))
+    return df[PREFERENCE_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
+
+
+def strip_private(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop the ``_file`` / ``_row`` provenance columns."""
+    return df.drop(columns=[c for c in PRIVATE if c in df.columns])

@@ -1,0 +1,289 @@
+"""One JSON-able evaluation report from predictions and the true outcome table, and a text table.
+
+``evaluate_predictions`` sweeps the cost weight, computes every metric of ``docs/metrics.md`` against
+the single models and the oracle, and (optionally) bootstrap confidence intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from routerzoo.evaluation import metrics as M
+from routerzoo.evaluation.metrics import EvaluationInputError
+from routerzoo.evaluation.sweep import (
+    _check_truth,
+    _matrix,
+    _pred_cost,
+    _weights,
+    cost_weight_grid,
+    decisions,
+    realised,
+)
+
+__all__ = ["evaluate_predictions", "format_table", "REPORT_VERSION"]
+
+REPORT_VERSION = 1
+
+
+def _num(x) -> float | None:
+    """A JSON-safe float: NaN and infinities become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _spread(a: np.ndarray) -> float:
+    r = float(np.ptp(a))
+    return r if r > 0 else 1.0
+
+
+def _gap(router: float, zero: float, oracle: float) -> float:
+    den = oracle - zero
+    if not abs(den) > 1e-12 * max(1.0, abs(oracle)):
+        return float("nan")
+    return (router - zero) / den
+
+
+def _hull_aiq(c: np.ndarray, q: np.ndarray, a: float, b: float) -> float:
+    hc, hq = M._hull(c, q)
+    return M._aiq_hull(hc, hq, a, b)
+
+
+def _cost_to_reach(c: np.ndarray, q: np.ndarray, target: float) -> float:
+    """Cheapest cost at which the hull of (c, q) reaches quality ``target`` (NaN if never)."""
+    hc, hq = M._hull(c, q)
+    hit = np.nonzero(hq >= target)[0]
+    if hit.size == 0:
+        return float("nan")
+    i = int(hit[0])
+    if i == 0:
+        return float(hc[0])
+    return float(hc[i - 1] + (target - hq[i - 1]) * (hc[i] - hc[i - 1]) / (hq[i] - hq[i - 1]))
+
+
+def _curve(w: np.ndarray, c: np.ndarray, q: np.ndarray) -> list[dict]:
+    return [{"cost_weight": a, "cost": b, "quality": d} for a, b, d in zip(w.tolist(), c.tolist(), q.tolist())]
+
+
+def evaluate_predictions(
+    pred_quality,
+    pred_cost,
+    true_quality,
+    true_cost,
+    models: Sequence[str],
+    *,
+    strong: str | None = None,
+    weak: str | None = None,
+    n_points: int = 64,
+    bootstrap: int = 0,
+    seed: int = 0,
+    cost_weights=None,
+) -> dict:
+    """Evaluate a router's per-prompt predictions against the true outcome table.
+
+    Args:
+        pred_quality: of shape (n, m), the router's predicted quality per prompt and model.
+        pred_cost: of shape (n, m), or (m,) for one price per model, predicted USD per prompt.
+        true_quality: of shape (n, m), realised quality.
+        true_cost: of shape (n, m), realised USD per prompt (>= 0).
+        models: the m model names, in column order.
+        strong, weak: two model names; when both are given the two-model (RouteLLM) metrics are
+            added, with the router's strong score ``pred_quality[:, strong] - pred_quality[:, weak]``.
+        n_points: length of the cost-weight grids (:func:`~routerzoo.evaluation.sweep.cost_weight_grid`).
+        bootstrap: number of bootstrap resamples of the prompts (0: none) for 95% percentile
+            intervals of the router's AIQ and the gap closed. Decisions do not depend on the other
+            prompts, so they are computed once and only re-weighted.
+        seed: seed of the bootstrap.
+        cost_weights: the router's cost weights; by default a grid from ``pred_cost``.
+
+    Returns:
+        A JSON-able dict (undefined values are None); keys are described in ``docs/metrics.md``.
+        ``curve`` holds exactly ``{"cost_weight", "cost", "quality"}`` per point, so
+        ``aiq([p["cost"] ...], [p["quality"] ...], *report["cost_range"])`` recomputes ``aiq.router``.
+    """
+    tq, tc = _check_truth(true_quality, true_cost)
+    n, m = tq.shape
+    names = [str(x) for x in models]
+    if len(names) != m:
+        raise EvaluationInputError(f"models: {len(names)} names for {m} columns")
+    if len(set(names)) != m:
+        raise EvaluationInputError(f"models: names must be unique, got {names}")
+    pq = _matrix(pred_quality, "pred_quality")
+    if pq.shape != tq.shape:
+        raise EvaluationInputError(f"pred_quality {pq.shape} and true_quality {tq.shape} differ in shape")
+    pc = _pred_cost(pred_cost, pq.shape)
+    if (strong is None) != (weak is None):
+        raise EvaluationInputError("give both strong and weak model names, or neither")
+    B = int(bootstrap)
+    if B < 0:
+        raise EvaluationInputError(f"bootstrap must be >= 0, got {bootstrap}")
+
+    # decisions are per prompt; every statistic below is a weighted mean over prompts of these
+    w_r = cost_weight_grid(pc, n_points, quality_range=_spread(pq)) if cost_weights is None else _weights(cost_weights)
+    w_o = cost_weight_grid(tc, n_points, quality_range=_spread(tq))
+    D_r = decisions(pq, pc, w_r)  # (k, n) model indices
+    rc_r, rq_r = realised(D_r, tq, tc)  # (k, n) realised cost and quality per prompt
+    rc_o, rq_o = realised(decisions(tq, tc, w_o), tq, tc)
+
+    def stats(wt: np.ndarray) -> dict:
+        """All curve-based statistics for prompt weights ``wt`` of shape (n,), summing to 1."""
+        sc, sq = tc.T @ wt, tq.T @ wt
+        a, b = float(sc.min()), float(sc.max())
+        c_r, q_r = rc_r @ wt, rq_r @ wt
+        c_o, q_o = rc_o @ wt, rq_o @ wt
+        aiq_r, aiq_z, aiq_o = _hull_aiq(c_r, q_r, a, b), _hull_aiq(sc, sq, a, b), _hull_aiq(c_o, q_o, a, b)
+        return {
+            "sc": sc, "sq": sq, "a": a, "b": b, "c_r": c_r, "q_r": q_r, "c_o": c_o, "q_o": q_o,
+            "aiq_r": aiq_r, "aiq_z": aiq_z, "aiq_o": aiq_o, "gap": _gap(aiq_r, aiq_z, aiq_o),
+        }  # fmt: skip
+
+    s = stats(np.full(n, 1.0 / n))
+    sc, sq, a, b = s["sc"], s["sq"], s["a"], s["b"]
+    best = int(np.lexsort((sc, -sq))[0])  # highest quality, then cheapest, then first
+    cheapest = int(np.lexsort((-sq, sc))[0])  # lowest cost, then best, then first
+    fc, fq = M.oracle_frontier(tq, tc)
+
+    report: dict = {
+        "version": REPORT_VERSION,
+        "models": names,
+        "n_prompts": n,
+        "cost_range": [a, b],
+        "curve": _curve(w_r, s["c_r"], s["q_r"]),
+        "model_share": [(np.bincount(d, minlength=m) / n).tolist() for d in D_r],
+        "single_models": [{"name": nm, "quality": float(q), "cost": float(c)} for nm, q, c in zip(names, sq, sc)],
+        "best_single": {"name": names[best], "quality": float(sq[best]), "cost": float(sc[best])},
+        "oracle": {
+            "quality": float(s["q_o"][0]),
+            "cost": float(s["c_o"][0]),
+            "curve": _curve(w_o, s["c_o"], s["q_o"]),
+            "aiq": s["aiq_o"],
+            "aiq_exact": M._aiq_hull(fc, fq, a, b) if fc.shape[0] > 0 else None,
+        },
+        "aiq": {"router": s["aiq_r"], "zero_router": s["aiq_z"], "oracle": s["aiq_o"]},
+        "gap_closed": _num(s["gap"]),
+        "cascade_auc": M.cascade_auc(s["c_r"], s["q_r"], a, b, float(sq[cheapest])),
+        "cascade_max_diff": M.cascade_max_diff(s["c_r"], s["q_r"], sc, sq),
+        "max_quality": float(s["q_r"].max()),
+        "cost_to_match_best_single": {
+            "best_single": float(sc[best]),
+            "router": _num(_cost_to_reach(s["c_r"], s["q_r"], float(sq[best]))),
+            "oracle": _num(_cost_to_reach(s["c_o"], s["q_o"], float(sq[best]))),
+        },
+    }
+
+    if strong is not None:
+        report.update(_two_model(pq, tq, names, str(strong), str(weak)))
+
+    if B > 0:
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=B) / n  # (B, n) resampling weights
+        aiqs, gaps = np.empty(B), np.empty(B)
+        for i in range(B):
+            r = stats(counts[i])
+            aiqs[i], gaps[i] = r["aiq_r"], r["gap"]
+        report["bootstrap"] = {
+            "n": B,
+            "seed": int(seed),
+            "aiq_router": _ci(aiqs),
+            "gap_closed": _ci(gaps),
+        }
+    return report
+
+
+def _ci(x: np.ndarray) -> list[float | None]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return [None, None]
+    lo, hi = np.percentile(x, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _two_model(pq: np.ndarray, tq: np.ndarray, names: list[str], strong: str, weak: str) -> dict:
+    for role, nm in (("strong", strong), ("weak", weak)):
+        if nm not in names:
+            raise EvaluationInputError(f"{role} model {nm!r} is not one of the models {names}")
+    if strong == weak:
+        raise EvaluationInputError(f"strong and weak are the same model {strong!r}")
+    i, j = names.index(strong), names.index(weak)
+    score = pq[:, i] - pq[:, j]
+    q_s, q_w = float(tq[:, i].mean()), float(tq[:, j].mean())
+    out: dict = {"strong": strong, "weak": weak, "quality_strong": q_s, "quality_weak": q_w}
+    if q_s == q_w:
+        return out | {k: None for k in ("apgr", "apgr_routellm", "cpt20", "cpt50", "cpt80")}
+    share, quality = M.pgr_curve(score, tq[:, j], tq[:, i])
+    p = M.pgr(quality, q_w, q_s)
+    out["apgr"] = M.apgr(share, quality, q_w, q_s)
+    out["apgr_routellm"] = M.apgr_routellm(score, tq[:, j], tq[:, i])
+    for t in (20, 50, 80):
+        out[f"cpt{t}"] = _num(M.cpt(share, p, t / 100))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# text table
+
+
+def _fmt(x, nd: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text, column-aligned table of reports, one row per router.
+
+    Args:
+        rows: reports from :func:`evaluate_predictions`, each with a ``"name"`` (or ``"router"``)
+            key naming the router.
+
+    Columns: router, AIQ (with its bootstrap 95% interval when present), gap closed, zero-router
+    AIQ, best single model and its quality, the router's max quality, oracle AIQ and quality, and
+    APGR / CPT(50%) when any row has them.
+    """
+    if not rows:
+        return "(no results)"
+    has_ci = any("bootstrap" in r for r in rows)
+    has_pair = any(r.get("apgr") is not None for r in rows)
+    header = ["router", "AIQ"]
+    if has_ci:
+        header.append("AIQ 95% CI")
+    header += ["gap closed", "zero AIQ", "best single", "best q", "max q", "oracle AIQ", "oracle q"]
+    if has_pair:
+        header += ["APGR", "CPT50"]
+    table = [header]
+    for r in rows:
+        aiq = r.get("aiq", {})
+        best = r.get("best_single", {})
+        oracle = r.get("oracle", {})
+        line = [str(r.get("name", r.get("router", "?"))), _fmt(aiq.get("router"))]
+        if has_ci:
+            ci = r.get("bootstrap", {}).get("aiq_router", [None, None])
+            line.append(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci[0] is not None else "-")
+        gap = r.get("gap_closed")
+        line += [
+            "-" if gap is None else f"{100 * gap:.1f}%",
+            _fmt(aiq.get("zero_router")),
+            str(best.get("name", "-")),
+            _fmt(best.get("quality")),
+            _fmt(r.get("max_quality")),
+            _fmt(aiq.get("oracle")),
+            _fmt(oracle.get("quality")),
+        ]
+        if has_pair:
+            line += [_fmt(r.get("apgr")), _fmt(r.get("cpt50"), 3)]
+        table.append(line)
+    widths = [max(len(row[k]) for row in table) for k in range(len(header))]
+
+    def render(row: list[str]) -> str:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        return "  ".join(cells).rstrip()
+
+    lines = [render(header), "  ".join("-" * w for w in widths)]
+    lines += [render(row) for row in table[1:]]
+    return "\n".join(lines)

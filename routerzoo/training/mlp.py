@@ -1,0 +1,175 @@
+"""Train the MLP classification router with Lightning.
+
+Loss: binary cross-entropy of each model's success (soft targets: quality in [0, 1]), masked where a
+model has no outcome for a prompt, plus, when ``predict_cost`` is on, a masked squared error on each
+model's standardised log cost. Early stopping watches the validation BCE; the best epoch's weights
+are kept in memory (no pickled checkpoints on disk).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from routerzoo.errors import ConfigError
+from routerzoo.routers.mlp import MLPRouter
+from routerzoo.training.context import FitContext
+
+
+@dataclass
+class MLPConfig:
+    """MLP router hyper-parameters.
+
+    Attributes:
+        hidden: widths of the hidden layers.
+        dropout: dropout after each hidden layer.
+        predict_cost: also learn each model's per-prompt log cost (else the mean cost is used).
+        cost_loss_weight: weight of the cost loss against the quality BCE.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: prompts per step.
+        max_epochs: upper bound on epochs.
+        patience: epochs without validation improvement before stopping.
+        accelerator: Lightning accelerator ("auto", "cpu", "gpu").
+        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
+        strategy: Lightning strategy ("auto", "ddp", ...).
+    """
+
+    hidden: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.2
+    predict_cost: bool = True
+    cost_loss_weight: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 8
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+
+    def __post_init__(self):
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--model.dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ConfigError("--model.lr, --model.batch_size, --model.max_epochs and --model.patience must be positive")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"--model.hidden widths must be positive, got {self.hidden}")
+
+
+class SuccessModule(L.LightningModule):
+    """LightningModule around :func:`routerzoo.routers.mlp.build_network`."""
+
+    def __init__(self, net: torch.nn.Module, lr: float, weight_decay: float, cost_loss_weight: float):
+        super().__init__()
+        self.net = net
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.cost_loss_weight = cost_loss_weight
+
+    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, quality, q_mask, log_cost, c_mask = batch
+        logits, cost_pred = self.net(x)
+        bce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
+        bce = (bce * q_mask).sum() / q_mask.sum().clamp_min(1.0)
+        if cost_pred is None:
+            return bce, torch.zeros((), device=x.device)
+        mse = (((cost_pred - log_cost) ** 2) * c_mask).sum() / c_mask.sum().clamp_min(1.0)
+        return bce, mse
+
+    def training_step(self, batch, batch_idx):
+        bce, mse = self._losses(batch)
+        loss = bce + self.cost_loss_weight * mse
+        self.log_dict({"train_bce": bce, "train_cost_mse": mse}, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        bce, mse = self._losses(batch)
+        self.log_dict({"val_bce": bce, "val_cost_mse": mse}, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class KeepBest(L.Callback):
+    """Keeps a copy of the weights of the best validation epoch in memory."""
+
+    def __init__(self, monitor: str = "val_bce"):
+        self.monitor = monitor
+        self.best_score = float("inf")
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None and float(score) < self.best_score:
+            self.best_score = float(score)
+            self.best_epoch = trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.net.state_dict())
+
+
+def _tensors(emb: np.ndarray, quality: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray) -> TensorDataset:
+    q_mask = ~np.isnan(quality)
+    c_mask = ~np.isnan(cost) & (np.nan_to_num(cost) > 0)
+    log_cost = (np.log(np.where(c_mask, cost, 1.0)) - mean) / std
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return TensorDataset(
+        as_t(emb), as_t(np.nan_to_num(quality)), as_t(q_mask), as_t(np.where(c_mask, log_cost, 0.0)), as_t(c_mask)
+    )
+
+
+def log_cost_stats(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model mean and std (m,) of log cost over observed positive costs."""
+    positive = np.where(np.nan_to_num(cost) > 0, cost, np.nan)
+    logs = np.log(positive)
+    mean = np.nan_to_num(np.nanmean(logs, axis=0), nan=0.0)
+    std = np.nan_to_num(np.nanstd(logs, axis=0), nan=1.0)
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
+    """Train; returns the router with the best validation epoch's weights and fit metrics."""
+    L.seed_everything(ctx.seed, workers=True, verbose=False)
+    router = MLPRouter(**ctx.router_kwargs(asdict(config), encoder=True))
+    net = router.network(ctx.train_embeddings.shape[1])
+    mean, std = log_cost_stats(ctx.train.cost)
+    train_ds = _tensors(ctx.train_embeddings, ctx.train.quality, ctx.train.cost, mean, std)
+    has_val = len(ctx.val) > 0
+    val_ds = _tensors(ctx.val_embeddings, ctx.val.quality, ctx.val.cost, mean, std) if has_val else None
+    module = SuccessModule(net, config.lr, config.weight_decay, config.cost_loss_weight)
+    keep = KeepBest("val_bce")
+    callbacks: list = [keep]
+    if has_val:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_bce", patience=config.patience, mode="min"))
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        logger=ctx.logger if ctx.logger is not None else False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=ctx.progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        deterministic=True,
+    )
+    generator = torch.Generator().manual_seed(ctx.seed)
+    train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator)
+    val_dl = DataLoader(val_ds, batch_size=1024) if has_val else None
+    trainer.fit(module, train_dl, val_dl)
+    if keep.best_state is not None:
+        net.load_state_dict(keep.best_state)
+    router.set_network(net.cpu(), mean, std)
+    metrics = {"best_epoch": keep.best_epoch, "epochs": trainer.current_epoch}
+    if has_val:
+        metrics["val_bce"] = keep.best_score
+    return router, metrics

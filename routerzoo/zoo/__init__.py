@@ -1,0 +1,1 @@
+"""The model zoo: MLflow tracking, registry and lineage for routers."""

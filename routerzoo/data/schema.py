@@ -41,6 +41,11 @@ SPLITS = ("train", "val", "test")
 PRIVATE = ("_file", "_row")
 
 
+def _show(value) -> str:
+    """A value as the user wrote it (numpy scalars shown as plain Python values)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _where(df: pd.DataFrame, idx) -> dict:
     """File and row of record ``idx`` for a DataError, from the private columns when present."""
     out: dict = {}
@@ -66,7 +71,7 @@ def _check_text(df: pd.DataFrame, col: str, allow_empty: bool = False) -> None:
         bad |= df[col].map(lambda v: isinstance(v, str) and not v.strip())
     if bad.any():
         idx = df.index[bad.to_numpy()][0]
-        raise DataError(f"must be a non-empty string, got {df.at[idx, col]!r}", field=col, **_where(df, idx))
+        raise DataError(f"must be a non-empty string, got {_show(df.at[idx, col])}", field=col, **_where(df, idx))
 
 
 def _as_float(df: pd.DataFrame, col: str) -> pd.Series:
@@ -74,7 +79,7 @@ def _as_float(df: pd.DataFrame, col: str) -> pd.Series:
     bad = values.isna() & df[col].notna()
     if bad.any():
         idx = df.index[bad.to_numpy()][0]
-        raise DataError(f"not a number: {df.at[idx, col]!r}", field=col, **_where(df, idx))
+        raise DataError(f"not a number: {_show(df.at[idx, col])}", field=col, **_where(df, idx))
     return values.astype("float64")
 
 
@@ -97,16 +102,16 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
         missing = values.isna() | ~np.isfinite(values.fillna(0.0))
         if missing.any():
             idx = df.index[missing.to_numpy()][0]
-            raise DataError(f"missing or non-finite value {df.at[idx, col]!r}", field=col, **_where(df, idx))
+            raise DataError(f"missing or non-finite value {_show(df.at[idx, col])}", field=col, **_where(df, idx))
         df[col] = values
     out_of_range = (df["quality"] < 0) | (df["quality"] > 1)
     if out_of_range.any():
         idx = df.index[out_of_range.to_numpy()][0]
-        raise DataError(f"quality {df.at[idx, 'quality']!r} is outside [0, 1]", field="quality", **_where(df, idx))
+        raise DataError(f"quality {_show(df.at[idx, 'quality'])} is outside [0, 1]", field="quality", **_where(df, idx))
     negative = df["cost"] < 0
     if negative.any():
         idx = df.index[negative.to_numpy()][0]
-        raise DataError(f"cost {df.at[idx, 'cost']!r} is negative", field="cost", **_where(df, idx))
+        raise DataError(f"cost {_show(df.at[idx, 'cost'])} is negative", field="cost", **_where(df, idx))
     for col in ("response", "category"):
         if col not in df.columns:
             df[col] = None
@@ -118,13 +123,13 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
         bad = (values.isna() & df[col].notna()) | (values < 0)
         if bad.any():
             idx = df.index[bad.to_numpy()][0]
-            raise DataError(f"token count must be a non-negative integer, got {df.at[idx, col]!r}", field=col, **_where(df, idx))
+            raise DataError(f"token count must be a non-negative integer, got {_show(df.at[idx, col])}", field=col, **_where(df, idx))
         df[col] = values.round().astype("Int64")
     dup = df.duplicated(["prompt_id", "model"], keep="first")
     if dup.any():
         idx = df.index[dup.to_numpy()][0]
         raise DataError(
-            f"duplicate record for prompt_id {df.at[idx, 'prompt_id']!r} and model {df.at[idx, 'model']!r}",
+            f"duplicate record for prompt_id {_show(df.at[idx, 'prompt_id'])} and model {_show(df.at[idx, 'model'])}",
             field="prompt_id", **_where(df, idx),
         )
     texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
@@ -153,19 +158,19 @@ def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.Data
     bad = ~winners.isin(WINNERS)
     if bad.any():
         idx = df.index[bad.to_numpy()][0]
-        raise DataError(f"winner must be one of {list(WINNERS)}, got {df.at[idx, 'winner']!r}", field="winner", **_where(df, idx))
+        raise DataError(f"winner must be one of {list(WINNERS)}, got {_show(df.at[idx, 'winner'])}", field="winner", **_where(df, idx))
     df["winner"] = winners
     same = df["model_a"] == df["model_b"]
     if same.any():
         idx = df.index[same.to_numpy()][0]
-        raise DataError(f"model_a and model_b are both {df.at[idx, 'model_a']!r}", field="model_b", **_where(df, idx))
+        raise DataError(f"model_a and model_b are both {_show(df.at[idx, 'model_a'])}", field="model_b", **_where(df, idx))
     if "weight" not in df.columns:
         df["weight"] = 1.0
     weight = _as_float(df, "weight").fillna(1.0)
     bad = (weight <= 0) | ~np.isfinite(weight)
     if bad.any():
         idx = df.index[bad.to_numpy()][0]
-        raise DataError(f"weight must be a positive number, got {df.at[idx, 'weight']!r}", field="weight", **_where(df, idx))
+        raise DataError(f"weight must be a positive number, got {_show(df.at[idx, 'weight'])}", field="weight", **_where(df, idx))
     df["weight"] = weight
     if "category" not in df.columns:
         df["category"] = None

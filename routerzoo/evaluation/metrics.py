@@ -147,7 +147,7 @@ def _hull(c: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c, q = c[keep].tolist(), q[keep].tolist()
     hc: list[float] = []
     hq: list[float] = []
-    for x, y in zip(c, q):
+    for x, y in zip(c, q, strict=True):
         # pop the last vertex while it lies on or below the chord from the one before it to (x, y)
         while len(hc) >= 2 and (hc[-1] - hc[-2]) * (y - hq[-2]) - (hq[-1] - hq[-2]) * (x - hc[-2]) >= 0:
             hc.pop()
@@ -246,7 +246,9 @@ def _pair(strong_score, quality_weak, quality_strong):
     return s, qw, qs
 
 
-def pgr_curve(strong_score, quality_weak, quality_strong, *, ties: str = "average") -> tuple[np.ndarray, np.ndarray]:
+def pgr_curve(
+    strong_score, quality_weak, quality_strong, *, ties: str = "average"
+) -> tuple[np.ndarray, np.ndarray]:
     """The exact two-model threshold curve: quality against the share of strong-model calls.
 
     For every k = 0..n the k prompts with the highest ``strong_score`` go to the strong model, the
@@ -411,7 +413,9 @@ def cascade_auc(costs, qualities, c_min, c_max, q_left) -> float:
         ys = np.concatenate(([q_left], ys))
     if b == a:
         i = int(np.searchsorted(xs, a, side="right"))
-        return float(ys[0] if i == 0 else ys[-1] if i == xs.shape[0] else _lerp(xs[i - 1], ys[i - 1], xs[i], ys[i], a))
+        return float(
+            ys[0] if i == 0 else ys[-1] if i == xs.shape[0] else _lerp(xs[i - 1], ys[i - 1], xs[i], ys[i], a)
+        )
     return _polyline_integral(xs, ys, a, b) / (b - a)
 
 
@@ -484,7 +488,7 @@ def _oracle_segments(Q: np.ndarray, C: np.ndarray):
         hc, hq = _hull(C[i], Q[i])
         c0[i], q0[i] = hc[0], hq[0]
         dcs, dqs = np.diff(hc), np.diff(hq)
-        for dc_, dq_ in zip(dcs.tolist(), dqs.tolist()):
+        for dc_, dq_ in zip(dcs.tolist(), dqs.tolist(), strict=True):
             rows.append((dc_, dq_, dq_ / dc_, i))
     segs = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     return segs, c0, q0

@@ -66,7 +66,10 @@ def _cost_to_reach(c: np.ndarray, q: np.ndarray, target: float) -> float:
 
 
 def _curve(w: np.ndarray, c: np.ndarray, q: np.ndarray) -> list[dict]:
-    return [{"cost_weight": a, "cost": b, "quality": d} for a, b, d in zip(w.tolist(), c.tolist(), q.tolist())]
+    return [
+        {"cost_weight": a, "cost": b, "quality": d}
+        for a, b, d in zip(w.tolist(), c.tolist(), q.tolist(), strict=True)
+    ]
 
 
 def evaluate_predictions(
@@ -123,7 +126,11 @@ def evaluate_predictions(
         raise EvaluationInputError(f"bootstrap must be >= 0, got {bootstrap}")
 
     # decisions are per prompt; every statistic below is a weighted mean over prompts of these
-    w_r = cost_weight_grid(pc, n_points, quality_range=_spread(pq)) if cost_weights is None else _weights(cost_weights)
+    w_r = (
+        cost_weight_grid(pc, n_points, quality_range=_spread(pq))
+        if cost_weights is None
+        else _weights(cost_weights)
+    )
     w_o = cost_weight_grid(tc, n_points, quality_range=_spread(tq))
     D_r = decisions(pq, pc, w_r)  # (k, n) model indices
     rc_r, rq_r = realised(D_r, tq, tc)  # (k, n) realised cost and quality per prompt
@@ -154,7 +161,10 @@ def evaluate_predictions(
         "cost_range": [a, b],
         "curve": _curve(w_r, s["c_r"], s["q_r"]),
         "model_share": [(np.bincount(d, minlength=m) / n).tolist() for d in D_r],
-        "single_models": [{"name": nm, "quality": float(q), "cost": float(c)} for nm, q, c in zip(names, sq, sc)],
+        "single_models": [
+            {"name": nm, "quality": float(q), "cost": float(c)}
+            for nm, q, c in zip(names, sq, sc, strict=True)
+        ],
         "best_single": {"name": names[best], "quality": float(sq[best]), "cost": float(sc[best])},
         "oracle": {
             "quality": float(s["q_o"][0]),
@@ -235,12 +245,22 @@ def _fmt(x, nd: int = 4) -> str:
     return str(x)
 
 
+def _row_name(r: dict) -> str:
+    """``name``; else ``router`` if a string, or its ``kind`` if a dict (as the runner writes it)."""
+    if "name" in r:
+        return str(r["name"])
+    router = r.get("router")
+    if isinstance(router, dict):
+        return str(router.get("name", router.get("kind", "?")))
+    return "?" if router is None else str(router)
+
+
 def format_table(rows: list[dict]) -> str:
     """A plain-text, column-aligned table of reports, one row per router.
 
     Args:
-        rows: reports from :func:`evaluate_predictions`, each with a ``"name"`` (or ``"router"``)
-            key naming the router.
+        rows: reports from :func:`evaluate_predictions`, each with a ``"name"`` key naming the router
+            (else ``"router"``: a string, or a dict whose ``"kind"`` is shown).
 
     Columns: router, AIQ (with its bootstrap 95% interval when present), gap closed, zero-router
     AIQ, best single model and its quality, the router's max quality, oracle AIQ and quality, and
@@ -261,7 +281,7 @@ def format_table(rows: list[dict]) -> str:
         aiq = r.get("aiq", {})
         best = r.get("best_single", {})
         oracle = r.get("oracle", {})
-        line = [str(r.get("name", r.get("router", "?"))), _fmt(aiq.get("router"))]
+        line = [_row_name(r), _fmt(aiq.get("router"))]
         if has_ci:
             ci = r.get("bootstrap", {}).get("aiq_router", [None, None])
             line.append(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci[0] is not None else "-")
@@ -281,7 +301,7 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(row[k]) for row in table) for k in range(len(header))]
 
     def render(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         return "  ".join(cells).rstrip()
 
     lines = [render(header), "  ".join("-" * w for w in widths)]

@@ -9,7 +9,9 @@ from routerzoo.errors import UserError
 from routerzoo.routers.base import Prediction, Router
 
 
-def evaluation_matrix(router: Router, dataset: RoutingDataset, split: str = "test") -> tuple[OutcomeMatrix, int]:
+def evaluation_matrix(
+    router: Router, dataset: RoutingDataset, split: str = "test"
+) -> tuple[OutcomeMatrix, int]:
     """The split's outcomes for the router's candidate models, restricted to prompts where every
     candidate has an outcome (so every decision can be scored). Returns (matrix, prompts dropped)."""
     full = dataset.outcome_matrix(split=split, models=router.models)
@@ -43,15 +45,28 @@ def evaluate_router(
 
     for name, flag in ((strong, "--strong"), (weak, "--weak")):
         if name is not None and name not in router.models:
-            raise UserError(f"{flag} {name!r} is not a candidate model of this router; candidates: {router.models}")
+            raise UserError(
+                f"{flag} {name!r} is not a candidate model of this router; candidates: {router.models}"
+            )
     if (strong is None) != (weak is None):
         raise UserError("--strong and --weak go together")
     matrix, dropped = evaluation_matrix(router, dataset, split)
     pred = predict_matrix(router, matrix, embeddings)
     report = evaluate_predictions(
-        pred.quality, pred.cost, matrix.quality, matrix.cost, matrix.models,
-        strong=strong, weak=weak, bootstrap=bootstrap,
+        pred.quality,
+        pred.cost,
+        matrix.quality,
+        matrix.cost,
+        matrix.models,
+        strong=strong,
+        weak=weak,
+        bootstrap=bootstrap,
     )
     report["router"] = {"kind": router.kind, "params": router.params, "lineage": router.lineage}
-    report["dataset"] = {"name": dataset.name, "sha256": dataset.manifest.get("sha256"), "split": split, "prompts_dropped_incomplete": dropped}
+    report["dataset"] = {
+        "name": dataset.name,
+        "sha256": dataset.manifest.get("sha256"),
+        "split": split,
+        "prompts_dropped_incomplete": dropped,
+    }
     return report

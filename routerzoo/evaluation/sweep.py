@@ -111,7 +111,11 @@ def cost_weight_grid(cost, n_points: int = 64, *, quality_range: float = 1.0) ->
     s = np.sort(C, axis=1)
     span = s[:, -1] - s[:, 0]
     gap_to_cheapest = s[:, 1:] - s[:, :1]
-    gap = np.where(gap_to_cheapest > 0, gap_to_cheapest, np.inf).min(axis=1) if C.shape[1] > 1 else np.array([np.inf])
+    gap = (
+        np.where(gap_to_cheapest > 0, gap_to_cheapest, np.inf).min(axis=1)
+        if C.shape[1] > 1
+        else np.array([np.inf])
+    )
     gap = gap[np.isfinite(gap)]
     if gap.size == 0:
         return np.array([0.0])
@@ -139,7 +143,7 @@ def _points(D: np.ndarray, tq: np.ndarray, tc: np.ndarray, w: np.ndarray) -> lis
     rc, rq = realised(D, tq, tc)
     m = tq.shape[1]
     out = []
-    for lam, d, c, q in zip(w.tolist(), D, rc.mean(axis=1).tolist(), rq.mean(axis=1).tolist()):
+    for lam, d, c, q in zip(w.tolist(), D, rc.mean(axis=1).tolist(), rq.mean(axis=1).tolist(), strict=True):
         share = np.bincount(d, minlength=m) / d.shape[0]
         out.append({"cost_weight": lam, "cost": c, "quality": q, "model_share": share.tolist()})
     return out

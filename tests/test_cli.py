@@ -1,0 +1,124 @@
+"""The command line as a user runs it: every command has --help, errors are one line, exit 2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, topic_outcomes
+from routerzoo.cli import main
+
+
+def run_cli(*args, cwd=None):
+    """Run the real ``routerzoo`` entry point in a subprocess."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_DISABLE_TELEMETRY="true")
+    return subprocess.run([sys.executable, "-m", "routerzoo", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["data"], ["data", "import"], ["data", "show"], ["data", "split"], ["data", "formats"], ["train"],
+     ["train", "--router", "knn"], ["train", "--router", "mlp"], ["eval"], ["routers"], ["demo"]],
+)
+def test_help_everywhere(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--help"])
+    assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "routers").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_parse(config):
+    """Every shipped YAML matches its router's typed config (litgpt's config-hub test)."""
+    import yaml
+
+    from routerzoo.training.cli import build_parser
+
+    kind = yaml.safe_load(config.read_text())["router"]
+    parser = build_parser(kind)
+    cfg = parser.parse_args(["--config", str(config), "--data", "d", "--out", "o"])
+    init = parser.instantiate(cfg)
+    assert type(init.model).__name__.lower().startswith(kind.replace("-", "")[:4])
+
+
+def _write_long_csv(path: Path, prefix: str, seed: int) -> Path:
+    df = topic_outcomes(60, seed=seed, prefix=prefix)
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory):
+    """Two datasets with the same models and different prompts, imported through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    for name, seed in (("a", 1), ("b", 2)):
+        src = _write_long_csv(root / f"{name}.csv", prefix=name, seed=seed)
+        proc = run_cli("data", "import", src, "--format", "long", "--out", root / name, "--stratify")
+        assert proc.returncode == 0, proc.stderr
+        assert "imported 120 prompts, 3 models" in proc.stdout
+    return root
+
+
+def test_train_on_one_dataset_evaluate_on_another(two_datasets):
+    root = two_datasets
+    proc = run_cli(
+        "train", "--config", REPO / "configs/routers/knn.yaml", "--data", root / "a", "--out", root / "knn",
+        "--eval-data", root / "b", "--eval-split", "all", "--model.k", "5",
+        "--tracking.tracking_uri", f"sqlite:///{root / 'mlflow.db'}", "--plot", root / "train-eval.png",
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "eval: b[all] n=120" in proc.stdout
+    assert json.loads((root / "knn" / "config.json").read_text())["params"]["k"] == 5  # CLI override won
+    assert (root / "train-eval.png").stat().st_size > 10_000
+
+    proc = run_cli("eval", root / "knn", "--data", root / "b", "--split", "all", "--json", root / "r.json",
+                   "--plot", root / "r.png", "--strong", "big", "--weak", "math-small")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((root / "r.json").read_text())
+    assert report["dataset"]["name"] == "b" and report["n_prompts"] == 120
+    assert {"cost_weight", "cost", "quality"} <= set(report["curve"][0])
+    assert report["gap_closed"] > 0.3  # the topic signal transfers across datasets
+    assert report["apgr"] is not None and "cpt50" in report
+    assert (root / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "AIQ router" in proc.stdout and "apgr" in proc.stdout
+
+    show = run_cli("data", "show", root / "b")
+    assert show.returncode == 0 and "oracle quality" in show.stdout and "big" in show.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--router", "nope", "--data", "x", "--out", "y"], "unknown router 'nope'"),
+        (["train", "--data", "x", "--out", "y"], "choose a router"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--model.k", "abc"], "model.k"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--model.k", "0"], "--model.k must be >= 1"),
+        (["train", "--router", "knn", "--data", "{tmp}/missing", "--out", "{tmp}/o"], "not a routerzoo dataset"),
+        (["train", "--config", "{tmp}/missing.yaml", "--data", "x", "--out", "y"], "config file"),
+        (["eval", "{tmp}/no-router", "--data", "{a}"], "not a router artifact"),
+        (["data", "show", "{tmp}"], "not a routerzoo dataset"),
+        (["data", "import", "{tmp}/nothing.csv", "--format", "long", "--out", "{tmp}/x"], "nothing.csv"),
+        (["data", "import", "{tmp}/a.csv", "--format", "no-such-format", "--out", "{tmp}/x"], "no-such-format"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, two_datasets, tmp_path, capsys):
+    args = [a.format(a=two_datasets / "a", tmp=tmp_path) for a in args]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err, err
+
+
+def test_eval_with_models_missing_from_dataset(two_datasets, tmp_path, capsys):
+    df = topic_outcomes(10)
+    df = df[df["model"] != "big"]
+    df.to_csv(tmp_path / "c.csv", index=False)
+    assert main(["data", "import", str(tmp_path / "c.csv"), "--format", "long", "--out", str(tmp_path / "c")]) == 0
+    assert main(["train", "--router", "best-single", "--data", str(two_datasets / "a"), "--out", str(tmp_path / "bs"), "--tracking.enabled", "false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "bs"), "--data", str(tmp_path / "c")]) == 2
+    assert "no outcomes for model(s) ['big']" in capsys.readouterr().err

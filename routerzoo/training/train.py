@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from routerzoo.data.dataset import load_dataset
-from routerzoo.errors import UserError
+from routerzoo.errors import ConfigError, UserError
 from routerzoo.training.context import FeatureConfig, FitContext
 from routerzoo.training.registry import get_trainer
 
@@ -26,12 +26,22 @@ class TrackingConfig:
         tracking_uri: MLflow tracking URI; None for ``$MLFLOW_TRACKING_URI`` or ``sqlite:///./mlflow.db``.
         experiment: MLflow experiment name.
         run_name: MLflow run name (defaults to the router kind).
+        log_model: also log the router as an MLflow pyfunc model (model-from-code, no pickle).
+        register: register that model under this name in the MLflow model registry.
+        alias: point ``register@alias`` (e.g. "challenger") at the new version.
     """
 
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: str = "routerzoo"
     run_name: str | None = None
+    log_model: bool = True
+    register: str | None = None
+    alias: str | None = None
+
+    def __post_init__(self):
+        if self.alias and not self.register:
+            raise ConfigError("--tracking.alias needs --tracking.register NAME")
 
 
 @dataclass
@@ -40,6 +50,8 @@ class TrainResult:
     run_id: str | None
     fit_metrics: dict
     reports: dict = field(default_factory=dict)
+    model_uri: str | None = None
+    registered_version: int | None = None
 
 
 def encode_all(features: FeatureConfig, *prompt_lists: list[str], progress: bool = True) -> tuple[object, list[np.ndarray]]:
@@ -159,6 +171,16 @@ def train_router(
                 plot_report(reports["eval"], plot, title=f"{kind} on {eval_dataset.name} ({eval_split})")
                 mlflow.log_artifact(str(plot), "reports")
             mlflow.log_artifacts(str(router_dir), "router")
+            model_uri = version = None
+            if tracking.log_model:
+                from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+                info = log_router_model(router_dir, registered_name=tracking.register)
+                model_uri, version = info.model_uri, info.registered_model_version
+                if tracking.alias and version is not None:
+                    set_alias(tracking.register, tracking.alias, version)
+                    mlflow.set_tag("routerzoo.registered", f"{tracking.register}@{tracking.alias} (v{version})")
+            return TrainResult(Path(router_dir), run_id, {**fit_metrics, **timings}, reports, model_uri, version)
     return TrainResult(Path(router_dir), run_id, {**fit_metrics, **timings}, reports)
 
 

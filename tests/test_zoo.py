@@ -1,0 +1,58 @@
+"""Routers as MLflow pyfunc models: logged from code (no pickle), registered, loaded by alias."""
+
+import pandas as pd
+import pytest
+
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers import load_router
+from routerzoo.training.knn import KNNConfig
+from routerzoo.training.train import TrackingConfig, train_router
+
+PROMPTS = ["Compute the integral of 3x^2 from 0 to 2.", "Which treaty ended the war that began in 1618?"]
+
+
+def test_register_alias_load_and_predict(topic_dataset, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking = TrackingConfig(register="topic-router", alias="champion")
+    result = train_router("knn", KNNConfig(k=5), topic_dataset, tmp_path / "knn", tracking=tracking, progress=False)
+    assert result.registered_version == 1
+
+    from routerzoo.zoo.pyfunc import load_registered
+
+    model = load_registered("models:/topic-router@champion")
+    out = model.predict(pd.DataFrame({"prompt": PROMPTS}), params={"cost_weight": 0.0})
+    router = load_router(result.router_dir)
+    assert out["model"].tolist() == router.route(PROMPTS, cost_weight=0.0)
+    cheap = model.predict(pd.DataFrame({"prompt": PROMPTS}), params={"cost_weight": 1e9})
+    assert "big" not in cheap["model"].tolist()
+    two = model.predict(pd.DataFrame({"prompt": PROMPTS}), params={"strong": "big", "weak": "math-small", "threshold": 5.0})
+    assert two["model"].tolist() == ["math-small", "math-small"]
+
+    # a second version moves the alias; the first stays addressable by number
+    train_router("knn", KNNConfig(k=3), topic_dataset, tmp_path / "knn2", tracking=tracking, progress=False)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("topic-router", "champion").version) == "2"
+    assert load_registered("models:/topic-router/1") is not None
+
+    # nothing pickled in the logged model
+    local = mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "dl"))
+    from pathlib import Path
+
+    names = {p.name for p in Path(local).rglob("*") if p.is_file()}
+    assert not any(n.endswith((".pkl", ".pickle", ".cloudpickle")) for n in names), names
+    assert {"config.json", "weights.safetensors", "pyfunc_model.py", "MLmodel"} <= names
+
+
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from routerzoo.zoo.pyfunc import load_registered
+    from routerzoo.zoo.tracking import setup
+
+    setup()
+    with pytest.raises(UserError, match="cannot load models:/missing@champion"):
+        load_registered("models:/missing@champion")
+    with pytest.raises(ConfigError, match="needs --tracking.register"):
+        TrackingConfig(alias="champion")

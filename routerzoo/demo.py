@@ -21,7 +21,7 @@ def sample_dir() -> Path:
 
 
 def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: bool | None = None) -> dict:
-    """Run the demo in ``workdir``; returns {router kind: evaluation report}."""
+    """Run the demo in ``workdir``; returns {"reports": {kind: test report}, "champion": {...}, "workdir": path}."""
     from routerzoo.data.dataset import save_dataset
     from routerzoo.data.importers import import_files
     from routerzoo.data.splits import SplitSpec
@@ -45,6 +45,7 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     print(f"      {counts['prompts']} prompts × {counts['models']} models, splits {counts['splits']}")
 
     reports: dict = {}
+    trained: dict = {}
     for i, kind in enumerate(routers, 1):
         print(f"[2/4] training {kind} ({i}/{len(routers)})")
         config_cls, _ = get_trainer(kind).load()
@@ -53,7 +54,10 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
             tracking=TrackingConfig(tracking_uri=tracking_uri, experiment="routerzoo-demo", run_name=f"demo-{kind}"),
             progress=progress,
         )
-        print(f"      {result.router_dir}  (MLflow run {result.run_id}, fit {result.fit_metrics.get('fit_s', 0):.1f}s)")
+        trained[kind] = result
+        val = result.reports.get("val", {})
+        print(f"      {result.router_dir}  (MLflow run {result.run_id}, fit {result.fit_metrics.get('fit_s', 0):.1f}s, "
+              f"validation gap closed {val.get('gap_closed') or 0:.1%})")
 
     print("[3/4] evaluating on the held-out test split")
     reports_dir = workdir / "reports"
@@ -73,11 +77,56 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     best = any_report["best_single"]
     print(f"best single model: {best['name']} (quality {best['quality']:.3f} at ${best['cost']:.5f}/prompt); "
           f"oracle quality {any_report['oracle']['quality']:.3f}")
+    champion = _register_and_query(trained, tracking_uri)
     print(f"plot:    {plot_path}")
     print(f"reports: {reports_dir}")
     print(f"MLflow:  mlflow ui --backend-store-uri {tracking_uri}")
     print(f"done in {time.perf_counter() - t_start:.0f}s")
-    return reports
+    return {"reports": reports, "champion": champion, "workdir": workdir}
+
+
+EXAMPLE_QUERIES = [
+    "What is the integral of x^2 * e^x dx?",
+    "Which of the following best describes the function of the mitochondria? A. protein synthesis B. ATP production",
+    "Under the doctrine of stare decisis, a lower court must follow which precedents?",
+]
+
+
+def _register_and_query(trained: dict, tracking_uri: str) -> dict:
+    """Register the learned router with the best *validation* gap closed as routerzoo-demo@champion,
+    then load it back by alias and route a few queries, as a server would."""
+    import pandas as pd
+
+    from routerzoo.zoo.pyfunc import load_registered, register
+    from routerzoo.zoo.tracking import setup
+
+    setup(tracking_uri)
+    learned = {k: r for k, r in trained.items() if k in ("knn", "mlp") and r.model_uri}
+    if not learned:
+        return {}
+    best = max(learned, key=lambda k: learned[k].reports["val"]["gap_closed"] or 0.0)
+    version = register(learned[best].model_uri, "routerzoo-demo", alias="champion",
+                       tags={"promoted_by": "demo: best validation gap closed"})
+    print(f"registered {best} as routerzoo-demo version {version}, alias @champion (best validation gap closed)")
+    model = load_registered("models:/routerzoo-demo@champion")
+    val = learned[best].reports["val"]
+    budget = _budget_cost_weight(val)
+    frame = pd.DataFrame({"prompt": EXAMPLE_QUERIES})
+    quality_first = model.predict(frame, params={"cost_weight": 0.0})["model"]
+    thrifty = model.predict(frame, params={"cost_weight": budget})["model"]
+    print(f"models:/routerzoo-demo@champion routes (λ=0 | λ={budget:.3g}, ≈ half the best single model's cost on validation):")
+    for query, a, b in zip(EXAMPLE_QUERIES, quality_first, thrifty):
+        print(f"  {query[:60]:<60}  →  {a} | {b}")
+    return {"router": best, "version": version, "cost_weight": budget}
+
+
+def _budget_cost_weight(report: dict) -> float:
+    """The validation curve's best-quality λ whose mean cost is at most half the best single model's."""
+    limit = 0.5 * report["best_single"]["cost"]
+    affordable = [p for p in report["curve"] if p["cost"] <= limit]
+    if not affordable:
+        return report["curve"][-1]["cost_weight"]
+    return max(affordable, key=lambda p: (p["quality"], -p["cost"]))["cost_weight"]
 
 
 def results_table(reports: dict) -> str:

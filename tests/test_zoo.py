@@ -56,3 +56,30 @@ def test_load_errors(tmp_path, monkeypatch):
         load_registered("models:/missing@champion")
     with pytest.raises(ConfigError, match="needs --tracking.register"):
         TrackingConfig(alias="champion")
+
+
+def test_serving_loader_resolves_alias_without_lightning(topic_dataset, tmp_path, monkeypatch):
+    """The server's load path: models:/NAME@ALIAS → plain Router, in a process without Lightning."""
+    import os
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = TrackingConfig(tracking_uri=uri, register="served", alias="champion")
+    train_router("knn", KNNConfig(k=5), topic_dataset, tmp_path / "knn", tracking=tracking, progress=False)
+    code = (
+        "import sys; from routerzoo.serving import load_serving_router; "
+        "r = load_serving_router('models:/served@champion'); "
+        f"print(r.kind, r.route({PROMPTS!r}, cost_weight=1e9)); "
+        "assert not [m for m in sys.modules if m.startswith(('lightning', 'routerzoo.training'))]"
+    )
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("knn [") and "big" not in out.stdout
+
+    from routerzoo.serving import load_serving_router
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(UserError, match="cannot resolve models:/served@nobody"):
+        load_serving_router("models:/served@nobody")

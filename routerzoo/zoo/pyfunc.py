@@ -122,3 +122,13 @@ def _version() -> str:
     from routerzoo import __version__
 
     return __version__
+
+
+def register(model_uri: str, name: str, alias: str | None = None, tags: dict | None = None) -> int:
+    """Register a logged model as a new version of ``name``; point ``alias`` at it. Returns the version."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    if alias:
+        set_alias(name, alias, version.version)
+    return int(version.version)

@@ -129,7 +129,9 @@ class Encoder:
     def _load_model(self):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a per-tensor bar for a 90 MB encoder is noise
             source = resolve_encoder_path(self.model_id)
             try:
                 self._model = SentenceTransformer(source, device=self.device)

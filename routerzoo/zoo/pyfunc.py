@@ -91,6 +91,8 @@ def log_router_model(router_dir: str | Path, name: str = "model", registered_nam
     with warnings.catch_warnings():
         # MLflow nags about type hints on predict(); the explicit signature below is the contract
         warnings.filterwarnings("ignore", message=".*type hints.*")
+        # an input example would make MLflow load the encoder and run predict() at log time
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),

@@ -17,6 +17,8 @@ def _quiet_mlflow() -> None:
     # must happen before mlflow is imported: it reads these at import time
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    # per-file download bars when loading a two-file router are noise
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

@@ -49,31 +49,36 @@ def _prompts(model_input) -> list[str]:
     return values
 
 
-class RouterPyfunc(PythonModel):
-    """pyfunc wrapper: ``load_context`` loads the router once, ``predict`` routes a batch."""
+# MLflow warns at class definition that predict() lacks type hints; the logged signature is the
+# contract (a prompt column), and hints would switch MLflow to its own, looser validation.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
 
-    def load_context(self, context) -> None:
-        from routerzoo.routers import load_router
+    class RouterPyfunc(PythonModel):
+        """pyfunc wrapper: ``load_context`` loads the router once, ``predict`` routes a batch."""
 
-        self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
+        def load_context(self, context) -> None:
+            from routerzoo.routers import load_router
 
-    def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
-        from routerzoo.routers.base import decide
+            self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
 
-        params = params or {}
-        prompts = _prompts(model_input)
-        router = self.router
-        pred = router.predict(prompts)
-        if params.get("strong") and params.get("weak"):
-            chosen = router.route_threshold(prompts, float(params.get("threshold", 0.0)), params["strong"], params["weak"])
-        else:
-            idx = decide(pred.quality, pred.cost, float(params.get("cost_weight", 0.0)))
-            chosen = [router.models[i] for i in idx]
-        return pd.DataFrame({
-            "model": chosen,
-            "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist()))) for row in pred.quality],
-            "cost": [json.dumps(dict(zip(router.models, row.tolist()))) for row in pred.cost],
-        })
+        def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
+            from routerzoo.routers.base import decide
+
+            params = params or {}
+            prompts = _prompts(model_input)
+            router = self.router
+            pred = router.predict(prompts)
+            if params.get("strong") and params.get("weak"):
+                chosen = router.route_threshold(prompts, float(params.get("threshold", 0.0)), params["strong"], params["weak"])
+            else:
+                idx = decide(pred.quality, pred.cost, float(params.get("cost_weight", 0.0)))
+                chosen = [router.models[i] for i in idx]
+            return pd.DataFrame({
+                "model": chosen,
+                "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist()))) for row in pred.quality],
+                "cost": [json.dumps(dict(zip(router.models, row.tolist()))) for row in pred.cost],
+            })
 
 
 def log_router_model(router_dir: str | Path, name: str = "model", registered_name: str | None = None):

@@ -120,7 +120,9 @@ def load_registered(uri: str):
     import mlflow
 
     try:
-        return mlflow.pyfunc.load_model(uri)
+        with warnings.catch_warnings():  # the same type-hint nag, raised again when the code model runs
+            warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+            return mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"cannot load {uri}: {exc.message}") from None
 

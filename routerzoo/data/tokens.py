@@ -20,6 +20,7 @@ names the method in use; importers record it in the dataset manifest's notes.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,21 +34,57 @@ _PIECES = re.compile(
 )
 #: Letter pieces longer than ``_LONG`` characters (leading space included) add one token per ``_STEP``.
 _LONG, _STEP = 11, 5
-_LONG_WORDS = re.compile(r"(?:[^\r\n\w]|_)?[^\W\d_]{%d,}" % _LONG)
+_LONG_WORDS = re.compile(r"(?:[^\r\n\w]|_)?[^\W\d_]{" + str(_LONG) + ",}")
 
 _backend = None
 _backend_tried = False
 
 
+def _bindings():
+    """bpe-openai's Rust extension, loaded without running the package ``__init__``.
+
+    The package ``__init__`` decodes every bundled vocabulary in Python (about 2 s) to build
+    metadata we do not use; the extension reads its own embedded copy. Falls back to a normal
+    import if the file layout ever differs.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None:
+        raise ImportError("No module named 'bpe_openai'")
+    for location in spec.submodule_search_locations or []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(location, "_bindings" + suffix)
+            if not os.path.isfile(path):
+                continue
+            try:
+                ext_spec = importlib.util.spec_from_file_location("bpe_openai._bindings", path)
+                module = importlib.util.module_from_spec(ext_spec)
+                ext_spec.loader.exec_module(module)
+                return module
+            except ImportError:
+                continue
+    from bpe_openai import _bindings as module
+
+    return module
+
+
 def _load_backend():
+    """The cl100k_base tokenizer of bpe-openai (an object with ``count(text) -> int``), or None."""
     global _backend, _backend_tried
     if not _backend_tried:
         _backend_tried = True
         try:
-            from bpe_openai import _bindings
+            try:
+                _backend = _bindings().tokenizer_for_encoding("cl100k_base")
+                _backend.count("probe")
+            except (ImportError, AttributeError):
+                import bpe_openai  # public API, should the private extension ever change
 
-            _backend = _bindings.tokenizer_for_encoding("cl100k_base")
-        except Exception as exc:  # ImportError, or a broken wheel
+                encoding = bpe_openai.get_encoding("cl100k_base")
+                _backend = type("_Counter", (), {"count": staticmethod(lambda t: len(encoding.encode_ordinary(t)))})()
+        except Exception as exc:  # not installed, or a broken wheel
             print(
                 f"routerzoo: bpe-openai unavailable ({type(exc).__name__}: {exc}); token counts use the "
                 "regex approximation of cl100k_base (see routerzoo.data.tokens)",

@@ -1,0 +1,139 @@
+"""Importers: turn published routing / evaluation data into a :class:`~routerzoo.data.dataset.RoutingDataset`.
+
+Each format has one module here whose docstring documents its expected input (user docs:
+``FORMATS[name].doc``). :data:`FORMATS` is the explicit registry; use
+:func:`import_files` to read files of one format into a validated dataset::
+
+    from routerzoo.data.importers import import_files
+    ds = import_files(["eval_results/"], "mmlu-pro")
+
+Every reader returns canonical tables (see :mod:`routerzoo.data.schema`) carrying private
+``_file`` / ``_row`` columns, so that a bad record is reported as ``file, row N, field 'x': ...``
+(:class:`~routerzoo.errors.DataError`). A cost that cannot be derived (no cost in the data and no
+price for the model) raises :class:`~routerzoo.errors.UserError` naming the model and ``--prices``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from routerzoo.data.dataset import RoutingDataset, make_dataset
+from routerzoo.data.importers import (
+    alpaca_eval,
+    long,
+    mmlu_pro,
+    pairwise,
+    routellm,
+    routerarena,
+    routerbench,
+    scores_json,
+)
+from routerzoo.data.importers._common import ImportOptions, ImportResult
+from routerzoo.data.splits import SplitSpec
+from routerzoo.errors import UserError
+
+__all__ = ["FORMATS", "ImportOptions", "ImportResult", "Importer", "get_format", "import_files", "read_files"]
+
+
+@dataclass(frozen=True)
+class Importer:
+    """One input format.
+
+    Attributes:
+        name: the ``--format`` value.
+        summary: one line for listings.
+        read: ``read(paths, options) -> ImportResult``.
+        module: the module implementing it; its docstring is the format's user documentation.
+    """
+
+    name: str
+    summary: str
+    read: Callable[[Sequence[Path], ImportOptions], ImportResult]
+    module: ModuleType
+
+    def __post_init__(self):
+        # the instance's __doc__ is the format's documentation, so generic help code shows it
+        object.__setattr__(self, "__doc__", self.doc)
+
+    @property
+    def doc(self) -> str:
+        return (self.module.__doc__ or "").strip()
+
+
+def _importer(module: ModuleType) -> Importer:
+    return Importer(module.NAME, module.SUMMARY, module.read, module)
+
+
+FORMATS: dict[str, Importer] = {
+    imp.name: imp
+    for imp in map(_importer, (mmlu_pro, routellm, routerarena, alpaca_eval, routerbench, long, scores_json, pairwise))
+}
+
+
+def get_format(fmt: str) -> Importer:
+    """The importer for ``fmt``; UserError listing the formats when unknown."""
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise UserError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
+
+
+def read_files(
+    paths: Sequence[str | os.PathLike],
+    fmt: str,
+    *,
+    prices: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+) -> ImportResult:
+    """Run format ``fmt``'s reader on ``paths`` and return its raw tables and provenance (not validated)."""
+    importer = get_format(fmt)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise UserError("no input files given")
+    if prices is not None and not Path(prices).is_file():
+        raise UserError(f"price file {prices} does not exist")
+    return importer.read([Path(p) for p in paths], ImportOptions(prices=prices, trust_pickle=trust_pickle))
+
+
+def import_files(
+    paths: Sequence[str | os.PathLike],
+    fmt: str,
+    *,
+    prices: str | os.PathLike | None = None,
+    name: str | None = None,
+    split: SplitSpec | None = None,
+    trust_pickle: bool = False,
+) -> RoutingDataset:
+    """Import the files of one format into a validated, split :class:`RoutingDataset` (not saved).
+
+    Args:
+        paths: input files or directories (walked for the format's files); several files become one
+            dataset (e.g. all MMLU-Pro zips, or all RouteLLM CSVs).
+        fmt: a key of :data:`FORMATS`.
+        prices: a YAML / JSON price file (model -> USD per 1M input / output tokens), consulted
+            before any default price list and genai-prices.
+        name: dataset name (default: the format name).
+        split: how to split prompts (default :class:`SplitSpec`).
+        trust_pickle: allow ``.pkl`` input (unpickling runs code from the file); RouterBench only.
+
+    Raises:
+        UserError: unknown format, missing file, or a cost that cannot be derived.
+        DataError: bad input, naming file, row and field.
+    """
+    result = read_files(paths, fmt, prices=prices, trust_pickle=trust_pickle)
+    sources = [dict(s, format=fmt) for s in result.sources]
+    return make_dataset(
+        result.outcomes,
+        result.preferences,
+        name=name or fmt,
+        sources=sources,
+        prices=result.prices,
+        split=split,
+        notes=result.notes,
+    )
+

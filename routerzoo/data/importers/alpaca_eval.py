@@ -1,0 +1,96 @@
+"""``alpaca-eval``: AlpacaEval pairwise annotations (tatsu-lab/alpaca_eval, ``results/``).
+
+Input: ``annotations.json`` files (or directories holding them, e.g.
+``results/<model>/weighted_alpaca_eval_gpt4_turbo/annotations.json``), each a JSON list with one
+record per instruction::
+
+    {"instruction": "...", "dataset": "helpful_base",
+     "generator_1": "gpt4_1106_preview", "output_1": "...",
+     "generator_2": "claude-2.1", "output_2": "...",
+     "annotator": "weighted_alpaca_eval_gpt4_turbo", "preference": 1.83}
+
+Preference pairs: ``model_a`` = ``generator_1`` (AlpacaEval's reference model), ``model_b`` =
+``generator_2``; ``winner`` from ``preference`` (1 = output_1 better ... 2 = output_2 better):
+above 1.5 -> ``b``, below 1.5 -> ``a``, exactly 1.5 -> ``tie``; weight 1. ``prompt`` =
+``instruction``, ``prompt_id`` = ``alpaca-<first 16 hex digits of sha256(instruction)>`` (so the
+same instruction has the same id in every file), ``category`` = ``dataset``.
+
+Records whose ``preference`` is null (the judge gave no verdict) are skipped and counted in the
+notes; a preference outside [1, 2] or an instruction repeated within one file is an error.
+
+Licence: the AlpacaEval annotations are CC BY-NC 4.0 (non-commercial); the manifest notes say so.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from routerzoo.data.importers._common import (
+    ImportOptions,
+    ImportResult,
+    as_number,
+    expand_paths,
+    read_json_records,
+    source_entry,
+    text_id,
+)
+from routerzoo.errors import DataError
+
+NAME = "alpaca-eval"
+SUMMARY = "AlpacaEval annotations.json: judge preferences between generator_1 and generator_2"
+
+
+def read(paths, options: ImportOptions) -> ImportResult:
+    files = expand_paths(paths, ("annotations.json",), "AlpacaEval annotations.json")
+    rows = []
+    sources = []
+    notes = []
+    for path in files:
+        file = str(path)
+        if not path.name.lower().endswith(".json"):
+            raise DataError("format mismatch: alpaca-eval reads annotations.json files (a JSON list of annotation "
+                            f"records), not a {path.suffix or 'suffix-less'} file", file=file)
+        seen: set[str] = set()
+        n = 0
+        no_verdict = 0
+        for row, rec in read_json_records(path):
+            if not isinstance(rec, dict):
+                raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=file, row=row)
+            for key in ("instruction", "generator_1", "generator_2", "preference"):
+                if key not in rec:
+                    raise DataError("annotation lacks this field", file=file, row=row, field=key)
+            instruction = rec["instruction"]
+            if not isinstance(instruction, str) or not instruction.strip():
+                raise DataError("instruction must be a non-empty string", file=file, row=row, field="instruction")
+            pref = as_number(rec["preference"], file=file, row=row, field="preference", allow_none=True)
+            if pref is None:
+                no_verdict += 1
+                continue
+            if not 1.0 <= pref <= 2.0:
+                raise DataError(f"preference {pref!r} is outside [1, 2]", file=file, row=row, field="preference")
+            if instruction in seen:
+                raise DataError("instruction appears twice in this file", file=file, row=row, field="instruction")
+            seen.add(instruction)
+            dataset = rec.get("dataset")
+            rows.append({
+                "prompt_id": text_id(instruction, "alpaca"),
+                "prompt": instruction,
+                "model_a": rec["generator_1"],
+                "model_b": rec["generator_2"],
+                "winner": "b" if pref > 1.5 else ("a" if pref < 1.5 else "tie"),
+                "weight": 1.0,
+                "category": dataset if isinstance(dataset, str) else None,
+                "_file": file,
+                "_row": row,
+            })
+            n += 1
+        if no_verdict:
+            notes.append(f"skipped {no_verdict} annotation(s) with a null preference in {file}")
+        if n == 0:
+            raise DataError("no annotations with a preference", file=file)
+        sources.append(source_entry(path, records=n))
+    df = pd.DataFrame(rows)
+    notes.insert(0, f"alpaca-eval: {len(df)} preference pairs over {df['prompt_id'].nunique()} instructions "
+                    f"from {len(files)} file(s); winner from preference (> 1.5 -> b, < 1.5 -> a, = 1.5 -> tie)")
+    notes.append("licence: AlpacaEval annotations are CC BY-NC 4.0 (non-commercial use only)")
+    return ImportResult(preferences=df, sources=sources, notes=notes)

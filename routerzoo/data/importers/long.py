@@ -1,0 +1,95 @@
+"""``long``: a generic outcomes table, one row per (prompt, model), in the canonical columns.
+
+Input: CSV (``.csv`` / ``.tsv``), JSON Lines (``.jsonl``), a JSON list (``.json``) or Parquet
+(``.parquet``) files, or directories holding them, with the columns
+
+==================  ========  =====================================================================
+column              required  meaning
+==================  ========  =====================================================================
+``prompt``          yes       the query text
+``model``           yes       model name
+``quality``         yes       a number in [0, 1] (correctness, normalised judge score, ...)
+``prompt_id``       no        stable id; missing ids become the first 16 hex digits of sha256(prompt)
+``cost``            no        USD for this model on this prompt
+``input_tokens``    no        prompt tokens
+``output_tokens``   no        completion tokens
+``response``        no        the model's answer
+``category``        no        task / subject
+==================  ========  =====================================================================
+
+Example (CSV)::
+
+    prompt_id,prompt,model,quality,cost
+    q1,What is 2+2?,gpt-4o-mini,1,0.00002
+    q1,What is 2+2?,llama-3.1-8b,1,0.00001
+
+Costs: a row without ``cost`` is costed as ``input_tokens`` × input price + ``output_tokens`` ×
+output price, with prices from ``--prices FILE`` and then genai-prices; a missing
+``input_tokens`` is counted from the prompt and a missing ``output_tokens`` from the response (0
+without one) using cl100k_base. No price for such a row's model is an error naming the model.
+
+Any other column, a quality outside [0, 1], a negative cost, a (prompt_id, model) pair repeated
+within a file or one prompt_id used for two different texts is an error naming file, row (data
+records count from 1, the CSV header not counted; JSONL rows are line numbers) and field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from routerzoo.data.importers._common import (
+    ImportOptions,
+    ImportResult,
+    check_columns,
+    expand_paths,
+    fill_costs,
+    first_bad,
+    hash_ids,
+    read_table,
+    source_entry,
+)
+from routerzoo.data.prices import PriceTable
+from routerzoo.data.schema import OUTCOME_COLUMNS
+from routerzoo.data.tokens import tokenizer_name
+
+NAME = "long"
+SUMMARY = "generic CSV / JSONL / Parquet, one row per prompt x model, canonical outcome columns"
+REQUIRED = ["prompt", "model", "quality"]
+TEXT_COLUMNS = ["prompt_id", "prompt", "model", "response", "category"]
+SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+
+
+def read_long_file(path) -> pd.DataFrame:
+    """One long-format file, checked for columns and duplicates, with ``prompt_id`` filled in."""
+    file = str(path)
+    df = read_table(path, text_columns=TEXT_COLUMNS)
+    check_columns(df, file, REQUIRED, OUTCOME_COLUMNS)
+    first_bad(df, df["prompt"].isna().to_numpy(), "prompt is empty", "prompt")
+    ids = hash_ids(df["prompt"].astype(str))
+    if "prompt_id" in df.columns:
+        given = df["prompt_id"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v))
+        df["prompt_id"] = given.where(given.notna(), ids)
+    else:
+        df["prompt_id"] = ids
+    first_bad(df, df.duplicated(["prompt_id", "model"]).to_numpy(),
+              "duplicate prompt_id {value!r} for the same model in this file", "prompt_id")
+    return df
+
+
+def read(paths, options: ImportOptions) -> ImportResult:
+    files = expand_paths(paths, SUFFIXES, "outcome table (.csv / .jsonl / .json / .parquet)")
+    parts, sources = [], []
+    for path in files:
+        df = read_long_file(path)
+        parts.append(df)
+        sources.append(source_entry(path, records=len(df)))
+    df = pd.concat(parts, ignore_index=True)
+    n_missing = int(pd.to_numeric(df["cost"], errors="coerce").isna().sum()) if "cost" in df.columns else len(df)
+    table = PriceTable(options.prices)
+    df = fill_costs(df, table)
+    notes = [f"long: {len(df)} outcomes, {df['prompt_id'].nunique()} prompts, {df['model'].nunique()} models "
+             f"from {len(files)} file(s)"]
+    if n_missing:
+        notes.append(f"{n_missing} cost(s) computed as tokens x list price (missing token counts: {tokenizer_name()})")
+    return ImportResult(outcomes=df, sources=sources, prices=table.used(), notes=notes)

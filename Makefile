@@ -1,4 +1,4 @@
-# routerzoo: two commands on a fresh machine with Python 3.10+:
+# routerzoo: two commands on a fresh machine with Python 3.11+:
 #   make demo   set up .venv (CPU torch) and run the end-to-end demo
 #   make test   set up .venv if needed and run the test suite
 # GPU machines: make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (see README).

@@ -78,10 +78,10 @@ def main() -> None:
     print(f"   {'batch':>6} {'baseline':>12} {'knn':>12} {'ratio':>7} {'mlp':>12} {'ratio':>7}")
     for batch in (1, 32, 1024):
         x = emb[:batch]
-        base = best_of(lambda: x @ ref.T, 20)
+        base = best_of(lambda x=x: x @ ref.T, 20)
         row = [f"   {batch:>6} {batch / base:>12.0f}"]
         for kind in ("knn", "mlp"):
-            t = best_of(lambda: routers[kind].predict_embeddings(x), 10)
+            t = best_of(lambda x=x, r=routers[kind]: r.predict_embeddings(x), 10)
             row.append(f"{batch / t:>12.0f} {t / base:>6.1f}x")
         print(" ".join(row))
 
@@ -96,7 +96,7 @@ def main() -> None:
     print("\n3. route() one prompt at a time, uncached (ms/prompt)")
     print(f"   encode only {t_enc * 1e3:8.2f}")
     for kind, router in routers.items():
-        t = best_of(lambda: [router.route([p], cost_weight=100.0) for p in fresh[:32]], 3) / 32
+        t = best_of(lambda r=router: [r.route([p], cost_weight=100.0) for p in fresh[:32]], 3) / 32
         print(f"   {kind:<11} {t * 1e3:8.2f}   ({t / t_enc:.2f}x encode-only)")
 
     # 4. evaluation

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     split = dsub.add_parser("split", help="re-split a dataset", description="Assign new train/val/test splits (deterministic by prompt id).")
     split.add_argument("dataset", help="dataset directory (rewritten in place)")
     _add_split_flags(split)
-    dsub.add_parser("formats", help="list import formats", description="List the formats `routerzoo data import` reads.")
+    fmts = dsub.add_parser("formats", help="list import formats", description="List the formats `routerzoo data import` reads, or describe one.")
+    fmts.add_argument("format", nargs="?", help="describe this format's input in full")
 
     sub.add_parser("train", help="train a router (see `routerzoo train --help`)", add_help=False)
 
@@ -149,11 +150,14 @@ def cmd_data_split(args) -> int:
 
 
 def cmd_data_formats(args) -> int:
-    from routerzoo.data.importers import FORMATS
+    from routerzoo.data.importers import FORMATS, get_format
 
+    if args.format:
+        print(get_format(args.format).doc)
+        return 0
     for name, importer in FORMATS.items():
-        doc = (getattr(importer, "__doc__", None) or "").strip().splitlines()
-        print(f"{name:<12} {doc[0] if doc else ''}")
+        print(f"{name:<12} {importer.summary}")
+    print("\n`routerzoo data formats NAME` describes a format's input in full.")
     return 0
 
 

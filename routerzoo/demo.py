@@ -115,7 +115,7 @@ def _register_and_query(trained: dict, tracking_uri: str) -> dict:
     quality_first = model.predict(frame, params={"cost_weight": 0.0})["model"]
     thrifty = model.predict(frame, params={"cost_weight": budget})["model"]
     print(f"models:/routerzoo-demo@champion routes (λ=0 | λ={budget:.3g}, ≈ half the best single model's cost on validation):")
-    for query, a, b in zip(EXAMPLE_QUERIES, quality_first, thrifty):
+    for query, a, b in zip(EXAMPLE_QUERIES, quality_first, thrifty, strict=True):
         print(f"  {query[:60]:<60}  →  {a} | {b}")
     return {"router": best, "version": version, "cost_weight": budget}
 

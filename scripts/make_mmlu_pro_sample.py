@@ -37,7 +37,7 @@ def main() -> None:
         by_cat[first[qid]["category"]].append(qid)
     total = len(common)
     chosen: list[str] = []
-    for cat, ids in sorted(by_cat.items()):
+    for _category, ids in sorted(by_cat.items()):
         ids.sort(key=lambda q: hashlib.sha256(f"sample:{q}".encode()).hexdigest())
         chosen += ids[: round(args.n * len(ids) / total)]
     chosen_set = set(chosen)

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, topic_outcomes
+
 from routerzoo.cli import main
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import topic_outcomes
+
 from routerzoo.data.dataset import load_dataset, make_dataset, resplit, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import DataError, UserError

@@ -25,6 +25,7 @@ def test_registries_agree():
 def trained(tmp_path_factory):
     """Every registered router trained once on the topic dataset (fast settings)."""
     from conftest import topic_outcomes
+
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
 

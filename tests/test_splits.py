@@ -53,3 +53,21 @@ def test_stratified_exact_proportions_per_category():
 def test_bad_fractions(val, test):
     with pytest.raises(ConfigError, match="split fractions"):
         SplitSpec(val=val, test=test)
+
+
+def test_explicit_groups_and_text_duplicates_merge_transitively():
+    # a ~ b by text, b ~ c by explicit group, so a, b, c share one split whatever the hash says
+    rows = []
+    for i in range(300):
+        rows += [
+            {"prompt_id": f"{i}-a", "prompt": f"Question {i}", "group": None},
+            {"prompt_id": f"{i}-b", "prompt": f"question {i}  ", "group": f"g{i}"},
+            {"prompt_id": f"{i}-c", "prompt": f"Question {i} (revised)", "group": f"g{i}"},
+            {"prompt_id": f"{i}-d", "prompt": f"Unrelated {i}", "group": None},
+        ]
+    labels = assign_splits(pd.DataFrame(rows), SplitSpec(val=0.2, test=0.3))
+    for i in range(300):
+        assert labels[f"{i}-a"] == labels[f"{i}-b"] == labels[f"{i}-c"]
+    d = pd.Series({i: labels[f"{i}-d"] for i in range(300)})
+    a = pd.Series({i: labels[f"{i}-a"] for i in range(300)})
+    assert (d != a).mean() > 0.3  # unrelated prompts are split independently

@@ -143,7 +143,7 @@ class RoutingDataset:
 
 
 def _prompt_table(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None) -> pd.DataFrame:
-    parts = [df[["prompt_id", "prompt", "category"]] for df in (outcomes, preferences) if df is not None]
+    parts = [df[["prompt_id", "prompt", "category", "group"]] for df in (outcomes, preferences) if df is not None]
     return pd.concat(parts).drop_duplicates("prompt_id")
 
 
@@ -189,7 +189,7 @@ def make_dataset(
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "name": name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tables": [t for t, df in (("outcomes", outcomes), ("preferences", preferences)) if df is not None],
         "models": models,
         "prices": prices or {},
@@ -242,9 +242,13 @@ def load_dataset(path: str | os.PathLike) -> RoutingDataset:
             tables[table] = None
             continue
         try:
-            tables[table] = pd.read_parquet(path / fname)
+            df = pd.read_parquet(path / fname)
         except Exception as exc:  # pyarrow raises several types for missing / corrupt files
             raise DataError(f"cannot read table: {exc}", file=str(path / fname)) from None
+        for optional in ("category", "group"):  # written by older versions without these columns
+            if optional not in df.columns:
+                df[optional] = None
+        tables[table] = df
     return RoutingDataset(tables["outcomes"], tables["preferences"], manifest, path)
 
 

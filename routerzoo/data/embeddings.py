@@ -106,13 +106,13 @@ class Encoder:
                     data = load_file(str(shard))
                 except Exception:  # a torn shard from a killed writer: skip it, it will be re-encoded
                     continue
-                for key, vec in zip(data["keys"], data["emb"]):
+                for key, vec in zip(data["keys"], data["emb"], strict=True):
                     self._memory[key.tobytes()] = vec
         return self._memory
 
     def _store(self, keys: np.ndarray, emb: np.ndarray) -> None:
         memory = self._load_cache()
-        for key, vec in zip(keys, emb):
+        for key, vec in zip(keys, emb, strict=True):
             memory[key.tobytes()] = vec
         path = self.cache_path
         if path is None or len(keys) == 0:

@@ -11,6 +11,8 @@ Benchmark outcomes, one row per (prompt, model)::
     input_tokens  int?  prompt tokens, when known
     output_tokens int?  completion tokens, when known
     category   str?    task / subject, used for stratified splits and reports
+    group      str?    prompts sharing a group always share a split (e.g. two turns of one
+                       conversation, revised versions of one question)
 
 Preference pairs, one row per comparison::
 
@@ -31,10 +33,10 @@ from routerzoo.errors import DataError
 
 OUTCOME_COLUMNS = [
     "prompt_id", "prompt", "model", "quality", "cost",
-    "response", "input_tokens", "output_tokens", "category",
+    "response", "input_tokens", "output_tokens", "category", "group",
 ]
 OUTCOME_REQUIRED = ["prompt_id", "prompt", "model", "quality", "cost"]
-PREFERENCE_COLUMNS = ["prompt_id", "prompt", "model_a", "model_b", "winner", "weight", "category"]
+PREFERENCE_COLUMNS = ["prompt_id", "prompt", "model_a", "model_b", "winner", "weight", "category", "group"]
 PREFERENCE_REQUIRED = ["prompt_id", "prompt", "model_a", "model_b", "winner"]
 WINNERS = ("a", "b", "tie")
 SPLITS = ("train", "val", "test")
@@ -112,7 +114,7 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
     if negative.any():
         idx = df.index[negative.to_numpy()][0]
         raise DataError(f"cost {_show(df.at[idx, 'cost'])} is negative", field="cost", **_where(df, idx))
-    for col in ("response", "category"):
+    for col in ("response", "category", "group"):
         if col not in df.columns:
             df[col] = None
         df[col] = df[col].astype("object").where(df[col].notna(), None)
@@ -172,9 +174,10 @@ def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.Data
         idx = df.index[bad.to_numpy()][0]
         raise DataError(f"weight must be a positive number, got {_show(df.at[idx, 'weight'])}", field="weight", **_where(df, idx))
     df["weight"] = weight
-    if "category" not in df.columns:
-        df["category"] = None
-    df["category"] = df["category"].astype("object").where(df["category"].notna(), None)
+    for col in ("category", "group"):
+        if col not in df.columns:
+            df[col] = None
+        df[col] = df[col].astype("object").where(df[col].notna(), None)
     texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
     if (texts > 1).any():
         pid = texts.index[(texts > 1).to_numpy()][0]

@@ -1,9 +1,10 @@
 """Deterministic train/val/test splits.
 
 A prompt's split depends only on its prompt id, the seed and the fractions, so it is the same on
-every machine and every run. Prompts whose normalised text is equal form one group (keyed by the
-smallest prompt id in it) and always land in the same split, so a duplicated question cannot leak
-from train into test. With ``stratify=True`` groups are ranked within each category and cut at the
+every machine and every run. Prompts whose normalised text is equal, and prompts an importer put in
+the same ``group`` (two turns of one conversation, revised versions of one question), form one
+group keyed by the smallest prompt id in it, and always land in the same split, so a duplicated
+question cannot leak from train into test. With ``stratify=True`` groups are ranked within each category and cut at the
 requested fractions, so every category is split in the same proportions.
 """
 
@@ -59,7 +60,8 @@ def assign_splits(prompts: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     """Split label per prompt.
 
     Args:
-        prompts: one row per prompt with columns ``prompt_id``, ``prompt`` and optionally ``category``.
+        prompts: one row per prompt with columns ``prompt_id``, ``prompt`` and optionally
+            ``category`` and ``group``.
         spec: fractions, seed, stratification.
 
     Returns:
@@ -68,7 +70,17 @@ def assign_splits(prompts: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     frame = prompts[["prompt_id", "prompt"]].copy()
     frame["category"] = prompts["category"] if "category" in prompts.columns else None
     frame["norm"] = frame["prompt"].map(normalise_text)
-    frame["group"] = frame.groupby("norm")["prompt_id"].transform("min")
+    explicit = prompts["group"] if "group" in prompts.columns else pd.Series([None] * len(prompts), index=prompts.index)
+    # a prompt without an explicit group is a group of its own
+    frame["explicit"] = explicit.where(explicit.notna(), "\0" + frame["prompt_id"]).astype(str).to_numpy()
+    frame["group"] = frame["prompt_id"]
+    # connected components of "same text" ∪ "same explicit group": propagate the smallest id until stable
+    while True:
+        merged = frame.groupby("norm")["group"].transform("min")
+        merged = merged.groupby(frame["explicit"]).transform("min")
+        if merged.equals(frame["group"]):
+            break
+        frame["group"] = merged
     groups = frame.drop_duplicates("group").set_index("group")
     u = groups.index.to_series().map(lambda g: _unit_hash(g, spec.seed))
     if spec.stratify:

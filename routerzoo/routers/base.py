@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ def decide(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndar
     return np.argmin(np.where(tied, cost, np.inf), axis=1)
 
 
-class Router(ABC):
+class Router:
     """Base class of every router.
 
     Args:

@@ -76,8 +76,8 @@ with warnings.catch_warnings():
                 chosen = [router.models[i] for i in idx]
             return pd.DataFrame({
                 "model": chosen,
-                "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist()))) for row in pred.quality],
-                "cost": [json.dumps(dict(zip(router.models, row.tolist()))) for row in pred.cost],
+                "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist(), strict=True))) for row in pred.quality],
+                "cost": [json.dumps(dict(zip(router.models, row.tolist(), strict=True))) for row in pred.cost],
             })
 
 

@@ -209,7 +209,8 @@ def read(paths, options: ImportOptions) -> ImportResult:
         notes.append(f"skipped {n} record(s) that are not JSON objects in {label}")
     if n_variants:
         notes.append(f"{n_variants} question id(s) have a different question text in different files; "
-                     "the less common variants use ids '<question_id>~2', '~3', ...")
+                     "the less common variants use ids '<question_id>~2', '~3', ... and share a split with the original")
+    df["group"] = np.where(df["prompt_id"] != df["qid"], df["qid"], None)  # variants split with their question
     out = df[["prompt_id", "prompt", "model", "quality", "cost", "response", "input_tokens", "output_tokens",
-              "category", "_file", "_row"]]
+              "category", "group", "_file", "_row"]]
     return ImportResult(outcomes=out, sources=sources, prices=table.used(), notes=notes)

@@ -191,7 +191,7 @@ def _read_mt_bench(questions_path: Path, judgements_path: Path, contaminated: se
         response = answers[-1] if answers and (turn == 1 or len(answers) >= 2) else None
         rows.append({
             "prompt_id": pid, "prompt": prompt, "model": model, "quality": score / 10.0, "response": response,
-            "category": category, "_file": jfile, "_row": row, "_context": context,
+            "category": category, "group": f"mt_bench-{qid}", "_file": jfile, "_row": row, "_context": context,
         })
     if not rows:
         raise DataError("no usable judgements", file=jfile)

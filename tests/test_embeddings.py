@@ -48,3 +48,30 @@ def test_unknown_encoder_is_a_clear_error(tmp_path, monkeypatch):
     enc = Encoder("no-such-org/no-such-encoder-xyz", cache_dir=tmp_path)
     with pytest.raises(UserError, match="cannot load encoder 'no-such-org/no-such-encoder-xyz'"):
         enc.encode(["a prompt"])
+
+
+def test_chunks_are_cached_as_they_finish(tmp_path, monkeypatch):
+    """A run that dies mid-way keeps the chunks it finished; the rerun encodes only the rest."""
+    monkeypatch.setattr(Encoder, "CHUNK", 4)
+    texts = [f"sentence number {i} about topic {i % 3}" for i in range(10)]
+    enc = Encoder(cache_dir=tmp_path, show_progress=False)
+    model = enc._load_model()
+    calls = []
+    real = model.encode
+    dies = [True]
+
+    def flaky(batch, **kw):
+        calls.append(len(batch))
+        if len(calls) == 2 and dies and dies.pop():
+            raise RuntimeError("killed mid-run")
+        return real(batch, **kw)
+
+    monkeypatch.setattr(model, "encode", flaky)
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        enc.encode(texts)
+    assert len(list(enc.cache_path.glob("*.safetensors"))) == 1  # the first chunk survived
+    calls.clear()
+    fresh = Encoder(cache_dir=tmp_path, show_progress=False)
+    fresh._model = model
+    assert fresh.encode(texts).shape == (10, 384)
+    assert calls == [4, 2]  # only the 6 texts not cached were encoded

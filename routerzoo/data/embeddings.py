@@ -65,6 +65,9 @@ class Encoder:
         show_progress: show a progress bar while encoding.
     """
 
+    #: prompts per cache shard: bounds what an interrupted run loses
+    CHUNK = 1024
+
     def __init__(
         self,
         model_id: str = DEFAULT_ENCODER,
@@ -147,6 +150,29 @@ class Encoder:
     def dim(self) -> int:
         return int(self._load_model().get_embedding_dimension())
 
+    def _encode_missing(self, texts: list[str], keys: np.ndarray, idx: list[int]) -> None:
+        """Encode ``texts[idx]`` chunk by chunk, writing a cache shard per chunk, so an interrupted
+        run keeps what it finished and a rerun resumes from there."""
+        from tqdm.auto import tqdm
+
+        model = self._load_model()
+        bar = tqdm(total=len(idx), unit="prompt", desc=f"encoding ({self.model_id.split('/')[-1]})",
+                   disable=not self.show_progress or len(idx) <= self.batch_size)
+        try:
+            for start in range(0, len(idx), self.CHUNK):
+                part = idx[start:start + self.CHUNK]
+                new = model.encode(
+                    [texts[i] for i in part],
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    normalize_embeddings=self.normalize,
+                    convert_to_numpy=True,
+                ).astype(np.float32)
+                self._store(keys[part], new)
+                bar.update(len(part))
+        finally:
+            bar.close()
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts.
 
@@ -165,16 +191,7 @@ class Encoder:
             if kb not in memory and kb not in missing:
                 missing[kb] = i
         if missing:
-            idx = list(missing.values())
-            model = self._load_model()
-            new = model.encode(
-                [texts[i] for i in idx],
-                batch_size=self.batch_size,
-                show_progress_bar=self.show_progress and len(idx) > self.batch_size,
-                normalize_embeddings=self.normalize,
-                convert_to_numpy=True,
-            ).astype(np.float32)
-            self._store(keys[idx], new)
+            self._encode_missing(texts, keys, list(missing.values()))
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([memory[k.tobytes()] for k in keys]).astype(np.float32, copy=False)

@@ -49,36 +49,32 @@ def _prompts(model_input) -> list[str]:
     return values
 
 
-# MLflow warns at class definition that predict() lacks type hints; the logged signature is the
-# contract (a prompt column), and hints would switch MLflow to its own, looser validation.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+class RouterPyfunc(PythonModel):
+    """pyfunc wrapper: ``load_context`` loads the router once, ``predict`` routes a batch."""
 
-    class RouterPyfunc(PythonModel):
-        """pyfunc wrapper: ``load_context`` loads the router once, ``predict`` routes a batch."""
+    def load_context(self, context) -> None:
+        from routerzoo.routers import load_router
 
-        def load_context(self, context) -> None:
-            from routerzoo.routers import load_router
+        self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
 
-            self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
+    # pd.DataFrame: MLflow then validates against the logged signature (a prompt column + params)
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        from routerzoo.routers.base import decide
 
-        def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
-            from routerzoo.routers.base import decide
-
-            params = params or {}
-            prompts = _prompts(model_input)
-            router = self.router
-            pred = router.predict(prompts)
-            if params.get("strong") and params.get("weak"):
-                chosen = router.route_threshold(prompts, float(params.get("threshold", 0.0)), params["strong"], params["weak"])
-            else:
-                idx = decide(pred.quality, pred.cost, float(params.get("cost_weight", 0.0)))
-                chosen = [router.models[i] for i in idx]
-            return pd.DataFrame({
-                "model": chosen,
-                "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist(), strict=True))) for row in pred.quality],
-                "cost": [json.dumps(dict(zip(router.models, row.tolist(), strict=True))) for row in pred.cost],
-            })
+        params = params or {}
+        prompts = _prompts(model_input)
+        router = self.router
+        pred = router.predict(prompts)
+        if params.get("strong") and params.get("weak"):
+            chosen = router.route_threshold(prompts, float(params.get("threshold", 0.0)), params["strong"], params["weak"])
+        else:
+            idx = decide(pred.quality, pred.cost, float(params.get("cost_weight", 0.0)))
+            chosen = [router.models[i] for i in idx]
+        return pd.DataFrame({
+            "model": chosen,
+            "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist(), strict=True))) for row in pred.quality],
+            "cost": [json.dumps(dict(zip(router.models, row.tolist(), strict=True))) for row in pred.cost],
+        })
 
 
 def log_router_model(router_dir: str | Path, name: str = "model", registered_name: str | None = None):
@@ -94,8 +90,6 @@ def log_router_model(router_dir: str | Path, name: str = "model", registered_nam
     output = pd.DataFrame({"model": ["m"], "quality": ["{}"], "cost": ["{}"]})
     signature = infer_signature(example, output, params={"cost_weight": 0.0, "threshold": 0.0, "strong": "", "weak": ""})
     with warnings.catch_warnings():
-        # MLflow nags about type hints on predict(); the explicit signature below is the contract
-        warnings.filterwarnings("ignore", message=".*type hints.*")
         # an input example would make MLflow load the encoder and run predict() at log time
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         return mlflow.pyfunc.log_model(
@@ -120,9 +114,7 @@ def load_registered(uri: str):
     import mlflow
 
     try:
-        with warnings.catch_warnings():  # the same type-hint nag, raised again when the code model runs
-            warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
-            return mlflow.pyfunc.load_model(uri)
+        return mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"cannot load {uri}: {exc.message}") from None
 

@@ -32,9 +32,12 @@ def test_gap_closed_on_held_out(kind, config, min_gap, data, tmp_path):
         assert report["aiq"]["router"] > report["aiq"]["zero_router"]
 
 
-def test_knn_selects_k_on_validation(data, tmp_path):
-    result = train_router("knn", KNNConfig(k_candidates=[1, 5, 200]), data, tmp_path / "knn", tracking=TrackingConfig(enabled=False), progress=False)
-    assert result.fit_metrics["k"] in (1, 5, 200)
-    assert {"val_mse_k1", "val_mse_k5"} <= set(result.fit_metrics)
-    chosen = result.fit_metrics["k"]
-    assert result.fit_metrics[f"val_mse_k{chosen}"] == min(v for k, v in result.fit_metrics.items() if k.startswith("val_mse_k"))
+@pytest.mark.parametrize("select_by,better", [("aiq", max), ("mse", min)])
+def test_knn_selects_k_on_validation(select_by, better, data, tmp_path):
+    config = KNNConfig(k_candidates=[1, 5, 40, 10_000], select_by=select_by)
+    result = train_router("knn", config, data, tmp_path / "knn", tracking=TrackingConfig(enabled=False), progress=False)
+    m = result.fit_metrics
+    assert "val_aiq_k10000" not in m  # k above half the training set is not tried
+    assert {"val_mse_k1", "val_aiq_k5", "val_aiq_k40"} <= set(m)
+    tried = {k: m[f"val_{select_by}_k{k}"] for k in (1, 5, 40)}
+    assert tried[m["k"]] == better(tried.values())

@@ -85,18 +85,33 @@ def _as_float(df: pd.DataFrame, col: str) -> pd.Series:
     return values.astype("float64")
 
 
+def _prepare(df: pd.DataFrame, required: list[str], known: list[str], what: str, source: str | None) -> pd.DataFrame:
+    """Shared first steps: non-empty, known columns, a fresh 0..n-1 index, prompt ids as strings."""
+    if len(df) == 0:
+        raise DataError(f"no {what} records found (empty input)", file=source)
+    _check_columns(df, required, known, f"{what}s", source)
+    df = df.copy()
+    df.index = pd.RangeIndex(len(df))
+    df["prompt_id"] = df["prompt_id"].map(
+        lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) else str(v))
+    return df
+
+
+def _check_one_text_per_id(df: pd.DataFrame) -> None:
+    texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
+    if (texts > 1).any():
+        pid = texts.index[(texts > 1).to_numpy()][0]
+        idx = df.index[(df["prompt_id"] == pid).to_numpy()][1]
+        raise DataError(f"prompt_id {pid!r} is used for different prompt texts", field="prompt_id", **_where(df, idx))
+
+
 def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
     """Check and normalise an outcomes table; returns a copy with canonical dtypes and column order.
 
     Raises:
         DataError: naming file, row and field of the first bad record.
     """
-    if len(df) == 0:
-        raise DataError("no outcome records found (empty input)", file=source)
-    _check_columns(df, OUTCOME_REQUIRED, OUTCOME_COLUMNS, "outcomes", source)
-    df = df.copy()
-    df.index = pd.RangeIndex(len(df))
-    df["prompt_id"] = df["prompt_id"].map(lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) else str(v))
+    df = _prepare(df, OUTCOME_REQUIRED, OUTCOME_COLUMNS, "outcome", source)
     for col in ("prompt_id", "prompt", "model"):
         _check_text(df, col)
     for col in ("quality", "cost"):
@@ -134,11 +149,7 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
             f"duplicate record for prompt_id {_show(df.at[idx, 'prompt_id'])} and model {_show(df.at[idx, 'model'])}",
             field="prompt_id", **_where(df, idx),
         )
-    texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
-    if (texts > 1).any():
-        pid = texts.index[(texts > 1).to_numpy()][0]
-        idx = df.index[(df["prompt_id"] == pid).to_numpy()][1]
-        raise DataError(f"prompt_id {pid!r} is used for different prompt texts", field="prompt_id", **_where(df, idx))
+    _check_one_text_per_id(df)
     return df[OUTCOME_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
 
 
@@ -148,12 +159,7 @@ def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.Data
     Raises:
         DataError: naming file, row and field of the first bad record.
     """
-    if len(df) == 0:
-        raise DataError("no preference records found (empty input)", file=source)
-    _check_columns(df, PREFERENCE_REQUIRED, PREFERENCE_COLUMNS, "preferences", source)
-    df = df.copy()
-    df.index = pd.RangeIndex(len(df))
-    df["prompt_id"] = df["prompt_id"].map(lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) else str(v))
+    df = _prepare(df, PREFERENCE_REQUIRED, PREFERENCE_COLUMNS, "preference", source)
     for col in ("prompt_id", "prompt", "model_a", "model_b"):
         _check_text(df, col)
     winners = df["winner"].map(lambda v: str(v).strip().lower() if isinstance(v, str) else v)
@@ -178,11 +184,7 @@ def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.Data
         if col not in df.columns:
             df[col] = None
         df[col] = df[col].astype("object").where(df[col].notna(), None)
-    texts = df.groupby("prompt_id", sort=False)["prompt"].nunique()
-    if (texts > 1).any():
-        pid = texts.index[(texts > 1).to_numpy()][0]
-        idx = df.index[(df["prompt_id"] == pid).to_numpy()][1]
-        raise DataError(f"prompt_id {pid!r} is used for different prompt texts", field="prompt_id", **_where(df, idx))
+    _check_one_text_per_id(df)
     return df[PREFERENCE_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
 
 

@@ -69,7 +69,7 @@ def fit_knn(config: KNNConfig, ctx: FitContext) -> tuple[KNNRouter, dict]:
     else:
         ks = sorted({k for k in config.k_candidates if k <= max(1, n // 2)} or {min(config.k_candidates + [n])})
     metrics: dict = {}
-    best = None
+    best, best_key = None, float("inf")
     for k in ks:
         router = KNNRouter(**ctx.router_kwargs(dict(params, k=k), encoder=True))
         router.fit_arrays(ctx.train_embeddings, ctx.train.quality, ctx.train.cost)
@@ -80,7 +80,7 @@ def fit_knn(config: KNNConfig, ctx: FitContext) -> tuple[KNNRouter, dict]:
         metrics.update({f"val_{name}_k{k}": value for name, value in scores.items()})
         # higher AIQ is better, lower MSE is better; fall back to MSE when AIQ is not computable
         key = -scores["aiq"] if config.select_by == "aiq" and "aiq" in scores else scores["mse"]
-        if best is None or key < best_key:
+        if key < best_key:
             best, best_key = (k, router), key
     k, router = best
     metrics["k"] = k

@@ -235,6 +235,15 @@ def hash_ids(prompts: pd.Series, prefix: str | None = None) -> pd.Series:
     return pd.Series(ids[codes], index=prompts.index)
 
 
+def fill_prompt_ids(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep given ``prompt_id`` values; blank or missing ones become a hash of the prompt text."""
+    ids = hash_ids(df["prompt"].astype(str))
+    if "prompt_id" not in df.columns:
+        return df.assign(prompt_id=ids)
+    given = df["prompt_id"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v))
+    return df.assign(prompt_id=given.where(given.notna(), ids))
+
+
 def parse_object(value, *, file: str, row: int | None, field: str, kind=dict):
     """A JSON object / list given as such, as a JSON string, or as a Python-literal string.
 

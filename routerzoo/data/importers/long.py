@@ -35,7 +35,6 @@ records count from 1, the CSV header not counted; JSONL rows are line numbers) a
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from routerzoo.data.importers._common import (
@@ -44,8 +43,8 @@ from routerzoo.data.importers._common import (
     check_columns,
     expand_paths,
     fill_costs,
+    fill_prompt_ids,
     first_bad,
-    hash_ids,
     read_table,
     source_entry,
 )
@@ -66,12 +65,7 @@ def read_long_file(path) -> pd.DataFrame:
     df = read_table(path, text_columns=TEXT_COLUMNS)
     check_columns(df, file, REQUIRED, OUTCOME_COLUMNS)
     first_bad(df, df["prompt"].isna().to_numpy(), "prompt is empty", "prompt")
-    ids = hash_ids(df["prompt"].astype(str))
-    if "prompt_id" in df.columns:
-        given = df["prompt_id"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v))
-        df["prompt_id"] = given.where(given.notna(), ids)
-    else:
-        df["prompt_id"] = ids
+    df = fill_prompt_ids(df)
     first_bad(df, df.duplicated(["prompt_id", "model"]).to_numpy(),
               "duplicate prompt_id {value!r} for the same model in this file", "prompt_id")
     return df

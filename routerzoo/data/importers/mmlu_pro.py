@@ -50,6 +50,7 @@ from routerzoo.data.importers._common import (
     ImportOptions,
     ImportResult,
     expand_paths,
+    fill_costs,
     parse_json_document,
     read_text,
     source_entry,
@@ -193,12 +194,8 @@ def read(paths, options: ImportOptions) -> ImportResult:
     df["input_tokens"] = count_tokens(df["prompt"].tolist())
     df["output_tokens"] = count_tokens(df["response"].tolist())
     table = PriceTable([options.prices, bundled_price_file(DEFAULT_PRICES)])
-    cost = np.empty(len(df))
+    df = fill_costs(df, table)
     models = df["model"].to_numpy()
-    for m in pd.unique(models):
-        sel = models == m
-        cost[sel] = table.get(m).cost(df["input_tokens"].to_numpy()[sel], df["output_tokens"].to_numpy()[sel])
-    df["cost"] = cost
     notes = [
         f"mmlu-pro: {len(df)} outcomes for {df['prompt_id'].nunique()} questions and {len(pd.unique(models))} models "
         f"from {len(files)} file(s)",

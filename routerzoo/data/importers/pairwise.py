@@ -15,7 +15,6 @@ digits of sha256(prompt); one prompt may have many comparisons.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from routerzoo.data.importers._common import (
@@ -23,8 +22,8 @@ from routerzoo.data.importers._common import (
     ImportResult,
     check_columns,
     expand_paths,
+    fill_prompt_ids,
     first_bad,
-    hash_ids,
     read_table,
     source_entry,
 )
@@ -61,12 +60,7 @@ def read(paths, options: ImportOptions) -> ImportResult:
         first_bad(df, winners.isna().to_numpy(),
                   "unknown winner {value!r}; use a / model_a, b / model_b, or tie / tie (bothbad)", "winner")
         df["winner"] = winners
-        ids = hash_ids(df["prompt"].astype(str))
-        if "prompt_id" in df.columns:
-            given = df["prompt_id"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v))
-            df["prompt_id"] = given.where(given.notna(), ids)
-        else:
-            df["prompt_id"] = ids
+        df = fill_prompt_ids(df)
         parts.append(df)
         sources.append(source_entry(path, records=len(df)))
     df = pd.concat(parts, ignore_index=True)

@@ -47,6 +47,7 @@ from routerzoo.data.importers._common import (
     ImportResult,
     as_number,
     expand_paths,
+    fill_costs,
     first_bad,
     hash_ids,
     read_json_records,
@@ -295,19 +296,8 @@ def read(paths, options: ImportOptions) -> ImportResult:
     for f in lists:
         sources.append(source_entry(f, role="contaminated prompts (excluded)"))
     df = pd.concat(parts, ignore_index=True)
-    for col, text_col in (("input_tokens", "prompt"), ("output_tokens", "response")):
-        values = (pd.to_numeric(df[col]) if col in df.columns else pd.Series(np.nan, index=df.index)).to_numpy(dtype=np.float64, copy=True)
-        need = np.isnan(values)
-        if need.any():
-            values[need] = count_tokens(df.loc[need, text_col].tolist())
-        df[col] = values
     table = PriceTable(options.prices)
-    cost = np.empty(len(df))
-    models = df["model"].to_numpy()
-    for m in pd.unique(models):
-        sel = models == m
-        cost[sel] = table.get(m).cost(df["input_tokens"].to_numpy()[sel], df["output_tokens"].to_numpy()[sel])
-    df["cost"] = cost
+    df = fill_costs(df, table)  # no costs in the caches: tokens (counted where missing) x list price
     subsets = df["prompt_id"].str.extract(r"^(.+?)-", expand=False).fillna("?")
     prompts = df.drop_duplicates("prompt_id").groupby(subsets)["prompt_id"].size()
     notes.insert(0, "routellm: " + ", ".join(

@@ -37,12 +37,13 @@ from routerzoo.data.importers._common import (
     ImportOptions,
     ImportResult,
     expand_paths,
+    fill_costs,
     first_bad,
     read_table,
     source_entry,
 )
 from routerzoo.data.prices import PriceTable
-from routerzoo.data.tokens import count_tokens, tokenizer_name
+from routerzoo.data.tokens import tokenizer_name
 from routerzoo.errors import DataError, UserError
 
 NAME = "routerbench"
@@ -165,21 +166,8 @@ def read(paths, options: ImportOptions) -> ImportResult:
         sources.append(source_entry(path, records=int(df["_row"].nunique())))
     df = pd.concat(parts, ignore_index=True)
     table = PriceTable(options.prices)
-    need = df["cost"].isna().to_numpy()
-    if need.any():
-        tin = count_tokens(df.loc[need, "prompt"].tolist())
-        tout = count_tokens(df.loc[need, "response"].tolist())
-        cost = df["cost"].to_numpy(dtype=np.float64, copy=True)
-        models = df["model"].to_numpy()
-        idx = np.flatnonzero(need)
-        for m in pd.unique(models[need]):
-            sel = models[need] == m
-            cost[idx[sel]] = table.get(m).cost(tin[sel], tout[sel])
-        df["cost"] = cost
-        for col, values in (("input_tokens", tin), ("output_tokens", tout)):
-            full = np.full(len(df), np.nan)
-            full[need] = values
-            df[col] = full
+    if df["cost"].isna().any():
+        df = fill_costs(df, table)
         notes.append(f"no |total_cost column for {sorted(uncosted_all)}: cost = tokens ({tokenizer_name()}) x list price")
     notes.insert(0, f"routerbench: {len(df)} outcomes, {df['prompt_id'].nunique()} prompts, {df['model'].nunique()} models "
                     f"from {len(files)} file(s)")

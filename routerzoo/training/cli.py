@@ -54,10 +54,16 @@ def _router_kind(argv: list[str]) -> str:
 
 
 def build_parser(kind: str):
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    import argparse
+
+    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
+
+    class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """jsonargparse's help with the description's examples kept line by line."""
 
     config_cls, _ = get_trainer(kind).load()
-    parser = ArgumentParser(prog="routerzoo train", description=DESCRIPTION, exit_on_error=False, default_env=False)
+    parser = ArgumentParser(prog="routerzoo train", description=DESCRIPTION, exit_on_error=False, default_env=False,
+                            formatter_class=HelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config file; command-line flags override its keys")
     parser.add_argument("--router", type=str, default=kind, help=f"router kind, one of {sorted(TRAINERS)}")
     parser.add_argument("--data", type=str, required=True, help="dataset directory (from `routerzoo data import`) to train on")

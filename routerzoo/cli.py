@@ -165,7 +165,6 @@ def cmd_eval(args) -> int:
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.routers import load_router
-    from routerzoo.training.train import summary_metrics
 
     router = load_router(args.router)
     dataset = load_dataset(args.data)
@@ -178,18 +177,19 @@ def cmd_eval(args) -> int:
 
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, args.plot, title=f"{router.kind} on {dataset.name} ({args.split})")
-    m = summary_metrics(report)
+    from routerzoo.evaluation.report import format_table
+
     best = report["best_single"]
-    print(f"{router.kind} on {dataset.name}[{args.split}]: {m['n_prompts']} prompts, {len(router.models)} models")
-    print(f"  AIQ router      {m['aiq']:.4f}")
-    print(f"  AIQ zero router {m['aiq_zero_router']:.4f}")
-    print(f"  AIQ oracle      {m['aiq_oracle']:.4f}")
-    print(f"  gap closed      {m['gap_closed']:.1%}")
-    print(f"  best single     {best['name']} quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
-    print(f"  router max quality {m['max_quality']:.4f}")
-    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80"):
-        if key in m:
-            print(f"  {key:<14} {m[key]:.4f}")
+    print(f"{router.kind} on {dataset.name}[{args.split}]: {report['n_prompts']} prompts, {len(router.models)} models"
+          + (f" ({report['dataset']['prompts_dropped_incomplete']} prompts without every model's outcome left out)"
+             if report["dataset"]["prompts_dropped_incomplete"] else ""))
+    print(format_table([report | {"name": router.kind}]))
+    print(f"best single model: {best['name']}, quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
+    if args.strong:
+        pairs = {"APGR": report.get("apgr"), "APGR (RouteLLM's 10 bins)": report.get("apgr_routellm"),
+                 "CPT(50%)": report.get("cpt50"), "CPT(80%)": report.get("cpt80")}
+        print(f"{args.strong} vs {args.weak}: " + ", ".join(
+            f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in pairs.items()))
     if args.json_out:
         print(f"report: {args.json_out}")
     if args.plot:

@@ -26,6 +26,7 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     from routerzoo.data.importers import import_files
     from routerzoo.data.splits import SplitSpec
     from routerzoo.evaluation.plot import plot_reports
+    from routerzoo.evaluation.report import format_table
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.routers import load_router
     from routerzoo.training.registry import get_trainer
@@ -72,7 +73,7 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
                  title="MMLU-Pro sample, test split: cost vs quality")
 
     print("[4/4] results (test split, AIQ over the single models' cost range)")
-    print(results_table(reports))
+    print(format_table([report | {"name": kind} for kind, report in reports.items()]))
     any_report = next(iter(reports.values()))
     best = any_report["best_single"]
     print(f"best single model: {best['name']} (quality {best['quality']:.3f} at ${best['cost']:.5f}/prompt); "
@@ -127,18 +128,3 @@ def _budget_cost_weight(report: dict) -> float:
     if not affordable:
         return report["curve"][-1]["cost_weight"]
     return max(affordable, key=lambda p: (p["quality"], -p["cost"]))["cost_weight"]
-
-
-def results_table(reports: dict) -> str:
-    """One row per router: AIQ, zero-router AIQ, oracle AIQ, gap closed, max quality."""
-    from routerzoo.training.train import summary_metrics
-
-    header = f"{'router':<12} {'AIQ':>7} {'zero-router':>11} {'oracle':>7} {'gap closed':>10} {'max quality':>11} {'best single':>11}"
-    lines = [header, "-" * len(header)]
-    for kind, report in reports.items():
-        m = summary_metrics(report)
-        lines.append(
-            f"{kind:<12} {m['aiq']:>7.4f} {m['aiq_zero_router']:>11.4f} {m['aiq_oracle']:>7.4f} "
-            f"{m['gap_closed']:>10.1%} {m['max_quality']:>11.4f} {m['best_single_quality']:>11.4f}"
-        )
-    return "\n".join(lines)

@@ -84,7 +84,7 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets):
     assert report["gap_closed"] > 0.3  # the topic signal transfers across datasets
     assert report["apgr"] is not None and "cpt50" in report
     assert (root / "r.png").read_bytes()[:4] == b"\x89PNG"
-    assert "AIQ router" in proc.stdout and "apgr" in proc.stdout
+    assert "gap closed" in proc.stdout and "APGR" in proc.stdout and "CPT(80%)" in proc.stdout
 
     show = run_cli("data", "show", root / "b")
     assert show.returncode == 0 and "oracle quality" in show.stdout and "big" in show.stdout
@@ -122,3 +122,17 @@ def test_eval_with_models_missing_from_dataset(two_datasets, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "bs"), "--data", str(tmp_path / "c")]) == 2
     assert "no outcomes for model(s) ['big']" in capsys.readouterr().err
+
+
+def test_single_model_dataset_evaluates_without_a_gap(tmp_path, capsys):
+    """One candidate: nothing to route, AIQs coincide, the gap is undefined, and nothing crashes."""
+    df = topic_outcomes(10)
+    df[df["model"] == "big"].to_csv(tmp_path / "one.csv", index=False)
+    assert main(["data", "import", str(tmp_path / "one.csv"), "--format", "long", "--out", str(tmp_path / "one")]) == 0
+    assert main(["train", "--router", "knn", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"),
+                 "--tracking.enabled", "false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--data", str(tmp_path / "one"), "--split", "all",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["gap_closed"] is None
+    assert "best single model: big" in capsys.readouterr().out

@@ -95,7 +95,8 @@ def main(argv: list[str]) -> int:
     del resolved["config"]
     resolved_dict = resolved.as_dict()
 
-    from routerzoo.training.train import summary_metrics, train_router
+    from routerzoo.evaluation.report import format_table
+    from routerzoo.training.train import train_router
 
     result = train_router(
         kind, init.model, cfg.data, cfg.out,
@@ -106,13 +107,11 @@ def main(argv: list[str]) -> int:
     print(f"router {kind!r} written to {result.router_dir}")
     if result.run_id:
         print(f"MLflow run {result.run_id} (experiment {init.tracking.experiment!r})")
-    for name, report in result.reports.items():
-        m = summary_metrics(report)
-        print(
-            f"{name}: {report['dataset']['name']}[{report['dataset']['split']}] n={m['n_prompts']} "
-            f"AIQ={m['aiq']:.4f} zero-router={m['aiq_zero_router']:.4f} oracle={m['aiq_oracle']:.4f} "
-            f"gap closed={m['gap_closed']:.1%}"
-        )
+    if result.reports:
+        print(format_table([
+            report | {"name": f"{name}: {report['dataset']['name']}[{report['dataset']['split']}] n={report['n_prompts']}"}
+            for name, report in result.reports.items()
+        ]))
     return 0
 
 

@@ -4,7 +4,7 @@
     routerzoo data show DIR
     routerzoo data split DIR [--val F --test F --seed N --stratify]
     routerzoo train --router NAME --data DIR --out ROUTER_DIR
-    routerzoo eval ROUTER_DIR --data DIR [--split test] [--json OUT.json] [--plot OUT.png]
+    routerzoo eval ROUTER_DIR... --data DIR [--split test] [--json OUT.json] [--plot OUT.png]
     routerzoo routers
     routerzoo demo
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a router on cost-quality curves", description=(
         "Sweep the cost weight λ and report AIQ (router, zero router, oracle), the share of the "
         "zero-router→oracle gap closed, best single model, and with --strong/--weak APGR and CPT."))
-    ev.add_argument("router", help="router artifact directory")
+    ev.add_argument("routers", nargs="+", metavar="ROUTER", help="router artifact directory; several are compared side by side")
     ev.add_argument("--data", required=True, help="dataset directory to evaluate on")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
     ev.add_argument("--json", dest="json_out", help="write the full report (with the curve) as JSON here")
@@ -163,33 +163,45 @@ def cmd_data_formats(args) -> int:
 
 def cmd_eval(args) -> int:
     from routerzoo.data.dataset import load_dataset
+    from routerzoo.evaluation.report import format_table
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.routers import load_router
 
-    router = load_router(args.router)
+    routers = {}
+    for path in args.routers:
+        name = Path(path).resolve().name
+        routers[name if name not in routers else f"{name}-{len(routers)}"] = load_router(path)
+    first = next(iter(routers.values()))
+    for name, router in routers.items():
+        if router.models != first.models:
+            raise UserError(f"routers compared side by side need the same candidate models; {name} has {router.models}, "
+                            f"{next(iter(routers))} has {first.models}")
     dataset = load_dataset(args.data)
-    report = evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
+    reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
+               for name, router in routers.items()}
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+        payload = next(iter(reports.values())) if len(reports) == 1 else {"reports": reports}
+        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
     if args.plot:
-        from routerzoo.evaluation.plot import plot_report
+        from routerzoo.evaluation.plot import plot_reports
 
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_report(report, args.plot, title=f"{router.kind} on {dataset.name} ({args.split})")
-    from routerzoo.evaluation.report import format_table
+        plot_reports(reports, args.plot, title=f"{', '.join(reports)} on {dataset.name} ({args.split})")
 
-    best = report["best_single"]
-    print(f"{router.kind} on {dataset.name}[{args.split}]: {report['n_prompts']} prompts, {len(router.models)} models"
-          + (f" ({report['dataset']['prompts_dropped_incomplete']} prompts without every model's outcome left out)"
-             if report["dataset"]["prompts_dropped_incomplete"] else ""))
-    print(format_table([report | {"name": router.kind}]))
+    any_report = next(iter(reports.values()))
+    dropped = any_report["dataset"]["prompts_dropped_incomplete"]
+    print(f"{dataset.name}[{args.split}]: {any_report['n_prompts']} prompts, {len(first.models)} models"
+          + (f" ({dropped} prompts without every model's outcome left out)" if dropped else ""))
+    print(format_table([report | {"name": name} for name, report in reports.items()]))
+    best = any_report["best_single"]
     print(f"best single model: {best['name']}, quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
     if args.strong:
-        pairs = {"APGR": report.get("apgr"), "APGR (RouteLLM's 10 bins)": report.get("apgr_routellm"),
-                 "CPT(50%)": report.get("cpt50"), "CPT(80%)": report.get("cpt80")}
-        print(f"{args.strong} vs {args.weak}: " + ", ".join(
-            f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in pairs.items()))
+        for name, report in reports.items():
+            pairs = {"APGR": report.get("apgr"), "APGR (RouteLLM's 10 bins)": report.get("apgr_routellm"),
+                     "CPT(50%)": report.get("cpt50"), "CPT(80%)": report.get("cpt80")}
+            print(f"{name}, {args.strong} vs {args.weak}: " + ", ".join(
+                f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in pairs.items()))
     if args.json_out:
         print(f"report: {args.json_out}")
     if args.plot:

@@ -62,7 +62,7 @@ def two_datasets(tmp_path_factory):
     return root
 
 
-def test_train_on_one_dataset_evaluate_on_another(two_datasets):
+def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
     root = two_datasets
     proc = run_cli(
         "train", "--config", REPO / "configs/routers/knn.yaml", "--data", root / "a", "--out", root / "knn",
@@ -85,6 +85,15 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets):
     assert report["apgr"] is not None and "cpt50" in report
     assert (root / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "gap closed" in proc.stdout and "APGR" in proc.stdout and "CPT(80%)" in proc.stdout
+
+    # side by side: one table, one plot, a JSON keyed by router
+    assert main(["train", "--router", "random", "--data", str(root / "a"), "--out", str(root / "random"),
+                 "--tracking.enabled", "false"]) == 0
+    assert main(["eval", str(root / "knn"), str(root / "random"), "--data", str(root / "b"), "--split", "all",
+                 "--json", str(root / "both.json"), "--plot", str(root / "both.png")]) == 0
+    both = json.loads((root / "both.json").read_text())["reports"]
+    assert set(both) == {"knn", "random"} and both["knn"]["gap_closed"] > both["random"]["gap_closed"]
+    assert (root / "both.png").stat().st_size > 10_000
 
     show = run_cli("data", "show", root / "b")
     assert show.returncode == 0 and "oracle quality" in show.stdout and "big" in show.stdout
@@ -111,6 +120,17 @@ def test_user_errors_are_one_line(args, message, two_datasets, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err, err
+
+
+def test_side_by_side_needs_the_same_candidates(two_datasets, tmp_path, capsys):
+    df = topic_outcomes(10)
+    df[df["model"] != "big"].to_csv(tmp_path / "c.csv", index=False)
+    assert main(["data", "import", str(tmp_path / "c.csv"), "--format", "long", "--out", str(tmp_path / "c")]) == 0
+    for name, data in (("two", tmp_path / "c"), ("three", two_datasets / "a")):
+        assert main(["train", "--router", "best-single", "--data", str(data), "--out", str(tmp_path / name), "--tracking.enabled", "false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "two"), str(tmp_path / "three"), "--data", str(two_datasets / "a")]) == 2
+    assert "need the same candidate models" in capsys.readouterr().err
 
 
 def test_eval_with_models_missing_from_dataset(two_datasets, tmp_path, capsys):

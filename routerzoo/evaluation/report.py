@@ -287,7 +287,7 @@ def format_table(rows: list[dict]) -> str:
             line.append(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci[0] is not None else "-")
         gap = r.get("gap_closed")
         line += [
-            "-" if gap is None else f"{100 * gap:.1f}%",
+            "-" if gap is None else f"{round(100 * gap, 1) + 0.0:.1f}%",  # + 0.0: no "-0.0%"
             _fmt(aiq.get("zero_router")),
             str(best.get("name", "-")),
             _fmt(best.get("quality")),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from routerzoo.data.dataset import OutcomeMatrix, RoutingDataset
 from routerzoo.errors import UserError
-from routerzoo.routers.base import Prediction, Router
+from routerzoo.routers.base import Router
 
 
 def evaluation_matrix(
@@ -23,13 +21,6 @@ def evaluation_matrix(
     return matrix, len(full) - len(matrix)
 
 
-def predict_matrix(router: Router, matrix: OutcomeMatrix, embeddings: np.ndarray | None = None) -> Prediction:
-    """Router predictions for the matrix's prompts; pass ``embeddings`` (n, d) to skip encoding."""
-    if embeddings is not None and router.uses_embeddings:
-        return router.predict_embeddings(embeddings)
-    return router.predict(matrix.prompts)
-
-
 def evaluate_router(
     router: Router,
     dataset: RoutingDataset,
@@ -38,7 +29,6 @@ def evaluate_router(
     strong: str | None = None,
     weak: str | None = None,
     bootstrap: int = 0,
-    embeddings: np.ndarray | None = None,
 ) -> dict:
     """Full metrics report (see :func:`routerzoo.evaluation.report.evaluate_predictions`)."""
     from routerzoo.evaluation.report import evaluate_predictions
@@ -51,7 +41,7 @@ def evaluate_router(
     if (strong is None) != (weak is None):
         raise UserError("--strong and --weak go together")
     matrix, dropped = evaluation_matrix(router, dataset, split)
-    pred = predict_matrix(router, matrix, embeddings)
+    pred = router.predict(matrix.prompts)
     report = evaluate_predictions(
         pred.quality,
         pred.cost,

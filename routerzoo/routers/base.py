@@ -147,19 +147,39 @@ class Router:
         """Predicted quality of each candidate model, shape (n_prompts, n_models)."""
         return self.predict(prompts).quality
 
-    def route(self, prompts: Sequence[str], cost_weight: float = 0.0) -> list[str]:
-        """Chosen model name per prompt: argmax of quality − cost_weight·cost."""
-        pred = self.predict(prompts)
-        return [self.models[i] for i in decide(pred.quality, pred.cost, cost_weight)]
+    def choose(
+        self,
+        pred: Prediction,
+        cost_weight: float = 0.0,
+        *,
+        threshold: float | None = None,
+        strong: str | None = None,
+        weak: str | None = None,
+    ) -> list[str]:
+        """Model names chosen from predictions already made.
 
-    def route_threshold(self, prompts: Sequence[str], threshold: float, strong: str, weak: str) -> list[str]:
-        """Two-model form: ``strong`` where q̂_strong − q̂_weak ≥ threshold, else ``weak``."""
+        With ``strong`` and ``weak``: the two-model form, ``strong`` where q̂_strong − q̂_weak ≥
+        ``threshold`` (default 0). Otherwise argmax of quality − cost_weight·cost.
+        """
+        if strong is None and weak is None:
+            return [self.models[i] for i in decide(pred.quality, pred.cost, cost_weight)]
         for name in (strong, weak):
             if name not in self.models:
                 raise UserError(f"model {name!r} is not a candidate of this router; candidates: {self.models}")
-        q = self.scores(prompts)
-        margin = q[:, self.models.index(strong)] - q[:, self.models.index(weak)]
-        return [strong if m >= threshold else weak for m in margin]
+        margin = pred.quality[:, self.models.index(strong)] - pred.quality[:, self.models.index(weak)]
+        cut = 0.0 if threshold is None else threshold
+        return [strong if m >= cut else weak for m in margin]
+
+    def route(self, prompts: Sequence[str], cost_weight: float = 0.0) -> list[str]:
+        """Chosen model name per prompt: argmax of quality − cost_weight·cost."""
+        return self.choose(self.predict(prompts), cost_weight)
+
+    def route_threshold(self, prompts: Sequence[str], threshold: float, strong: str, weak: str) -> list[str]:
+        """Two-model form: ``strong`` where q̂_strong − q̂_weak ≥ threshold, else ``weak``."""
+        for name in (strong, weak):  # check before predicting: a typo should not cost an encode
+            if name not in self.models:
+                raise UserError(f"model {name!r} is not a candidate of this router; candidates: {self.models}")
+        return self.choose(self.predict(prompts), threshold=threshold, strong=strong, weak=weak)
 
     def _default_cost(self, n: int) -> np.ndarray:
         return np.broadcast_to(self.model_costs, (n, len(self.models))).copy()

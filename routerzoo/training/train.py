@@ -153,7 +153,8 @@ def train_router(
         if len(val) > 0:
             from routerzoo.evaluation.runner import evaluate_router
 
-            reports["val"] = evaluate_router(router, dataset, "val", embeddings=val_emb if len(val.complete()) == len(val) else None)
+            # the router holds the training encoder, whose in-memory cache already has these prompts
+            reports["val"] = evaluate_router(router, dataset, "val")
         if eval_dataset is not None:
             from routerzoo.evaluation.runner import evaluate_router
 

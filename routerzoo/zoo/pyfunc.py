@@ -59,17 +59,13 @@ class RouterPyfunc(PythonModel):
 
     # pd.DataFrame: MLflow then validates against the logged signature (a prompt column + params)
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from routerzoo.routers.base import decide
-
         params = params or {}
-        prompts = _prompts(model_input)
         router = self.router
-        pred = router.predict(prompts)
+        pred = router.predict(_prompts(model_input))  # one prediction serves both decision forms
         if params.get("strong") and params.get("weak"):
-            chosen = router.route_threshold(prompts, float(params.get("threshold", 0.0)), params["strong"], params["weak"])
+            chosen = router.choose(pred, threshold=float(params.get("threshold", 0.0)), strong=params["strong"], weak=params["weak"])
         else:
-            idx = decide(pred.quality, pred.cost, float(params.get("cost_weight", 0.0)))
-            chosen = [router.models[i] for i in idx]
+            chosen = router.choose(pred, float(params.get("cost_weight", 0.0)))
         return pd.DataFrame({
             "model": chosen,
             "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist(), strict=True))) for row in pred.quality],

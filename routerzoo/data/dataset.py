@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from routerzoo.data.matrix import OutcomeMatrix, PreferenceMatrix
 from routerzoo.data.schema import (
     OUTCOME_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -35,6 +36,8 @@ from routerzoo.errors import DataError, UserError
 
 SCHEMA_VERSION = 1
 MANIFEST = "dataset.json"
+#: columns added after schema 1 that enter the fingerprint only where a dataset uses them
+OPTIONAL_IN_FINGERPRINT_IF_SET = ("token_logprobs",)
 OUTCOMES_FILE = "outcomes.parquet"
 PREFERENCES_FILE = "preferences.parquet"
 
@@ -50,46 +53,13 @@ def fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None)
         if df is None:
             continue
         h.update(name.encode())
+        # optional columns that are empty everywhere do not count, so adding a new optional column
+        # to the schema leaves the fingerprints of existing datasets unchanged
+        cols = [c for c in cols if c not in OPTIONAL_IN_FINGERPRINT_IF_SET or (c in df.columns and df[c].notna().any())]
         canon = df[cols].sort_values(cols[:3] if name == "outcomes" else cols[:4], kind="mergesort")
         canon = canon.astype("object").where(canon.notna(), None).astype(str)
         h.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
     return h.hexdigest()
-
-
-@dataclass
-class OutcomeMatrix:
-    """Outcomes pivoted to arrays, prompts × models (batch-first).
-
-    Attributes:
-        prompt_ids: (n,) prompt ids.
-        prompts: (n,) prompt texts.
-        models: (m,) model names, the column order of the arrays.
-        quality: (n, m) observed quality, NaN where the model has no outcome for the prompt.
-        cost: (n, m) observed USD cost, NaN where missing.
-        categories: (n,) category or None.
-    """
-
-    prompt_ids: list[str]
-    prompts: list[str]
-    models: list[str]
-    quality: np.ndarray
-    cost: np.ndarray
-    categories: list
-
-    def __len__(self) -> int:
-        return len(self.prompt_ids)
-
-    def complete(self) -> OutcomeMatrix:
-        """Only the prompts that have an outcome for every model."""
-        keep = ~np.isnan(self.quality).any(axis=1)
-        return self.subset(keep)
-
-    def subset(self, mask: np.ndarray) -> OutcomeMatrix:
-        idx = np.flatnonzero(mask)
-        return OutcomeMatrix(
-            [self.prompt_ids[i] for i in idx], [self.prompts[i] for i in idx], list(self.models),
-            self.quality[idx], self.cost[idx], [self.categories[i] for i in idx],
-        )
 
 
 @dataclass
@@ -130,15 +100,58 @@ class RoutingDataset:
         df = df[df["model"].isin(models)]
         prompts = df.drop_duplicates("prompt_id").set_index("prompt_id")
         order = sorted(prompts.index)
-        q = df.pivot(index="prompt_id", columns="model", values="quality").reindex(index=order, columns=models)
-        c = df.pivot(index="prompt_id", columns="model", values="cost").reindex(index=order, columns=models)
+
+        def pivot(column: str, dtype=np.float64):
+            table = df.pivot(index="prompt_id", columns="model", values=column).reindex(index=order, columns=models)
+            if dtype is object:
+                return table.astype(object).where(table.notna(), None).to_numpy(dtype=object)
+            return table.to_numpy(dtype=dtype, na_value=np.nan)
+
+        def optional(column: str, dtype=np.float64):
+            if column not in df.columns or not df[column].notna().any():
+                return None
+            return pivot(column, dtype)
+
         return OutcomeMatrix(
             prompt_ids=order,
             prompts=prompts.loc[order, "prompt"].tolist(),
             models=models,
-            quality=q.to_numpy(dtype=np.float64),
-            cost=c.to_numpy(dtype=np.float64),
+            quality=pivot("quality"),
+            cost=pivot("cost"),
             categories=prompts.loc[order, "category"].tolist(),
+            responses=optional("response", object),
+            token_logprobs=optional("token_logprobs", object),
+            input_tokens=optional("input_tokens"),
+            output_tokens=optional("output_tokens"),
+        )
+
+    def preference_matrix(self, split: str | None = None, models: list[str] | None = None) -> PreferenceMatrix:
+        """Preference pairs as arrays.
+
+        Args:
+            split: "train", "val", "test" or None / "all".
+            models: the model list the indices refer to (default: the dataset's models); pairs
+                naming a model outside it are left out.
+        """
+        if self.preferences is None:
+            raise UserError(f"dataset {self.name} has no preference pairs (it holds benchmark outcomes only)")
+        df = self.preferences
+        if split not in (None, "all"):
+            if split not in SPLITS:
+                raise UserError(f"unknown split {split!r}; choose one of {list(SPLITS)} or 'all'")
+            df = df[df["split"] == split]
+        models = list(models) if models is not None else self.models
+        index = {m: i for i, m in enumerate(models)}
+        df = df[df["model_a"].isin(index) & df["model_b"].isin(index)]
+        outcome = df["winner"].map({"a": 1.0, "b": 0.0, "tie": 0.5}).to_numpy(dtype=np.float64)
+        return PreferenceMatrix(
+            prompt_ids=df["prompt_id"].tolist(),
+            prompts=df["prompt"].tolist(),
+            models=models,
+            a=df["model_a"].map(index).to_numpy(dtype=np.int64),
+            b=df["model_b"].map(index).to_numpy(dtype=np.int64),
+            outcome=outcome,
+            weight=df["weight"].to_numpy(dtype=np.float64),
         )
 
 

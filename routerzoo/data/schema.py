@@ -8,6 +8,7 @@ Benchmark outcomes, one row per (prompt, model)::
     quality    float   in [0, 1]: correctness, a normalised judge score, ...
     cost       float   USD for this model answering this prompt (>= 0)
     response   str?    the model's answer, when known
+    token_logprobs list[float]?  log-probabilities of the response's tokens (for deferral scorers)
     input_tokens  int?  prompt tokens, when known
     output_tokens int?  completion tokens, when known
     category   str?    task / subject, used for stratified splits and reports
@@ -33,7 +34,7 @@ from routerzoo.errors import DataError
 
 OUTCOME_COLUMNS = [
     "prompt_id", "prompt", "model", "quality", "cost",
-    "response", "input_tokens", "output_tokens", "category", "group",
+    "response", "input_tokens", "output_tokens", "category", "group", "token_logprobs",
 ]
 OUTCOME_REQUIRED = ["prompt_id", "prompt", "model", "quality", "cost"]
 PREFERENCE_COLUMNS = ["prompt_id", "prompt", "model_a", "model_b", "winner", "weight", "category", "group"]
@@ -142,6 +143,7 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
             idx = df.index[bad.to_numpy()][0]
             raise DataError(f"token count must be a non-negative integer, got {_show(df.at[idx, col])}", field=col, **_where(df, idx))
         df[col] = values.round().astype("Int64")
+    df["token_logprobs"] = _logprob_lists(df)
     dup = df.duplicated(["prompt_id", "model"], keep="first")
     if dup.any():
         idx = df.index[dup.to_numpy()][0]
@@ -151,6 +153,29 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
         )
     _check_one_text_per_id(df)
     return df[OUTCOME_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
+
+
+def _logprob_lists(df: pd.DataFrame) -> pd.Series:
+    """The optional ``token_logprobs`` column as lists of floats (None where absent).
+
+    Each value must be a sequence of finite numbers <= 0 (natural-log probabilities).
+    """
+    if "token_logprobs" not in df.columns:
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+    out = []
+    for idx, value in df["token_logprobs"].items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append(None)
+            continue
+        try:
+            arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise DataError(f"must be a list of token log-probabilities, got {_show(value)[:80]}",
+                            field="token_logprobs", **_where(df, idx)) from None
+        if not np.isfinite(arr).all() or (arr > 1e-6).any():
+            raise DataError("token log-probabilities must be finite numbers <= 0", field="token_logprobs", **_where(df, idx))
+        out.append(arr.tolist())
+    return pd.Series(out, index=df.index, dtype=object)
 
 
 def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:

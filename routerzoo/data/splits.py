@@ -11,20 +11,13 @@ requested fractions, so every category is split in the same proportions.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from routerzoo.data.text import normalise_text  # noqa: F401  (re-exported: splits group by it)
 from routerzoo.errors import ConfigError
-
-_SPACE = re.compile(r"\s+")
-
-
-def normalise_text(text: str) -> str:
-    """Case- and whitespace-insensitive form of a prompt, used to group duplicates."""
-    return _SPACE.sub(" ", text).strip().lower()
 
 
 def _unit_hash(key: str, seed: int) -> float:

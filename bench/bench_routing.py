@@ -42,13 +42,13 @@ def main() -> None:
     os.environ["ROUTERZOO_CACHE"] = str(work / "cache")
 
     from routerzoo.data.dataset import save_dataset
-    from routerzoo.data.embeddings import Encoder
     from routerzoo.data.importers import import_files
     from routerzoo.demo import sample_dir
     from routerzoo.evaluation.report import evaluate_predictions
     from routerzoo.routers import load_router
-    from routerzoo.training.knn import KNNConfig
-    from routerzoo.training.mlp import MLPConfig
+    from routerzoo.routers.encoder import Encoder
+    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.mlp import MLPConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     ds = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="bench")
@@ -96,7 +96,7 @@ def main() -> None:
 
     def fresh_encoder() -> Encoder:
         enc = Encoder(cache_dir="", show_progress=False)
-        enc._model = model  # share the loaded weights; loading is not what we time
+        enc._backend = model  # share the loaded weights; loading is not what we time
         return enc
 
     enc = fresh_encoder()

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--prices", help="price file (YAML/JSON, $ per 1M input/output tokens per model)")
     imp.add_argument("--name", help="dataset name (default: the --out directory name)")
     imp.add_argument("--trust-pickle", action="store_true", help="allow RouterBench .pkl files (unpickling runs code: only for files you trust)")
+    imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty (default: refuse)")
+    imp.add_argument("--strict", action="store_true", help="unknown columns / fields are errors (default: ignored with a warning)")
+    imp.add_argument("--on-invalid", choices=["error", "skip"], default="error",
+                     help="invalid records: stop at the first (error, default) or leave them out and list them in "
+                          "DIR/rejects.csv (skip); broken files (truncated, bad JSON / CSV) always stop the import")
     _add_split_flags(imp)
     show = dsub.add_parser("show", help="summarise a dataset", description="Print a dataset's models, accuracy, cost, splits and oracle quality.")
     show.add_argument("dataset", help="dataset directory")
@@ -69,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strong", help="strong model for APGR / CPT (with --weak)")
     ev.add_argument("--weak", help="weak model for APGR / CPT (with --strong)")
     ev.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% confidence intervals (default 0: off)")
+    ev.add_argument("--prices", help="decide at these prices (YAML/JSON, $ per 1M input/output tokens per model) "
+                                     "instead of the training prices; no retraining needed")
 
-    sub.add_parser("routers", help="list registered routers", description="List the router kinds `routerzoo train` knows.")
+    rt = sub.add_parser("routers", help="list registered kinds", description=(
+        "List every registered kind: routers (`routerzoo train --router NAME`), deferral scorers and policies."))
+    rt.add_argument("--role", choices=["router", "deferral", "policy"], help="only kinds of this role")
 
     demo = sub.add_parser("demo", help="end-to-end demo on the bundled MMLU-Pro sample", description=(
         "Import the bundled MMLU-Pro sample, train kNN and MLP routers (and baselines), evaluate them "
@@ -86,18 +95,38 @@ def _version() -> str:
 
 
 def cmd_data_import(args) -> int:
-    from routerzoo.data.dataset import save_dataset
+    import csv
+    import io
+
+    from routerzoo.data.dataset import REJECTS_FILE, save_dataset
+    from routerzoo.data.fsutil import check_output_dir
     from routerzoo.data.importers import import_files
     from routerzoo.data.splits import SplitSpec
 
+    # fail on an unusable --out before the (possibly long) import
+    check_output_dir(args.out, overwrite=args.overwrite, what="dataset directory")
     spec = SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify)
     name = args.name or Path(args.out).resolve().name
-    dataset = import_files(args.sources, args.format, prices=args.prices, name=name, split=spec, trust_pickle=args.trust_pickle)
-    save_dataset(dataset, args.out)
+    dataset = import_files(args.sources, args.format, prices=args.prices, name=name, split=spec,
+                           trust_pickle=args.trust_pickle, strict=args.strict, on_invalid=args.on_invalid)
+    extra = {}
+    if dataset.rejects:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["file", "row", "field", "reason"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(dataset.rejects)
+        extra[REJECTS_FILE] = buf.getvalue().encode()
+    save_dataset(dataset, args.out, overwrite=args.overwrite, extra_files=extra)
     counts = dataset.manifest["counts"]
     print(f"imported {counts['prompts']} prompts, {counts['models']} models into {args.out}")
     for note in dataset.manifest.get("notes", []):
-        print(f"note: {note}")
+        if note.startswith("warning: "):
+            print(f"routerzoo: {note}", file=sys.stderr)
+        else:
+            print(f"note: {note}")
+    if dataset.rejects:
+        print(f"routerzoo: warning: skipped {len(dataset.rejects)} invalid record(s); listed in "
+              f"{Path(args.out) / REJECTS_FILE}", file=sys.stderr)
     print(describe_dataset(dataset))
     return 0
 
@@ -144,7 +173,7 @@ def cmd_data_split(args) -> int:
     from routerzoo.data.splits import SplitSpec
 
     dataset = resplit(load_dataset(args.dataset), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
-    save_dataset(dataset, args.dataset)
+    save_dataset(dataset, args.dataset, overwrite=True, keep_other_files=True)  # atomic: old or new, never a mix
     print(f"re-split {args.dataset}: {dataset.manifest['counts']['splits']}")
     return 0
 
@@ -161,16 +190,36 @@ def cmd_data_formats(args) -> int:
     return 0
 
 
+def _eval_paths(args) -> None:
+    """Check output paths before loading or evaluating anything."""
+    from routerzoo.training.train import check_plot_path
+
+    if args.json_out and Path(args.json_out).is_dir():
+        raise UserError(f"--json {args.json_out} is a directory; give a file name such as {Path(args.json_out) / 'report.json'}")
+    check_plot_path(args.plot)
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+
+
 def cmd_eval(args) -> int:
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.report import format_table
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.routers import load_router
 
+    _eval_paths(args)
+    prices = None
+    if args.prices:
+        from routerzoo.data.prices import load_price_file
+
+        prices = load_price_file(args.prices)
     routers = {}
     for path in args.routers:
-        name = Path(path).resolve().name
-        routers[name if name not in routers else f"{name}-{len(routers)}"] = load_router(path)
+        name = Path(path).resolve().name if not str(path).startswith(("models:/", "runs:/")) else str(path)
+        router = load_router(path)
+        if prices is not None:
+            router = router.with_prices({m: p for m, p in prices.items() if m in router.models}, where=f"--prices {args.prices}")
+        routers[name if name not in routers else f"{name}-{len(routers)}"] = router
     first = next(iter(routers.values()))
     for name, router in routers.items():
         if router.models != first.models:
@@ -180,22 +229,32 @@ def cmd_eval(args) -> int:
     reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
                for name, router in routers.items()}
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         payload = next(iter(reports.values())) if len(reports) == 1 else {"reports": reports}
-        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
-    if args.plot:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.replace(out)  # a reader never sees half a report
+    if args.plot and any("curve" in r for r in reports.values()):
         from routerzoo.evaluation.plot import plot_reports
 
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_reports(reports, args.plot, title=f"{', '.join(reports)} on {dataset.name} ({args.split})")
+        plot_reports({k: r for k, r in reports.items() if "curve" in r}, args.plot,
+                     title=f"{', '.join(reports)} on {dataset.name} ({args.split})")
 
     any_report = next(iter(reports.values()))
     dropped = any_report["dataset"]["prompts_dropped_incomplete"]
     print(f"{dataset.name}[{args.split}]: {any_report['n_prompts']} prompts, {len(first.models)} models"
-          + (f" ({dropped} prompts without every model's outcome left out)" if dropped else ""))
+          + (f" ({dropped} prompts without every model's outcome left out)" if dropped else "")
+          + (f", decided at prices from {args.prices}" if args.prices else ""))
     print(format_table([report | {"name": name} for name, report in reports.items()]))
-    best = any_report["best_single"]
-    print(f"best single model: {best['name']}, quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
+    if "best_single" in any_report:
+        best = any_report["best_single"]
+        print(f"best single model: {best['name']}, quality {best['quality']:.4f} at ${best['cost']:.6f}/prompt")
+    if any_report.get("pairs"):
+        coin = any_report["pairs"].get("coin_log_loss")
+        print(f"preference pairs: {any_report['pairs']['n_pairs']} ({any_report['pairs']['n_ties']} ties); "
+              f"a coin's log-loss is {coin:.4f}" if coin is not None else "")
     if args.strong:
         for name, report in reports.items():
             pairs = {"APGR": report.get("apgr"), "APGR (RouteLLM's 10 bins)": report.get("apgr_routellm"),
@@ -204,16 +263,21 @@ def cmd_eval(args) -> int:
                 f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in pairs.items()))
     if args.json_out:
         print(f"report: {args.json_out}")
-    if args.plot:
+    if args.plot and any("curve" in r for r in reports.values()):
         print(f"plot: {args.plot}")
     return 0
 
 
 def cmd_routers(args) -> int:
-    from routerzoo.training.registry import TRAINERS
+    from routerzoo.routers.registry import ROLES, kinds
 
-    for name, spec in TRAINERS.items():
-        print(f"{name:<12} {spec.summary}")
+    for role in ROLES:
+        if args.role and role != args.role:
+            continue
+        print(f"{role}s:")
+        for name, spec in kinds(role).items():
+            print(f"  {name:<20} {spec.summary}")
+    print("\n`routerzoo train --router NAME --help` lists a router's options.")
     return 0
 
 

@@ -29,7 +29,7 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     from routerzoo.evaluation.report import format_table
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.routers import load_router
-    from routerzoo.training.registry import get_trainer
+    from routerzoo.routers.registry import get_kind
     from routerzoo.training.train import TrackingConfig, train_router
 
     workdir = Path(workdir).resolve()
@@ -41,7 +41,7 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     data_dir = workdir / "data" / "mmlu-pro-sample"
     dataset = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="mmlu-pro-sample",
                            split=SplitSpec(val=0.15, test=0.3, seed=0, stratify=True))
-    save_dataset(dataset, data_dir)
+    save_dataset(dataset, data_dir, overwrite=True)  # the demo owns its workdir
     counts = dataset.manifest["counts"]
     print(f"      {counts['prompts']} prompts × {counts['models']} models, splits {counts['splits']}")
 
@@ -49,9 +49,9 @@ def run_demo(workdir: Path, routers: tuple[str, ...] = DEMO_ROUTERS, progress: b
     trained: dict = {}
     for i, kind in enumerate(routers, 1):
         print(f"[2/4] training {kind} ({i}/{len(routers)})")
-        config_cls, _ = get_trainer(kind).load()
         result = train_router(
-            kind, config_cls(), data_dir, workdir / "routers" / kind,
+            kind, get_kind(kind, role="router").load_config()(), data_dir, workdir / "routers" / kind,
+            overwrite=True,  # the demo owns its workdir: a rerun replaces its routers
             tracking=TrackingConfig(tracking_uri=tracking_uri, experiment="routerzoo-demo", run_name=f"demo-{kind}"),
             progress=progress,
         )

@@ -66,13 +66,13 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
     root = two_datasets
     proc = run_cli(
         "train", "--config", REPO / "configs/routers/knn.yaml", "--data", root / "a", "--out", root / "knn",
-        "--eval-data", root / "b", "--eval-split", "all", "--model.k", "5",
+        "--eval-data", root / "b", "--eval-split", "all", "--router.k", "5",
         "--tracking.tracking_uri", f"sqlite:///{root / 'mlflow.db'}", "--plot", root / "train-eval.png",
         cwd=root,
     )
     assert proc.returncode == 0, proc.stderr
     assert "eval: b[all] n=120" in proc.stdout
-    assert json.loads((root / "knn" / "config.json").read_text())["params"]["k"] == 5  # CLI override won
+    assert json.loads((root / "knn" / "config.json").read_text())["config"]["k"] == 5  # CLI override won
     assert (root / "train-eval.png").stat().st_size > 10_000
 
     proc = run_cli("eval", root / "knn", "--data", root / "b", "--split", "all", "--json", root / "r.json",
@@ -104,8 +104,8 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
     [
         (["train", "--router", "nope", "--data", "x", "--out", "y"], "unknown router 'nope'"),
         (["train", "--data", "x", "--out", "y"], "choose a router"),
-        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--model.k", "abc"], "model.k"),
-        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--model.k", "0"], "--model.k must be >= 1"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--router.k", "abc"], "router.k"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--router.k", "0"], "router.k must be >= 1"),
         (["train", "--router", "knn", "--data", "{tmp}/missing", "--out", "{tmp}/o"], "not a routerzoo dataset"),
         (["train", "--config", "{tmp}/missing.yaml", "--data", "x", "--out", "y"], "config file"),
         (["eval", "{tmp}/no-router", "--data", "{a}"], "not a router artifact"),
@@ -141,18 +141,16 @@ def test_eval_with_models_missing_from_dataset(two_datasets, tmp_path, capsys):
     assert main(["train", "--router", "best-single", "--data", str(two_datasets / "a"), "--out", str(tmp_path / "bs"), "--tracking.enabled", "false"]) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "bs"), "--data", str(tmp_path / "c")]) == 2
-    assert "no outcomes for model(s) ['big']" in capsys.readouterr().err
+    assert "no data for candidate model(s) ['big']" in capsys.readouterr().err
 
 
-def test_single_model_dataset_evaluates_without_a_gap(tmp_path, capsys):
-    """One candidate: nothing to route, AIQs coincide, the gap is undefined, and nothing crashes."""
+def test_single_model_dataset_is_refused_with_a_reason(tmp_path, capsys):
+    """One candidate: nothing to route between; training says so instead of fitting a no-op."""
     df = topic_outcomes(10)
     df[df["model"] == "big"].to_csv(tmp_path / "one.csv", index=False)
     assert main(["data", "import", str(tmp_path / "one.csv"), "--format", "long", "--out", str(tmp_path / "one")]) == 0
-    assert main(["train", "--router", "knn", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"),
-                 "--tracking.enabled", "false"]) == 0
     capsys.readouterr()
-    assert main(["eval", str(tmp_path / "r"), "--data", str(tmp_path / "one"), "--split", "all",
-                 "--json", str(tmp_path / "r.json")]) == 0
-    assert json.loads((tmp_path / "r.json").read_text())["gap_closed"] is None
-    assert "best single model: big" in capsys.readouterr().out
+    assert main(["train", "--router", "knn", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"),
+                 "--tracking.enabled", "false"]) == 2
+    assert "needs at least two" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -2,8 +2,8 @@
 
 import json
 
-from routerzoo.training.knn import KNNConfig
-from routerzoo.training.mlp import MLPConfig
+from routerzoo.routers.knn import KNNConfig
+from routerzoo.routers.mlp import MLPConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 
@@ -12,16 +12,16 @@ def test_run_is_logged_with_lineage(topic_dataset, tmp_path):
     result = train_router(
         "mlp", MLPConfig(max_epochs=4, hidden=[32]), topic_dataset, tmp_path / "mlp",
         tracking=TrackingConfig(tracking_uri=uri, experiment="exp-test"), progress=False,
-        resolved_config={"router": "mlp", "model": {"hidden": [32]}},
+        resolved_config={"kind": "mlp", "router": {"hidden": [32]}},
     )
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["router"] == "mlp" and run.data.params["model.hidden"] == "[32]"
+    assert run.data.params["router"] == "mlp" and run.data.params["config.hidden"] == "[32]"
     assert run.data.tags["routerzoo.dataset"] == "topics" and len(run.data.tags["routerzoo.dataset_sha256"]) == 64
-    for key in ("val_aiq", "val_gap_closed", "val_aiq_oracle", "fit_s", "encode_s", "best_epoch"):
+    for key in ("val_aiq", "val_gap_closed", "val_aiq_oracle", "fit_s", "best_epoch"):
         assert key in run.data.metrics, key
     history = client.get_metric_history(result.run_id, "train_bce")
     assert len(history) >= 2  # Lightning's MLFlowLogger wrote into the same run, per epoch

@@ -5,7 +5,7 @@ import pytest
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers import load_router
-from routerzoo.training.knn import KNNConfig
+from routerzoo.routers.knn import KNNConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 PROMPTS = ["Compute the integral of 3x^2 from 0 to 2.", "Which treaty ended the war that began in 1618?"]
@@ -35,7 +35,9 @@ def test_register_alias_load_and_predict(topic_dataset, tmp_path, monkeypatch):
 
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("topic-router", "champion").version) == "2"
-    assert load_registered("models:/topic-router/1") is not None
+    first = load_registered("models:/topic-router/1")
+    assert first.predict(pd.DataFrame({"prompt": PROMPTS}))["model"].tolist() == load_router(result.router_dir).route(PROMPTS)
+    assert load_router("models:/topic-router/1").config.k == 5 and load_router("models:/topic-router@champion").config.k == 3
 
     # nothing pickled in the logged model
     local = mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "dl"))

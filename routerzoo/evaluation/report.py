@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,6 +73,110 @@ def _curve(w: np.ndarray, c: np.ndarray, q: np.ndarray) -> list[dict]:
     ]
 
 
+@dataclass
+class _Sweep:
+    """Realised per-prompt cost and quality of every decision on the λ grids.
+
+    Attributes:
+        tq, tc: (n, m) true quality and cost.
+        w_r, w_o: the router's and the oracle's cost-weight grids, (k,) and (k_o,).
+        rc_r, rq_r: (k, n) realised cost and quality of the router's decisions.
+        rc_o, rq_o: (k_o, n) the same for the oracle.
+        D_r: (k, n) the router's chosen model indices.
+    """
+
+    tq: np.ndarray
+    tc: np.ndarray
+    w_r: np.ndarray
+    w_o: np.ndarray
+    rc_r: np.ndarray
+    rq_r: np.ndarray
+    rc_o: np.ndarray
+    rq_o: np.ndarray
+    D_r: np.ndarray
+
+
+def _sweep(pq: np.ndarray, pc: np.ndarray, tq: np.ndarray, tc: np.ndarray, n_points: int, cost_weights) -> _Sweep:
+    """Decide every prompt at every λ for the router (its predictions) and the oracle (the truth)."""
+    w_r = (
+        cost_weight_grid(pc, n_points, quality_range=_spread(pq))
+        if cost_weights is None
+        else _weights(cost_weights)
+    )
+    w_o = cost_weight_grid(tc, n_points, quality_range=_spread(tq))
+    D_r = decisions(pq, pc, w_r)
+    rc_r, rq_r = realised(D_r, tq, tc)
+    rc_o, rq_o = realised(decisions(tq, tc, w_o), tq, tc)
+    return _Sweep(tq, tc, w_r, w_o, rc_r, rq_r, rc_o, rq_o, D_r)
+
+
+def _stats(sw: _Sweep, wt: np.ndarray) -> dict:
+    """All curve-based statistics for prompt weights ``wt`` of shape (n,), summing to 1.
+
+    Decisions do not depend on the other prompts, so a bootstrap resample only re-weights them.
+    """
+    sc, sq = sw.tc.T @ wt, sw.tq.T @ wt
+    a, b = float(sc.min()), float(sc.max())
+    c_r, q_r = sw.rc_r @ wt, sw.rq_r @ wt
+    c_o, q_o = sw.rc_o @ wt, sw.rq_o @ wt
+    aiq_r, aiq_z, aiq_o = _hull_aiq(c_r, q_r, a, b), _hull_aiq(sc, sq, a, b), _hull_aiq(c_o, q_o, a, b)
+    return {
+        "sc": sc, "sq": sq, "a": a, "b": b, "c_r": c_r, "q_r": q_r, "c_o": c_o, "q_o": q_o,
+        "aiq_r": aiq_r, "aiq_z": aiq_z, "aiq_o": aiq_o, "gap": _gap(aiq_r, aiq_z, aiq_o),
+    }  # fmt: skip
+
+
+def _curve_report(sw: _Sweep, s: dict, names: list[str]) -> dict:
+    """The report's curve, single-model, oracle and headline entries from the full-sample stats."""
+    n, m = sw.tq.shape
+    sc, sq, a, b = s["sc"], s["sq"], s["a"], s["b"]
+    best = int(np.lexsort((sc, -sq))[0])  # highest quality, then cheapest, then first
+    cheapest = int(np.lexsort((-sq, sc))[0])  # lowest cost, then best, then first
+    fc, fq = M.oracle_frontier(sw.tq, sw.tc)
+    return {
+        "version": REPORT_VERSION,
+        "models": names,
+        "n_prompts": n,
+        "cost_range": [a, b],
+        "curve": _curve(sw.w_r, s["c_r"], s["q_r"]),
+        "model_share": [(np.bincount(d, minlength=m) / n).tolist() for d in sw.D_r],
+        "single_models": [
+            {"name": nm, "quality": float(q), "cost": float(c)}
+            for nm, q, c in zip(names, sq, sc, strict=True)
+        ],
+        "best_single": {"name": names[best], "quality": float(sq[best]), "cost": float(sc[best])},
+        "oracle": {
+            "quality": float(s["q_o"][0]),
+            "cost": float(s["c_o"][0]),
+            "curve": _curve(sw.w_o, s["c_o"], s["q_o"]),
+            "aiq": s["aiq_o"],
+            "aiq_exact": M._aiq_hull(fc, fq, a, b) if fc.shape[0] > 0 else None,
+        },
+        "aiq": {"router": s["aiq_r"], "zero_router": s["aiq_z"], "oracle": s["aiq_o"]},
+        "gap_closed": _num(s["gap"]),
+        "cascade_auc": M.cascade_auc(s["c_r"], s["q_r"], a, b, float(sq[cheapest])),
+        "cascade_max_diff": M.cascade_max_diff(s["c_r"], s["q_r"], sc, sq),
+        "max_quality": float(s["q_r"].max()),
+        "cost_to_match_best_single": {
+            "best_single": float(sc[best]),
+            "router": _num(_cost_to_reach(s["c_r"], s["q_r"], float(sq[best]))),
+            "oracle": _num(_cost_to_reach(s["c_o"], s["q_o"], float(sq[best]))),
+        },
+    }
+
+
+def _bootstrap(sw: _Sweep, B: int, seed: int) -> dict:
+    """95% percentile intervals of the router's AIQ and the gap closed over B resamples of prompts."""
+    n = sw.tq.shape[0]
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=B) / n  # (B, n) resampling weights
+    aiqs, gaps = np.empty(B), np.empty(B)
+    for i in range(B):
+        r = _stats(sw, counts[i])
+        aiqs[i], gaps[i] = r["aiq_r"], r["gap"]
+    return {"n": B, "seed": int(seed), "aiq_router": _ci(aiqs), "gap_closed": _ci(gaps)}
+
+
 def evaluate_predictions(
     pred_quality,
     pred_cost,
@@ -98,8 +203,7 @@ def evaluate_predictions(
             added, with the router's strong score ``pred_quality[:, strong] - pred_quality[:, weak]``.
         n_points: length of the cost-weight grids (:func:`~routerzoo.evaluation.sweep.cost_weight_grid`).
         bootstrap: number of bootstrap resamples of the prompts (0: none) for 95% percentile
-            intervals of the router's AIQ and the gap closed. Decisions do not depend on the other
-            prompts, so they are computed once and only re-weighted.
+            intervals of the router's AIQ and the gap closed.
         seed: seed of the bootstrap.
         cost_weights: the router's cost weights; by default a grid from ``pred_cost``.
 
@@ -121,86 +225,15 @@ def evaluate_predictions(
     pc = _pred_cost(pred_cost, pq.shape)
     if (strong is None) != (weak is None):
         raise EvaluationInputError("give both strong and weak model names, or neither")
-    B = int(bootstrap)
-    if B < 0:
+    if int(bootstrap) < 0:
         raise EvaluationInputError(f"bootstrap must be >= 0, got {bootstrap}")
 
-    # decisions are per prompt; every statistic below is a weighted mean over prompts of these
-    w_r = (
-        cost_weight_grid(pc, n_points, quality_range=_spread(pq))
-        if cost_weights is None
-        else _weights(cost_weights)
-    )
-    w_o = cost_weight_grid(tc, n_points, quality_range=_spread(tq))
-    D_r = decisions(pq, pc, w_r)  # (k, n) model indices
-    rc_r, rq_r = realised(D_r, tq, tc)  # (k, n) realised cost and quality per prompt
-    rc_o, rq_o = realised(decisions(tq, tc, w_o), tq, tc)
-
-    def stats(wt: np.ndarray) -> dict:
-        """All curve-based statistics for prompt weights ``wt`` of shape (n,), summing to 1."""
-        sc, sq = tc.T @ wt, tq.T @ wt
-        a, b = float(sc.min()), float(sc.max())
-        c_r, q_r = rc_r @ wt, rq_r @ wt
-        c_o, q_o = rc_o @ wt, rq_o @ wt
-        aiq_r, aiq_z, aiq_o = _hull_aiq(c_r, q_r, a, b), _hull_aiq(sc, sq, a, b), _hull_aiq(c_o, q_o, a, b)
-        return {
-            "sc": sc, "sq": sq, "a": a, "b": b, "c_r": c_r, "q_r": q_r, "c_o": c_o, "q_o": q_o,
-            "aiq_r": aiq_r, "aiq_z": aiq_z, "aiq_o": aiq_o, "gap": _gap(aiq_r, aiq_z, aiq_o),
-        }  # fmt: skip
-
-    s = stats(np.full(n, 1.0 / n))
-    sc, sq, a, b = s["sc"], s["sq"], s["a"], s["b"]
-    best = int(np.lexsort((sc, -sq))[0])  # highest quality, then cheapest, then first
-    cheapest = int(np.lexsort((-sq, sc))[0])  # lowest cost, then best, then first
-    fc, fq = M.oracle_frontier(tq, tc)
-
-    report: dict = {
-        "version": REPORT_VERSION,
-        "models": names,
-        "n_prompts": n,
-        "cost_range": [a, b],
-        "curve": _curve(w_r, s["c_r"], s["q_r"]),
-        "model_share": [(np.bincount(d, minlength=m) / n).tolist() for d in D_r],
-        "single_models": [
-            {"name": nm, "quality": float(q), "cost": float(c)}
-            for nm, q, c in zip(names, sq, sc, strict=True)
-        ],
-        "best_single": {"name": names[best], "quality": float(sq[best]), "cost": float(sc[best])},
-        "oracle": {
-            "quality": float(s["q_o"][0]),
-            "cost": float(s["c_o"][0]),
-            "curve": _curve(w_o, s["c_o"], s["q_o"]),
-            "aiq": s["aiq_o"],
-            "aiq_exact": M._aiq_hull(fc, fq, a, b) if fc.shape[0] > 0 else None,
-        },
-        "aiq": {"router": s["aiq_r"], "zero_router": s["aiq_z"], "oracle": s["aiq_o"]},
-        "gap_closed": _num(s["gap"]),
-        "cascade_auc": M.cascade_auc(s["c_r"], s["q_r"], a, b, float(sq[cheapest])),
-        "cascade_max_diff": M.cascade_max_diff(s["c_r"], s["q_r"], sc, sq),
-        "max_quality": float(s["q_r"].max()),
-        "cost_to_match_best_single": {
-            "best_single": float(sc[best]),
-            "router": _num(_cost_to_reach(s["c_r"], s["q_r"], float(sq[best]))),
-            "oracle": _num(_cost_to_reach(s["c_o"], s["q_o"], float(sq[best]))),
-        },
-    }
-
+    sw = _sweep(pq, pc, tq, tc, n_points, cost_weights)
+    report = _curve_report(sw, _stats(sw, np.full(n, 1.0 / n)), names)
     if strong is not None:
         report.update(_two_model(pq, tq, names, str(strong), str(weak)))
-
-    if B > 0:
-        rng = np.random.default_rng(seed)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=B) / n  # (B, n) resampling weights
-        aiqs, gaps = np.empty(B), np.empty(B)
-        for i in range(B):
-            r = stats(counts[i])
-            aiqs[i], gaps[i] = r["aiq_r"], r["gap"]
-        report["bootstrap"] = {
-            "n": B,
-            "seed": int(seed),
-            "aiq_router": _ci(aiqs),
-            "gap_closed": _ci(gaps),
-        }
+    if int(bootstrap) > 0:
+        report["bootstrap"] = _bootstrap(sw, int(bootstrap), seed)
     return report
 
 
@@ -270,12 +303,15 @@ def format_table(rows: list[dict]) -> str:
         return "(no results)"
     has_ci = any("bootstrap" in r for r in rows)
     has_pair = any(r.get("apgr") is not None for r in rows)
+    has_prefs = any(r.get("pairs") for r in rows)
     header = ["router", "AIQ"]
     if has_ci:
         header.append("AIQ 95% CI")
     header += ["gap closed", "zero AIQ", "best single", "best q", "max q", "oracle AIQ", "oracle q"]
     if has_pair:
         header += ["APGR", "CPT50"]
+    if has_prefs:
+        header += ["pairs", "pair acc", "pair log-loss"]
     table = [header]
     for r in rows:
         aiq = r.get("aiq", {})
@@ -297,6 +333,9 @@ def format_table(rows: list[dict]) -> str:
         ]
         if has_pair:
             line += [_fmt(r.get("apgr")), _fmt(r.get("cpt50"), 3)]
+        if has_prefs:
+            pairs = r.get("pairs") or {}
+            line += [_fmt(pairs.get("n_pairs")), _fmt(pairs.get("accuracy")), _fmt(pairs.get("log_loss"))]
         table.append(line)
     widths = [max(len(row[k]) for row in table) for k in range(len(header))]
 

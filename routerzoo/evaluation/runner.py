@@ -1,24 +1,39 @@
-"""Evaluate a router on a dataset: predictions for the split's prompts → metrics report."""
+"""Evaluate a router on a dataset: cost-quality curves on benchmark outcomes, pairwise accuracy and
+log-loss on preference pairs, or both when the dataset has both."""
 
 from __future__ import annotations
 
-from routerzoo.data.dataset import OutcomeMatrix, RoutingDataset
+from routerzoo.data.dataset import RoutingDataset
+from routerzoo.data.matrix import OutcomeMatrix
 from routerzoo.errors import UserError
 from routerzoo.routers.base import Router
 
 
-def evaluation_matrix(
-    router: Router, dataset: RoutingDataset, split: str = "test"
-) -> tuple[OutcomeMatrix, int]:
+def evaluation_matrix(router: Router, dataset: RoutingDataset, split: str = "test") -> tuple[OutcomeMatrix, int]:
     """The split's outcomes for the router's candidate models, restricted to prompts where every
     candidate has an outcome (so every decision can be scored). Returns (matrix, prompts dropped)."""
     full = dataset.outcome_matrix(split=split, models=router.models)
     matrix = full.complete()
     if len(matrix) == 0:
-        raise UserError(
-            f"dataset {dataset.name} has no prompts in split {split!r} with outcomes for all of {router.models}"
-        )
+        raise UserError(f"dataset {dataset.name} has no prompts in split {split!r} with outcomes for all of {router.models}")
     return matrix, len(full) - len(matrix)
+
+
+def has_split(dataset: RoutingDataset, split: str, models: list[str]) -> bool:
+    """Whether ``split`` holds anything the router can be evaluated on."""
+    if dataset.outcomes is not None:
+        if len(dataset.outcome_matrix(split=split, models=models).complete()):
+            return True
+    if dataset.preferences is not None:
+        return len(dataset.preference_matrix(split=split, models=models)) > 0
+    return False
+
+
+def _check_models(router: Router, dataset: RoutingDataset) -> None:
+    missing = [m for m in router.models if m not in dataset.models]
+    if missing:
+        raise UserError(f"dataset {dataset.name} has no data for candidate model(s) {missing} of this router; "
+                        f"it has {dataset.models}")
 
 
 def evaluate_router(
@@ -30,29 +45,33 @@ def evaluate_router(
     weak: str | None = None,
     bootstrap: int = 0,
 ) -> dict:
-    """Full metrics report (see :func:`routerzoo.evaluation.report.evaluate_predictions`)."""
+    """Full report: the cost-quality metrics (:func:`~routerzoo.evaluation.report.evaluate_predictions`)
+    where the dataset has outcomes, and ``pairs`` (:func:`~routerzoo.evaluation.pairwise.evaluate_pairs`)
+    where it has preference pairs."""
+    from routerzoo.evaluation.pairwise import evaluate_pairs
     from routerzoo.evaluation.report import evaluate_predictions
 
     for name, flag in ((strong, "--strong"), (weak, "--weak")):
         if name is not None and name not in router.models:
-            raise UserError(
-                f"{flag} {name!r} is not a candidate model of this router; candidates: {router.models}"
-            )
+            raise UserError(f"{flag} {name!r} is not a candidate model of this router; candidates: {router.models}")
     if (strong is None) != (weak is None):
         raise UserError("--strong and --weak go together")
-    matrix, dropped = evaluation_matrix(router, dataset, split)
-    pred = router.predict(matrix.prompts)
-    report = evaluate_predictions(
-        pred.quality,
-        pred.cost,
-        matrix.quality,
-        matrix.cost,
-        matrix.models,
-        strong=strong,
-        weak=weak,
-        bootstrap=bootstrap,
-    )
-    report["router"] = {"kind": router.kind, "params": router.params, "lineage": router.lineage}
+    _check_models(router, dataset)
+    report: dict = {}
+    dropped = 0
+    if dataset.outcomes is not None:
+        matrix, dropped = evaluation_matrix(router, dataset, split)
+        pred = router.predict(matrix.prompts)
+        report = evaluate_predictions(pred.quality, pred.cost, matrix.quality, matrix.cost, matrix.models,
+                                      strong=strong, weak=weak, bootstrap=bootstrap)
+    if dataset.preferences is not None:
+        pairs = dataset.preference_matrix(split=split, models=router.models)
+        if len(pairs) == 0 and dataset.outcomes is None:
+            raise UserError(f"dataset {dataset.name} has no preference pairs in split {split!r} between {router.models}")
+        report["pairs"] = evaluate_pairs(router, pairs)
+        report.setdefault("n_prompts", len(set(pairs.prompt_ids)))
+        report.setdefault("models", list(router.models))
+    report["router"] = {"kind": router.kind, "config": router.describe()["config"], "lineage": router.lineage}
     report["dataset"] = {
         "name": dataset.name,
         "sha256": dataset.manifest.get("sha256"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from routerzoo.evaluation.metrics import EvaluationInputError, as_finite
-from routerzoo.routers.base import decide as _decide  # the one decision rule, shared with serving
+from routerzoo.routers.policies.argmax import decide as _decide  # the one decision rule, shared with serving
 
 __all__ = ["decide", "cost_weight_grid", "sweep", "oracle_points"]
 

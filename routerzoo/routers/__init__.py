@@ -1,9 +1,12 @@
-"""Routers at inference time: artifact → scores → decisions.
+"""Routers at inference time: artifact → predictions → decisions.
 
-Nothing here imports Lightning or training code, so a server can load a router cheaply.
+Importing this package is cheap: nothing here imports pandas, pyarrow, Lightning, MLflow or
+matplotlib, and torch / transformers load only when a router that needs them predicts.
 """
 
-from routerzoo.routers.base import Prediction, Router
-from routerzoo.routers.registry import ROUTERS, get_router_class, load_router
+from routerzoo.routers.base import Router
+from routerzoo.routers.loader import load_router
+from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.registry import KINDS, get_kind
 
-__all__ = ["ROUTERS", "Prediction", "Router", "get_router_class", "load_router"]
+__all__ = ["KINDS", "Prediction", "Router", "get_kind", "load_router"]

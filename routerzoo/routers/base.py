@@ -1,253 +1,240 @@
 """The router contract.
 
-A router answers one question in batch: for n prompts and its m candidate models, the predicted
-quality in [0, 1] of each model's answer (and its predicted USD cost). Every decision is derived
-from that:
+A router is a **quality/cost scorer** plus a **policy**. The scorer answers one question in batch:
+for n prompts and its m candidate models, the predicted quality of each model's answer and its
+predicted USD cost (:class:`~routerzoo.routers.prediction.Prediction`, both (n, m)). A policy turns
+that into decisions (:mod:`routerzoo.routers.policies`): λ-argmax of quality − λ·cost, the
+two-model threshold, or a budget- / capacity-constrained assignment of the whole batch. The artifact
+names the default policy; every call may pass another.
 
-* ``route(prompts, cost_weight=λ)``: argmax over models of quality − λ·cost (λ in quality per USD;
-  λ = 0 picks the best predicted model, large λ the cheapest);
-* ``route_threshold(prompts, threshold, strong=, weak=)``: the two-model form, strong when
-  q̂_strong − q̂_weak ≥ threshold.
+Subclasses declare ``kind``, a typed ``Config`` dataclass (their hyper-parameters, stored in the
+artifact as they are) and implement ``_predict_embeddings`` (routers that read prompt embeddings,
+``uses_embeddings = True``) or ``_predict_prompts``, plus ``state`` / ``load_state`` for learned
+arrays. Costs go through the router's :class:`~routerzoo.routers.cost.CostModel`, so new prices
+change decisions without retraining.
 
-A router artifact is a directory with ``config.json`` (kind, candidate models, prices, encoder,
-schema version, hyper-parameters, training lineage) and ``weights.safetensors``. No pickle.
+As in scikit-learn, the constructor only stores its arguments; fitting happens in the kind's fit
+function (see :mod:`routerzoo.routers.registry`), learned state ends in ``_``.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from routerzoo.errors import UserError
-
-ARTIFACT_SCHEMA_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
-
-
-@dataclass
-class Prediction:
-    """Per-prompt, per-model predictions.
-
-    Attributes:
-        quality: (n, m) predicted quality in [0, 1].
-        cost: (n, m) predicted USD cost.
-    """
-
-    quality: np.ndarray
-    cost: np.ndarray
+from routerzoo.routers.cost import CostModel
+from routerzoo.routers.policies.argmax import ArgmaxPolicy
+from routerzoo.routers.policies.base import BatchPolicy
+from routerzoo.routers.policies.threshold import ThresholdConfig, ThresholdPolicy
+from routerzoo.routers.prediction import Prediction
 
 
-def decide(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """Index of the chosen model per prompt: argmax of quality − λ·cost.
+class NotFittedError(UserError):
+    """A router used before it was fitted or loaded."""
 
-    Exact ties go to the cheaper predicted cost, then to the lower index, so with λ = 0 and equal
-    predicted qualities (binary labels) the cheapest of the equally good models is chosen.
 
-    Args:
-        quality: (n, m) predicted quality.
-        cost: (n, m) predicted USD cost.
-        cost_weight: λ >= 0, in quality per USD.
-
-    Returns:
-        (n,) int model indices.
-    """
-    utility = quality - cost_weight * cost if cost_weight != 0 else quality
-    tied = utility == utility.max(axis=1, keepdims=True)
-    return np.argmin(np.where(tied, cost, np.inf), axis=1)
+def check_prompts(prompts) -> list[str]:
+    """``prompts`` as a list of strings, or a UserError naming the first bad entry."""
+    if isinstance(prompts, str):
+        raise UserError("prompts must be a list of strings, got a single string (wrap it in a list)")
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise UserError(f"prompt {i} is not a string: {type(p).__name__}")
+    return prompts
 
 
 class Router:
     """Base class of every router.
 
     Args:
+        config: the kind's typed config (an instance of ``Config``); None for its defaults.
         models: candidate model names, the column order of every (n, m) array.
-        model_costs: (m,) mean USD cost per prompt of each model, the default cost prediction.
-        prices: model → {"input": $/1M tokens, "output": $/1M tokens} as recorded at training.
+        cost_model: per-model cost statistics and prices; None when nothing is known about cost.
         encoder: sentence-transformers id or folder for routers that read embeddings, else None.
-        params: the router's hyper-parameters (JSON-able).
+        policy: the default decision policy (λ-argmax with λ = 0 when None).
+        quality_range: (low, high) of the quality scale the router predicts on.
         lineage: where it came from (dataset name and sha256, split, MLflow run id, ...).
     """
 
     kind: ClassVar[str] = ""
-    #: whether ``predict_embeddings`` is implemented (the router reads prompt embeddings)
+    Config: ClassVar[type]
+    #: whether the router reads prompt embeddings (``_predict_embeddings``)
     uses_embeddings: ClassVar[bool] = False
 
     def __init__(
         self,
+        config=None,
+        *,
         models: Sequence[str],
-        model_costs: Sequence[float],
-        prices: dict | None = None,
+        cost_model: CostModel | None = None,
         encoder: str | None = None,
-        params: dict | None = None,
+        policy: BatchPolicy | None = None,
+        quality_range: tuple[float, float] = (0.0, 1.0),
         lineage: dict | None = None,
     ):
+        self.config = config if config is not None else self.Config()
         self.models = list(models)
-        self.model_costs = np.asarray(model_costs, dtype=np.float64)
-        self.prices = dict(prices or {})
+        self.cost_model = cost_model if cost_model is not None else CostModel.fit(self.models, None)
         self.encoder = encoder
-        self.params = dict(params or {})
+        self.policy = policy if policy is not None else ArgmaxPolicy()
+        self.quality_range = (float(quality_range[0]), float(quality_range[1]))
         self.lineage = dict(lineage or {})
         self._encoder = None
-        if len(self.models) != len(self.model_costs):
-            raise ValueError(f"{len(self.models)} models but {len(self.model_costs)} model costs")
 
-    # -- state ---------------------------------------------------------------------------------
+    # -- learned state ---------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays to store in ``weights.safetensors`` (override in learned routers)."""
         return {}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`state` returned."""
+        """Restore what :meth:`state` returned; check names and shapes (see :meth:`_tensor`)."""
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "schema_version": ARTIFACT_SCHEMA_VERSION,
-            "kind": self.kind,
-            "models": self.models,
-            "model_costs": self.model_costs.tolist(),
-            "prices": self.prices,
-            "encoder": self.encoder,
-            "params": self.params,
-            "lineage": self.lineage,
-        }
+    def _tensor(self, tensors: dict[str, np.ndarray], name: str, shape: tuple) -> np.ndarray:
+        """``tensors[name]`` checked against ``shape`` (None = any size on that axis)."""
+        if name not in tensors:
+            raise UserError(f"weights lack tensor {name!r} needed by a {self.kind!r} router")
+        arr = tensors[name]
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise UserError(f"weights: tensor {name!r} has shape {tuple(arr.shape)}, expected {want} for {len(self.models)} models")
+        return arr
 
-    # -- inference -----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        missing = [name for name in self.fitted_attributes() if not hasattr(self, name)]
+        if missing:
+            raise NotFittedError(f"this {self.kind!r} router is not fitted (no {missing[0]}); train it or load an artifact")
+
+    def fitted_attributes(self) -> list[str]:
+        """Names of the learned attributes that must exist before predicting."""
+        return []
+
+    # -- features --------------------------------------------------------------------------------
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
-        """Prompt embeddings (n, d) from this router's encoder (loaded on first use)."""
+        """Prompt embeddings (n, d) from this router's encoder (loaded on first use, memory cache only)."""
         if self.encoder is None:
             raise TypeError(f"router {self.kind!r} has no encoder")
         if self._encoder is None:
-            from routerzoo.data.embeddings import Encoder
+            from routerzoo.routers.encoder import Encoder
 
-            self._encoder = Encoder(self.encoder, show_progress=False)
+            self._encoder = Encoder(self.encoder, show_progress=False, cache_dir="")
         return self._encoder.encode(prompts)
 
     def set_encoder(self, encoder) -> None:
-        """Share an already loaded :class:`~routerzoo.data.embeddings.Encoder` (must match ``self.encoder``)."""
+        """Share an already loaded :class:`~routerzoo.routers.encoder.Encoder` (must match ``self.encoder``)."""
         if encoder.model_id != self.encoder:
             raise ValueError(f"encoder {encoder.model_id!r} does not match the router's {self.encoder!r}")
         self._encoder = encoder
 
-    def predict_embeddings(self, embeddings: np.ndarray) -> Prediction:
-        """Predictions from prompt embeddings of shape (n, d), for routers with ``uses_embeddings``."""
+    # -- prediction ------------------------------------------------------------------------------
+    def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(quality (n, m), cost at training prices (n, m) or None) from embeddings (n, d)."""
         raise TypeError(f"router {self.kind!r} does not read embeddings")
 
+    def _predict_prompts(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(quality (n, m), cost at training prices (n, m) or None) from prompt texts."""
+        return self._predict_embeddings(self.embed(prompts))
+
+    def _finish(self, quality: np.ndarray, cost: np.ndarray | None, n: int) -> Prediction:
+        quality = np.asarray(quality, dtype=np.float64).reshape(n, len(self.models))
+        return Prediction(quality, self.cost_model.predict(cost, n))
+
     def predict(self, prompts: Sequence[str]) -> Prediction:
-        """Predicted quality and cost, each (n, m), for n prompts."""
-        return self.predict_embeddings(self.embed(list(prompts)))
+        """Predicted quality and cost, each of shape (n, m), for n prompts."""
+        prompts = check_prompts(prompts)
+        self._check_fitted()
+        if not prompts:
+            m = len(self.models)
+            return Prediction(np.zeros((0, m)), np.zeros((0, m)))
+        quality, cost = self._predict_prompts(prompts)
+        return self._finish(quality, cost, len(prompts))
+
+    def predict_embeddings(self, embeddings: np.ndarray) -> Prediction:
+        """Predictions from precomputed prompt embeddings of shape (n, d) (``uses_embeddings`` routers)."""
+        self._check_fitted()
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        quality, cost = self._predict_embeddings(embeddings)
+        return self._finish(quality, cost, embeddings.shape[0])
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """Predicted quality of each candidate model, shape (n_prompts, n_models)."""
         return self.predict(prompts).quality
 
-    def choose(
-        self,
-        pred: Prediction,
-        cost_weight: float = 0.0,
-        *,
-        threshold: float | None = None,
-        strong: str | None = None,
-        weak: str | None = None,
-    ) -> list[str]:
-        """Model names chosen from predictions already made.
+    # -- decisions -------------------------------------------------------------------------------
+    def make_policy(self, cost_weight: float | None = None, *, threshold: float | None = None,
+                    strong: str | None = None, weak: str | None = None) -> BatchPolicy:
+        """The default policy, or the one these options describe (λ-argmax or two-model threshold)."""
+        if strong is not None or weak is not None:
+            policy = ThresholdPolicy(ThresholdConfig(strong=strong or "", weak=weak or "", threshold=0.0 if threshold is None else float(threshold)))
+            policy.check_models(self.models)
+            return policy
+        if cost_weight is not None:
+            return ArgmaxPolicy(ArgmaxPolicy.Config(cost_weight=float(cost_weight)))
+        return self.policy
 
-        With ``strong`` and ``weak``: the two-model form, ``strong`` where q̂_strong − q̂_weak ≥
-        ``threshold`` (default 0). Otherwise argmax of quality − cost_weight·cost.
-        """
-        if strong is None and weak is None:
-            return [self.models[i] for i in decide(pred.quality, pred.cost, cost_weight)]
-        for name in (strong, weak):
-            if name not in self.models:
-                raise UserError(f"model {name!r} is not a candidate of this router; candidates: {self.models}")
-        margin = pred.quality[:, self.models.index(strong)] - pred.quality[:, self.models.index(weak)]
-        cut = 0.0 if threshold is None else threshold
-        return [strong if m >= cut else weak for m in margin]
+    def decide(self, pred: Prediction, policy: BatchPolicy | None = None) -> np.ndarray:
+        """(n,) model indices chosen by ``policy`` (default: the router's) from predictions already made."""
+        return (policy or self.policy).decide(pred, self.models)
 
-    def route(self, prompts: Sequence[str], cost_weight: float = 0.0) -> list[str]:
-        """Chosen model name per prompt: argmax of quality − cost_weight·cost."""
-        return self.choose(self.predict(prompts), cost_weight)
+    def choose(self, pred: Prediction, cost_weight: float | None = None, *, threshold: float | None = None,
+               strong: str | None = None, weak: str | None = None) -> list[str]:
+        """Model names chosen from predictions already made (see :meth:`make_policy`)."""
+        policy = self.make_policy(cost_weight, threshold=threshold, strong=strong, weak=weak)
+        return [self.models[i] for i in self.decide(pred, policy)]
+
+    def route(self, prompts: Sequence[str], cost_weight: float | None = None, *, policy: BatchPolicy | None = None) -> list[str]:
+        """Chosen model name per prompt: the default policy, λ-argmax at ``cost_weight``, or ``policy``."""
+        policy = policy or self.make_policy(cost_weight)
+        return [self.models[i] for i in self.decide(self.predict(prompts), policy)]
 
     def route_threshold(self, prompts: Sequence[str], threshold: float, strong: str, weak: str) -> list[str]:
         """Two-model form: ``strong`` where q̂_strong − q̂_weak ≥ threshold, else ``weak``."""
-        for name in (strong, weak):  # check before predicting: a typo should not cost an encode
-            if name not in self.models:
-                raise UserError(f"model {name!r} is not a candidate of this router; candidates: {self.models}")
-        return self.choose(self.predict(prompts), threshold=threshold, strong=strong, weak=weak)
+        policy = self.make_policy(threshold=threshold, strong=strong, weak=weak)  # checks names before encoding
+        return self.route(prompts, policy=policy)
 
-    def _default_cost(self, n: int) -> np.ndarray:
-        return np.broadcast_to(self.model_costs, (n, len(self.models))).copy()
+    def win_probability(self, pred: Prediction, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """P(model a's answer is preferred to model b's) per row, Bradley-Terry on predicted quality.
 
-    # -- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` into directory ``path``."""
-        from safetensors.numpy import save_file
+        Args:
+            pred: predictions of shape (n, m) for the n comparisons' prompts.
+            a, b: (n,) model indices.
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: np.ascontiguousarray(v) for k, v in self.state().items()}
-        if not tensors:  # safetensors needs at least one tensor; keep the file so every artifact looks alike
-            tensors = {"model_costs": np.ascontiguousarray(self.model_costs)}
-        save_file(tensors, str(path / WEIGHTS_FILE), metadata={"kind": self.kind})
-        (path / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2, default=_json_default) + "\n")
-        return path
+        Returns:
+            (n,) probabilities: sigmoid(logit q_a − logit q_b), with qualities rescaled to [0, 1]
+            and clipped away from 0 and 1.
+        """
+        lo, hi = self.quality_range
+        q = np.clip((pred.quality - lo) / max(hi - lo, 1e-12), 1e-4, 1 - 1e-4)
+        logit = np.log(q) - np.log1p(-q)
+        rows = np.arange(len(a))
+        return 1.0 / (1.0 + np.exp(-(logit[rows, a] - logit[rows, b])))
 
-    @classmethod
-    def from_config(cls, config: dict) -> Router:
-        return cls(
-            models=config["models"],
-            model_costs=config["model_costs"],
-            prices=config.get("prices"),
-            encoder=config.get("encoder"),
-            params=config.get("params"),
-            lineage=config.get("lineage"),
-        )
+    # -- prices ----------------------------------------------------------------------------------
+    def with_prices(self, prices: dict, where: str = "prices") -> Router:
+        """A copy of this router deciding at new prices (model → {"input", "output"} $ per 1M tokens)."""
+        other = copy.copy(self)
+        other.cost_model = self.cost_model.with_prices(prices, where)
+        return other
 
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the artifact (``config.json`` + ``weights.safetensors``) to directory ``path``, atomically.
 
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+        An existing non-empty ``path`` is refused unless ``overwrite``.
+        """
+        from routerzoo.routers.artifact import write_artifact
 
+        self._check_fitted()
+        return write_artifact(self, path, overwrite=overwrite)
 
-def read_artifact(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and check a router artifact directory; returns (config, tensors).
+    def describe(self) -> dict[str, Any]:
+        """The artifact's ``config.json`` content (without the weights' hash)."""
+        from routerzoo.routers.artifact import artifact_config
 
-    Raises:
-        UserError: naming the file when the artifact is missing, unreadable or too new.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    path = Path(path)
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise UserError(f"{path} is not a router artifact: {CONFIG_FILE} not found (train one with `routerzoo train`)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
-    for key in ("kind", "models", "model_costs"):
-        if key not in config:
-            raise UserError(f"{cfg_path}: missing field '{key}'")
-    if config.get("schema_version", 0) > ARTIFACT_SCHEMA_VERSION:
-        raise UserError(
-            f"{cfg_path}: artifact schema version {config['schema_version']} is newer than this routerzoo "
-            f"supports ({ARTIFACT_SCHEMA_VERSION}); upgrade routerzoo"
-        )
-    weights = path / WEIGHTS_FILE
-    try:
-        tensors = load_file(str(weights)) if weights.exists() else {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{weights}: cannot read weights ({exc})") from None
-    return config, tensors
+        return artifact_config(self)

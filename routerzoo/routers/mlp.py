@@ -9,10 +9,61 @@ answers cost more) and the decision weighs it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from routerzoo.routers.base import Prediction, Router
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.base import Router
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+@dataclass
+class MLPConfig:
+    """MLP router hyper-parameters.
+
+    Attributes:
+        hidden: widths of the hidden layers.
+        dropout: dropout after each hidden layer.
+        predict_cost: also learn each model's per-prompt log cost (else the mean cost is used).
+        cost_loss_weight: weight of the cost loss against the quality BCE.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: prompts per step.
+        max_epochs: upper bound on epochs.
+        patience: epochs without validation improvement before stopping.
+        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
+        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
+        strategy: Lightning strategy ("auto", "ddp", ...).
+    """
+
+    hidden: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.2
+    predict_cost: bool = True
+    cost_loss_weight: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 8
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+
+    def __post_init__(self):
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ConfigError("router.lr, router.batch_size, router.max_epochs and router.patience must be positive")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"router.hidden widths must be positive, got {self.hidden}")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
+        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
+            raise ConfigError(f"router.devices must be >= 1, -1 (all) or 'auto', got {self.devices}")
+        if isinstance(self.devices, str) and self.devices != "auto" and not all(p.strip().lstrip("-").isdigit() for p in self.devices.split(",") if p.strip()):
+            raise ConfigError(f"router.devices must be a number, a list like '0,1', or 'auto', got {self.devices!r}")
 
 
 def build_network(in_dim: int, n_models: int, hidden: Sequence[int], dropout: float, predict_cost: bool):
@@ -43,22 +94,26 @@ def build_network(in_dim: int, n_models: int, hidden: Sequence[int], dropout: fl
 class MLPRouter(Router):
     """Multi-label MLP over embeddings.
 
-    params: ``hidden`` (layer widths), ``dropout``, ``predict_cost``; the cost head's target
-    standardisation ``log_cost_mean`` / ``log_cost_std`` (m,) is stored with the weights.
+    State: the network's weights (``net.*``) and the cost head's target standardisation
+    ``log_cost_mean`` / ``log_cost_std`` (m,).
     """
 
     kind = "mlp"
+    Config = MLPConfig
     uses_embeddings = True
 
     def network(self, in_dim: int):
-        p = self.params
-        return build_network(in_dim, len(self.models), p.get("hidden", [256]), p.get("dropout", 0.1), p.get("predict_cost", True))
+        c = self.config
+        return build_network(in_dim, len(self.models), c.hidden, c.dropout, c.predict_cost)
 
     def set_network(self, net, log_cost_mean: np.ndarray, log_cost_std: np.ndarray) -> MLPRouter:
         self.net_ = net.eval()
         self.log_cost_mean_ = np.asarray(log_cost_mean, dtype=np.float32)
         self.log_cost_std_ = np.asarray(log_cost_std, dtype=np.float32)
         return self
+
+    def fitted_attributes(self) -> list[str]:
+        return ["net_"]
 
     def state(self) -> dict[str, np.ndarray]:
         out = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
@@ -69,20 +124,28 @@ class MLPRouter(Router):
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         import torch
 
-        weights = {k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("net.")}
-        in_dim = weights["quality_head.weight"].shape[1] if not self.params.get("hidden") else weights["trunk.0.weight"].shape[1]
+        m = len(self.models)
+        first = "net.trunk.0.weight" if self.config.hidden else "net.quality_head.weight"
+        in_dim = self._tensor(tensors, first, (self.config.hidden[0] if self.config.hidden else m, None)).shape[1]
         net = self.network(in_dim)
-        net.load_state_dict(weights)
-        self.set_network(net, tensors["log_cost_mean"], tensors["log_cost_std"])
+        expected = net.state_dict()
+        for name, value in expected.items():
+            self._tensor(tensors, f"net.{name}", tuple(value.shape))
+        extra = sorted(k for k in tensors if k.startswith("net.") and k[4:] not in expected)
+        if extra:
+            raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for an MLP with hidden={self.config.hidden}")
+        net.load_state_dict({k: torch.from_numpy(np.array(tensors[f"net.{k}"])) for k in expected})
+        self.set_network(net, self._tensor(tensors, "log_cost_mean", (m,)), self._tensor(tensors, "log_cost_std", (m,)))
 
-    def predict_embeddings(self, embeddings: np.ndarray) -> Prediction:
+    def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
+        in_dim = next(self.net_.parameters()).shape[1]
+        if embeddings.ndim != 2 or embeddings.shape[1] != in_dim:
+            raise ValueError(f"embeddings of shape {embeddings.shape}; this router needs (n, {in_dim})")
         with torch.no_grad():
-            logits, log_cost = self.net_(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
+            logits, log_cost = self.net_(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)))
         quality = torch.sigmoid(logits).numpy().astype(np.float64)
         if log_cost is None:
-            cost = self._default_cost(len(embeddings))
-        else:
-            cost = np.exp(log_cost.numpy() * self.log_cost_std_ + self.log_cost_mean_).astype(np.float64)
-        return Prediction(quality, cost)
+            return quality, None
+        return quality, np.exp(log_cost.numpy() * self.log_cost_std_ + self.log_cost_mean_).astype(np.float64)

@@ -1,38 +1,102 @@
-"""The explicit registry of router kinds, and the one load path every consumer uses.
+"""The one registry of kinds: routers, deferral scorers and policies.
 
-Adding a router: its own file, one line here, a training entry in
-:mod:`routerzoo.training.registry`, a config under ``configs/routers/``, and the contract test
-covers it.
+Each entry names, as lazy ``module:attr`` references, the kind's typed config dataclass (what the
+artifact stores, with the one set of defaults), its inference class, and its fit function (None for
+kinds that are not trained). Nothing is imported until a kind is used, so listing kinds is cheap and
+inference never imports training code.
+
+Adding a router: write ``routerzoo/routers/<name>.py`` (config dataclass, router class, fit
+function; a Lightning module goes in ``routerzoo/training/``), add one line below and a
+``configs/routers/<name>.yaml``. The contract suite (``tests/test_router_contract.py``) runs over
+every router registered here.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
+from dataclasses import dataclass
 
 from routerzoo.errors import UserError
-from routerzoo.routers.base import Router, read_artifact
-from routerzoo.routers.baselines import BestSingleRouter, OracleRouter, RandomRouter
-from routerzoo.routers.knn import KNNRouter
-from routerzoo.routers.mlp import MLPRouter
 
-ROUTERS: dict[str, type[Router]] = {
-    cls.kind: cls for cls in (KNNRouter, MLPRouter, RandomRouter, BestSingleRouter, OracleRouter)
+ROLES = ("router", "deferral", "policy")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """Where a kind's parts live (imported on demand).
+
+    Attributes:
+        role: "router" (quality/cost scorer), "deferral" (deferral scorer) or "policy".
+        config: ``module:Class`` of the typed config dataclass.
+        cls: ``module:Class`` of the inference class.
+        fit: ``module:function`` ``fit(config, ctx) -> (fitted, metrics)``, or None when not trained.
+        summary: one line for ``routerzoo routers``.
+    """
+
+    role: str
+    config: str
+    cls: str
+    fit: str | None
+    summary: str
+
+    @staticmethod
+    def _resolve(ref: str):
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def load_config(self) -> type:
+        return self._resolve(self.config)
+
+    def load_class(self) -> type:
+        return self._resolve(self.cls)
+
+    def load_fit(self):
+        if self.fit is None:
+            raise UserError(f"{self.cls} is not trained (no fit function)")
+        return self._resolve(self.fit)
+
+
+_R = "routerzoo.routers"
+
+KINDS: dict[str, KindSpec] = {
+    # routers (quality/cost scorers)
+    "knn": KindSpec("router", f"{_R}.knn:KNNConfig", f"{_R}.knn:KNNRouter", f"{_R}.knn:fit_knn", "k-nearest neighbours on prompt embeddings (k by validation AIQ)"),
+    "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
+    "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs"),
+    "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
+    "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)"),
+    "oracle": KindSpec("router", f"{_R}.baselines:OracleConfig", f"{_R}.baselines:OracleRouter", f"{_R}.baselines:fit_oracle", "true outcomes of seen prompts (the ceiling; evaluation only)"),
+    # deferral scorers
+    "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
+    # policies
+    "argmax": KindSpec("policy", f"{_R}.policies.argmax:ArgmaxConfig", f"{_R}.policies.argmax:ArgmaxPolicy", None, "argmax of quality - λ·cost per prompt"),
+    "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),
+    "assignment": KindSpec("policy", f"{_R}.policies.assignment:AssignmentConfig", f"{_R}.policies.assignment:AssignmentPolicy", None, "batch assignment under a budget and per-model capacity (MILP)"),
+    "cascade": KindSpec("policy", f"{_R}.policies.cascade:CascadeConfig", f"{_R}.policies.cascade:CascadePolicy", None, "call models in order, escalate while the deferral scorer rejects"),
 }
 
 
-def get_router_class(kind: str) -> type[Router]:
-    try:
-        return ROUTERS[kind]
-    except KeyError:
-        raise UserError(f"unknown router kind {kind!r}; registered: {sorted(ROUTERS)}") from None
+def kinds(role: str | None = None) -> dict[str, KindSpec]:
+    """Registered kinds, optionally of one role."""
+    return {name: spec for name, spec in KINDS.items() if role is None or spec.role == role}
 
 
-def load_router(path: str | os.PathLike) -> Router:
-    """Load a router artifact directory (``config.json`` + ``weights.safetensors``)."""
-    config, tensors = read_artifact(path)
-    router = get_router_class(config["kind"]).from_config(config)
-    try:
-        router.load_state(tensors)
-    except KeyError as exc:
-        raise UserError(f"{path}: weights lack tensor {exc} needed by a {config['kind']!r} router") from None
-    return router
+def get_kind(name: str, role: str | None = None) -> KindSpec:
+    """The spec of kind ``name`` (of ``role`` if given), or a UserError listing the choices."""
+    spec = KINDS.get(name) if isinstance(name, str) else None
+    if spec is None or (role is not None and spec.role != role):
+        raise UserError(f"unknown {role or 'kind'} {name!r}; registered: {sorted(kinds(role))}")
+    return spec
+
+
+def load_policy(data, where: str = "policy"):
+    """A batch policy from ``{"kind": ..., "config": {...}}`` (as artifacts store it)."""
+    from routerzoo.routers.typed_config import config_from_dict
+
+    if not isinstance(data, dict) or "kind" not in data:
+        raise UserError(f"{where}: expected an object with 'kind' and 'config', got {data!r}")
+    spec = get_kind(data["kind"], role="policy")
+    cls = spec.load_class()
+    if not hasattr(cls, "decide"):
+        raise UserError(f"{where}: {data['kind']!r} is a sequential policy, not a batch policy a router can default to")
+    return cls(config_from_dict(spec.load_config(), data.get("config") or {}, f"{where}.config"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from dataclasses import asdict, dataclass, field
 
 import lightning as L
 import numpy as np
@@ -20,49 +19,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.mlp import MLPRouter
+from routerzoo.routers.mlp import MLPConfig, MLPRouter
 from routerzoo.training.context import FitContext
-
-
-@dataclass
-class MLPConfig:
-    """MLP router hyper-parameters.
-
-    Attributes:
-        hidden: widths of the hidden layers.
-        dropout: dropout after each hidden layer.
-        predict_cost: also learn each model's per-prompt log cost (else the mean cost is used).
-        cost_loss_weight: weight of the cost loss against the quality BCE.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: prompts per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu").
-        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
-        strategy: Lightning strategy ("auto", "ddp", ...).
-    """
-
-    hidden: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.2
-    predict_cost: bool = True
-    cost_loss_weight: float = 0.5
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    max_epochs: int = 100
-    patience: int = 8
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-
-    def __post_init__(self):
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"--model.dropout must be in [0, 1), got {self.dropout}")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("--model.lr, --model.batch_size, --model.max_epochs and --model.patience must be positive")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"--model.hidden widths must be positive, got {self.hidden}")
 
 
 class SuccessModule(L.LightningModule):
@@ -139,12 +97,17 @@ def log_cost_stats(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     """Train; returns the router with the best validation epoch's weights and fit metrics."""
+    train = ctx.require_outcomes("mlp")
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"router.accelerator {config.accelerator!r}: no CUDA device is visible to torch on this machine")
+    if config.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("router.accelerator 'mps': no Apple MPS device is available on this machine")
     L.seed_everything(ctx.seed, workers=True, verbose=False)
-    router = MLPRouter(**ctx.router_kwargs(asdict(config), encoder=True))
+    router = MLPRouter(config, **ctx.router_kwargs(encoder=True))
     net = router.network(ctx.train_embeddings.shape[1])
-    mean, std = log_cost_stats(ctx.train.cost)
-    train_ds = _tensors(ctx.train_embeddings, ctx.train.quality, ctx.train.cost, mean, std)
-    has_val = len(ctx.val) > 0
+    mean, std = log_cost_stats(train.cost)
+    train_ds = _tensors(ctx.train_embeddings, train.quality, train.cost, mean, std)
+    has_val = ctx.val is not None and len(ctx.val) > 0
     val_ds = _tensors(ctx.val_embeddings, ctx.val.quality, ctx.val.cost, mean, std) if has_val else None
     module = SuccessModule(net, config.lr, config.weight_decay, config.cost_loss_weight)
     keep = KeepBest("val_bce")
@@ -160,7 +123,7 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,
-        logger=ctx.logger if ctx.logger is not None else False,
+        logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=ctx.progress,
@@ -171,7 +134,16 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     generator = torch.Generator().manual_seed(ctx.seed)
     train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator)
     val_dl = DataLoader(val_ds, batch_size=1024) if has_val else None
-    trainer.fit(module, train_dl, val_dl)
+    try:
+        trainer.fit(module, train_dl, val_dl)
+    except SystemExit:
+        # Lightning turns Ctrl-C into SystemExit(1) after its own shutdown; give the CLI the
+        # KeyboardInterrupt back so it says "interrupted" and exits 130 like every other command
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted:
+        raise KeyboardInterrupt
     if keep.best_state is not None:
         net.load_state_dict(keep.best_state)
     router.set_network(net.cpu(), mean, std)

@@ -1,20 +1,26 @@
-"""The train entry point: dataset → features → fit → artifact, logged to MLflow."""
+"""The train entry point: dataset → fit context → fit → evaluation → artifact, tracked in MLflow.
+
+Each step is its own function; :func:`train_router` only strings them together, and MLflow
+bookkeeping lives in :class:`routerzoo.zoo.tracking.TrainingRun`. Everything a user can get wrong
+(output paths, the evaluation dataset's models, the plot's file type) is checked before anything
+is encoded or fitted, so a mistake never leaves a half-written artifact or a FAILED run behind.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from routerzoo.data.dataset import load_dataset
+from routerzoo.data.dataset import RoutingDataset, load_dataset
 from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.base import Router
+from routerzoo.routers.registry import get_kind
 from routerzoo.training.context import FeatureConfig, FitContext
-from routerzoo.training.registry import get_trainer
+
+EVAL_SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass
@@ -46,6 +52,19 @@ class TrackingConfig:
 
 @dataclass
 class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        router: the fitted router (the same object that was saved).
+        router_dir: the artifact directory.
+        run_id: MLflow run id, or None when tracking is off.
+        fit_metrics: the fit function's metrics plus timings.
+        reports: evaluation reports by name ("val", "eval").
+        model_uri: the logged pyfunc model's URI.
+        registered_version: the registry version, when registered.
+    """
+
+    router: Router
     router_dir: Path
     run_id: str | None
     fit_metrics: dict
@@ -54,26 +73,73 @@ class TrainResult:
     registered_version: int | None = None
 
 
-def encode_all(features: FeatureConfig, *prompt_lists: list[str], progress: bool = True) -> tuple[object, list[np.ndarray]]:
-    """Encode several prompt lists with one encoder in one pass; returns (encoder, arrays)."""
-    from routerzoo.data.embeddings import Encoder
+def check_plot_path(plot: str | os.PathLike | None) -> None:
+    """A plot path whose folder can be created and whose extension is PNG (or SVG/PDF)."""
+    if plot is None:
+        return
+    path = Path(plot)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UserError(f"--plot {path}: use a .png (or .svg / .pdf) file name")
+    if path.is_dir():
+        raise UserError(f"--plot {path} is a directory; give a file name such as {path / 'cost_quality.png'}")
 
-    encoder = Encoder(features.encoder, batch_size=features.batch_size, device=features.device,
-                      cache_dir=features.cache_dir, show_progress=progress)
-    flat = [p for prompts in prompt_lists for p in prompts]
-    emb = encoder.encode(flat)
-    out, start = [], 0
-    for prompts in prompt_lists:
-        out.append(emb[start:start + len(prompts)])
-        start += len(prompts)
-    return encoder, out
+
+def build_context(dataset: RoutingDataset, features: FeatureConfig, seed: int, progress: bool) -> FitContext:
+    """The fit context of a dataset: outcome and preference splits as arrays, lineage, prices."""
+    has_outcomes = dataset.outcomes is not None
+    has_prefs = dataset.preferences is not None
+    train = dataset.outcome_matrix("train") if has_outcomes else None
+    val = dataset.outcome_matrix("val") if has_outcomes else None
+    train_prefs = dataset.preference_matrix("train") if has_prefs else None
+    val_prefs = dataset.preference_matrix("val") if has_prefs else None
+    n_train = (len(train) if train is not None else 0) + (len(train_prefs) if train_prefs is not None else 0)
+    if n_train == 0:
+        raise UserError(f"dataset {dataset.name} has nothing in its train split")
+    if len(dataset.models) < 2:
+        raise UserError(f"dataset {dataset.name} has one model ({dataset.models}): a router needs at least two to choose between")
+    lineage = {
+        "dataset": dataset.name,
+        "dataset_sha256": dataset.manifest.get("sha256"),
+        "split": dataset.manifest.get("split"),
+        "n_train": len(train) if train is not None else 0,
+        "n_val": len(val) if val is not None else 0,
+        "n_train_pairs": len(train_prefs) if train_prefs is not None else 0,
+    }
+    return FitContext(models=dataset.models, train=train, val=val, train_prefs=train_prefs, val_prefs=val_prefs,
+                      features=features, prices=dataset.manifest.get("prices", {}), lineage=lineage,
+                      seed=seed, progress=progress)
+
+
+def check_eval_dataset(models: list[str], eval_dataset: RoutingDataset | None, split: str) -> None:
+    """Before fitting: the evaluation dataset has every candidate model and the split exists."""
+    if split not in EVAL_SPLITS:
+        raise UserError(f"--eval-split {split!r}: choose one of {list(EVAL_SPLITS)}")
+    if eval_dataset is None:
+        return
+    missing = [m for m in models if m not in eval_dataset.models]
+    if missing:
+        raise UserError(f"--eval-data {eval_dataset.name} has no outcomes for candidate model(s) {missing}; "
+                        f"it has {eval_dataset.models}")
+
+
+def evaluate_after_fit(router: Router, dataset: RoutingDataset, eval_dataset: RoutingDataset | None,
+                       eval_split: str) -> dict:
+    """Validation report (training dataset) and, with ``eval_dataset``, its ``eval_split`` report."""
+    from routerzoo.evaluation.runner import evaluate_router, has_split
+
+    reports: dict = {}
+    if has_split(dataset, "val", router.models):
+        reports["val"] = evaluate_router(router, dataset, "val")
+    if eval_dataset is not None:
+        reports["eval"] = evaluate_router(router, eval_dataset, eval_split)
+    return reports
 
 
 def train_router(
     kind: str,
-    model_config,
-    data: str | os.PathLike,
-    out: str | os.PathLike,
+    router_config=None,
+    data: str | os.PathLike = "",
+    out: str | os.PathLike = "",
     *,
     eval_data: str | os.PathLike | None = None,
     eval_split: str = "test",
@@ -83,139 +149,73 @@ def train_router(
     resolved_config: dict | None = None,
     progress: bool | None = None,
     plot: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train router ``kind`` on ``data``'s train split and write the artifact to ``out``.
 
     The validation split drives early stopping / model selection and a validation report; with
     ``eval_data`` the router is also evaluated on that dataset's ``eval_split``.
+
+    Args:
+        kind: a registered router kind (``routerzoo routers``).
+        router_config: the kind's typed config; None for its defaults.
+        data: dataset directory.
+        out: artifact directory to write (refused if it exists and is not empty, unless ``overwrite``).
     """
+    from routerzoo.data.fsutil import check_output_dir
+    from routerzoo.zoo.tracking import TrainingRun
+
+    spec = get_kind(kind, role="router")
+    config_cls, fit = spec.load_config(), spec.load_fit()
+    router_config = config_cls() if router_config is None else router_config
+    if not isinstance(router_config, config_cls):
+        raise TypeError(f"router {kind!r} takes a {config_cls.__name__}, got {type(router_config).__name__}")
     features = features or FeatureConfig()
     tracking = tracking or TrackingConfig()
     progress = sys.stderr.isatty() if progress is None else progress
-    spec = get_trainer(kind)
-    config_cls, fit = spec.load()
-    if not isinstance(model_config, config_cls):
-        raise TypeError(f"router {kind!r} takes a {config_cls.__name__}, got {type(model_config).__name__}")
 
+    # everything a user can get wrong, before any encoding or fitting
+    check_output_dir(out, overwrite=overwrite, what="router artifact")
+    check_plot_path(plot)
+    if plot is not None and eval_data is None:
+        raise UserError("--plot draws the --eval-data curve; pass --eval-data too")
     dataset = load_dataset(data)
     eval_dataset = load_dataset(eval_data) if eval_data is not None else None
-    train = dataset.outcome_matrix("train")
-    val = dataset.outcome_matrix("val")
-    if len(train) == 0:
-        raise UserError(f"dataset {dataset.name} has no prompts in its train split")
+    check_eval_dataset(dataset.models, eval_dataset, eval_split)
+    ctx = build_context(dataset, features, seed, progress)
 
-    encoder = None
-    train_emb = val_emb = None
-    timings: dict = {}
-    if spec.uses_embeddings:
+    with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed) as run:
+        ctx.lineage.update(run.lineage())
+        ctx.logger = run.lightning_logger  # a factory: only Lightning fits import Lightning
         t0 = time.perf_counter()
-        encoder, (train_emb, val_emb) = encode_all(features, train.prompts, val.prompts, progress=progress)
-        timings["encode_s"] = time.perf_counter() - t0
-
-    lineage = {
-        "dataset": dataset.name,
-        "dataset_sha256": dataset.manifest.get("sha256"),
-        "split": dataset.manifest.get("split"),
-        "n_train": len(train),
-        "n_val": len(val),
-    }
-    resolved = resolved_config or {}
-    run_ctx = _maybe_run(tracking, kind, dataset)
-    with run_ctx as active:
-        run_id = active.info.run_id if active is not None else None
-        logger = None
-        if active is not None:
-            import mlflow
-
-            from routerzoo.zoo.tracking import flatten, resolve_tracking_uri
-
-            lineage.update({"mlflow_run_id": run_id, "mlflow_experiment": tracking.experiment})
-            mlflow.log_params(flatten({"router": kind, "model": resolved.get("model", {}), "features": features.__dict__, "seed": seed}))
-            mlflow.log_text(json.dumps(resolved, indent=2, default=str), "config.json")
-            mlflow.log_dict(dataset.manifest, "dataset/dataset.json")
-            if kind == "mlp":
-                from lightning.pytorch.loggers import MLFlowLogger
-
-                logger = MLFlowLogger(experiment_name=tracking.experiment, tracking_uri=resolve_tracking_uri(tracking.tracking_uri), run_id=run_id)
-        ctx = FitContext(
-            train=train, val=val, train_embeddings=train_emb, val_embeddings=val_emb,
-            encoder=features.encoder if spec.uses_embeddings else None,
-            prices=dataset.manifest.get("prices", {}), lineage=lineage, seed=seed, logger=logger, progress=progress,
-        )
-        t0 = time.perf_counter()
-        router, fit_metrics = fit(model_config, ctx)
-        timings["fit_s"] = time.perf_counter() - t0
-        if encoder is not None:
-            router.set_encoder(encoder)
-        router_dir = router.save(out)
-
-        reports: dict = {}
-        if len(val) > 0:
-            from routerzoo.evaluation.runner import evaluate_router
-
-            # the router holds the training encoder, whose in-memory cache already has these prompts
-            reports["val"] = evaluate_router(router, dataset, "val")
-        if eval_dataset is not None:
-            from routerzoo.evaluation.runner import evaluate_router
-
-            reports["eval"] = evaluate_router(router, eval_dataset, eval_split)
-        if active is not None:
-            from routerzoo.zoo.tracking import log_metrics
-
-            log_metrics({**fit_metrics, **timings})
-            for name, report in reports.items():
-                log_metrics(summary_metrics(report), prefix=f"{name}_")
-                mlflow.log_dict(report, f"reports/{name}.json")
-            if plot is not None and "eval" in reports:
-                from routerzoo.evaluation.plot import plot_report
-
-                plot_report(reports["eval"], plot, title=f"{kind} on {eval_dataset.name} ({eval_split})")
-                mlflow.log_artifact(str(plot), "reports")
-            mlflow.log_artifacts(str(router_dir), "router")
-            model_uri = version = None
-            if tracking.log_model:
-                from routerzoo.zoo.pyfunc import log_router_model, set_alias
-
-                info = log_router_model(router_dir, registered_name=tracking.register)
-                model_uri, version = info.model_uri, info.registered_model_version
-                if tracking.alias and version is not None:
-                    set_alias(tracking.register, tracking.alias, version)
-                    mlflow.set_tag("routerzoo.registered", f"{tracking.register}@{tracking.alias} (v{version})")
-            return TrainResult(Path(router_dir), run_id, {**fit_metrics, **timings}, reports, model_uri, version)
-    return TrainResult(Path(router_dir), run_id, {**fit_metrics, **timings}, reports)
+        router, fit_metrics = fit(router_config, ctx)
+        timings = {"fit_s": time.perf_counter() - t0}
+        if ctx.encoder is not None and router.encoder is not None:
+            router.set_encoder(ctx.encoder)  # its memory cache already holds the split's prompts
+        reports = evaluate_after_fit(router, dataset, eval_dataset, eval_split)
+        router_dir = router.save(out, overwrite=overwrite)
+        logged = run.log_result({**fit_metrics, **timings}, reports, router_dir,
+                                plot=plot, plot_title=f"{kind} on {eval_dataset.name} ({eval_split})" if eval_dataset else None)
+    return TrainResult(router, Path(router_dir), run.run_id, {**fit_metrics, **timings}, reports,
+                       logged.get("model_uri"), logged.get("version"))
 
 
 def summary_metrics(report: dict) -> dict:
     """The headline numbers of a report, flat, for MLflow metrics and tables."""
-    out = {
-        "aiq": report["aiq"]["router"],
-        "aiq_zero_router": report["aiq"]["zero_router"],
-        "aiq_oracle": report["aiq"]["oracle"],
-        "gap_closed": report["gap_closed"],
-        "best_single_quality": report["best_single"]["quality"],
-        "max_quality": report.get("max_quality"),
-        "n_prompts": report["n_prompts"],
-    }
+    out: dict = {"n_prompts": report.get("n_prompts")}
+    if "aiq" in report:
+        out.update({
+            "aiq": report["aiq"]["router"],
+            "aiq_zero_router": report["aiq"]["zero_router"],
+            "aiq_oracle": report["aiq"]["oracle"],
+            "gap_closed": report["gap_closed"],
+            "best_single_quality": report["best_single"]["quality"],
+            "max_quality": report.get("max_quality"),
+        })
     for key in ("apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc"):
         if report.get(key) is not None:
             out[key] = report[key]
+    pairs = report.get("pairs")
+    if pairs:
+        out.update({"pair_accuracy": pairs.get("accuracy"), "pair_log_loss": pairs.get("log_loss"), "n_pairs": pairs.get("n_pairs")})
     return out
-
-
-class _NoRun:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _maybe_run(tracking: TrackingConfig, kind: str, dataset):
-    if not tracking.enabled:
-        return _NoRun()
-    from routerzoo import __version__
-    from routerzoo.zoo.tracking import run
-
-    tags = {"routerzoo.router": kind, "routerzoo.dataset": dataset.name,
-            "routerzoo.dataset_sha256": str(dataset.manifest.get("sha256")), "routerzoo.version": __version__}
-    return run(tracking.experiment, run_name=tracking.run_name or kind, tags=tags, uri=tracking.tracking_uri)

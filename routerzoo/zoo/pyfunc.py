@@ -55,7 +55,7 @@ class RouterPyfunc(PythonModel):
     def load_context(self, context) -> None:
         from routerzoo.routers import load_router
 
-        self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
+        self.router = load_router(context.artifacts[ROUTER_ARTIFACT])  # the one loader, as everywhere
 
     # pd.DataFrame: MLflow then validates against the logged signature (a prompt column + params)
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -65,7 +65,9 @@ class RouterPyfunc(PythonModel):
         if params.get("strong") and params.get("weak"):
             chosen = router.choose(pred, threshold=float(params.get("threshold", 0.0)), strong=params["strong"], weak=params["weak"])
         else:
-            chosen = router.choose(pred, float(params.get("cost_weight", 0.0)))
+            # no cost_weight given: the artifact's default policy (calibrated λ when there is one)
+            cost_weight = params.get("cost_weight")
+            chosen = router.choose(pred, None if cost_weight is None else float(cost_weight))
         return pd.DataFrame({
             "model": chosen,
             "quality": [json.dumps(dict(zip(router.models, np.round(row, 6).tolist(), strict=True))) for row in pred.quality],
@@ -84,14 +86,28 @@ def log_router_model(router_dir: str | Path, name: str = "model", registered_nam
 
     example = pd.DataFrame({"prompt": ["What is the capital of France?"]})
     output = pd.DataFrame({"model": ["m"], "quality": ["{}"], "cost": ["{}"]})
-    signature = infer_signature(example, output, params={"cost_weight": 0.0, "threshold": 0.0, "strong": "", "weak": ""})
-    with warnings.catch_warnings():
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    signature = infer_signature(example, output)
+    # cost_weight defaults to None: the artifact's own policy decides when a caller sets nothing
+    signature.params = ParamSchema([
+        ParamSpec("cost_weight", "double", None), ParamSpec("threshold", "double", 0.0),
+        ParamSpec("strong", "string", ""), ParamSpec("weak", "string", ""),
+    ])
+    import shutil
+    import tempfile
+
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="routerzoo-log-") as tmp:
+        # MLflow names the logged folder after the source folder: stage it as "router" so every
+        # model keeps its router at artifacts/router/ whatever the local directory was called
+        staged = Path(tmp) / ROUTER_ARTIFACT
+        shutil.copytree(router_dir, staged)
         # an input example would make MLflow load the encoder and run predict() at log time
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={ROUTER_ARTIFACT: str(router_dir)},
+            artifacts={ROUTER_ARTIFACT: str(staged)},
             signature=signature,
             registered_model_name=registered_name,
             pip_requirements=[f"routerzoo=={_version()}"],

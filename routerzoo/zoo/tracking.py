@@ -99,3 +99,103 @@ def log_metrics(metrics: dict, prefix: str = "") -> None:
             clean[f"{prefix}{k}"] = float(v)
     if clean:
         mlflow.log_metrics(clean)
+
+
+class TrainingRun:
+    """The MLflow side of one training run, as a context manager.
+
+    Opens a run (unless tracking is off) with the router kind, dataset and version as tags, logs
+    parameters, the resolved config and the dataset manifest on entry; :meth:`log_result` logs fit
+    metrics, evaluation reports, the optional plot, the artifact and the pyfunc model, and registers
+    it. With tracking off every method is a no-op, so the training code has no branches for it.
+
+    Args:
+        tracking: a :class:`routerzoo.training.train.TrackingConfig`.
+        kind: router kind.
+        dataset: the training :class:`~routerzoo.data.dataset.RoutingDataset`.
+        resolved: the resolved command-line / YAML config (logged as ``config.json``).
+        features: the feature config (logged as params).
+        seed: global seed.
+    """
+
+    def __init__(self, tracking, kind: str, dataset, resolved: dict, features, seed: int):
+        self.tracking = tracking
+        self.kind = kind
+        self.dataset = dataset
+        self.resolved = resolved
+        self.features = features
+        self.seed = seed
+        self.run_id: str | None = None
+        self._ctx = None
+
+    def __enter__(self) -> TrainingRun:
+        if not self.tracking.enabled:
+            return self
+        from dataclasses import asdict
+
+        from routerzoo import __version__
+
+        t = self.tracking
+        tags = {"routerzoo.router": self.kind, "routerzoo.dataset": self.dataset.name,
+                "routerzoo.dataset_sha256": str(self.dataset.manifest.get("sha256")), "routerzoo.version": __version__}
+        self._ctx = run(t.experiment, run_name=t.run_name or self.kind, tags=tags, uri=t.tracking_uri)
+        active = self._ctx.__enter__()
+        self.run_id = active.info.run_id
+        import mlflow
+
+        mlflow.log_params(flatten({"router": self.kind, "config": self.resolved.get("router", {}),
+                                   "features": asdict(self.features), "seed": self.seed}))
+        mlflow.log_text(json.dumps(self.resolved, indent=2, default=str), "config.json")
+        mlflow.log_dict(self.dataset.manifest, "dataset/dataset.json")
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._ctx is not None:
+            return bool(self._ctx.__exit__(*exc))
+        return False
+
+    def lineage(self) -> dict:
+        """What the artifact records about this run."""
+        if self.run_id is None:
+            return {}
+        return {"mlflow_run_id": self.run_id, "mlflow_experiment": self.tracking.experiment}
+
+    def lightning_logger(self):
+        """An MLFlowLogger writing into this run (None when tracking is off). Imports Lightning."""
+        if self.run_id is None:
+            return None
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        return MLFlowLogger(experiment_name=self.tracking.experiment,
+                            tracking_uri=resolve_tracking_uri(self.tracking.tracking_uri), run_id=self.run_id)
+
+    def log_result(self, fit_metrics: dict, reports: dict, router_dir, plot=None, plot_title: str | None = None) -> dict:
+        """Log metrics, reports, plot, artifact and pyfunc model; register. Returns {"model_uri", "version"}."""
+        if plot is not None and "eval" in reports:
+            from routerzoo.evaluation.plot import plot_report
+
+            plot_report(reports["eval"], plot, title=plot_title)
+        if self.run_id is None:
+            return {}
+        import mlflow
+
+        from routerzoo.training.train import summary_metrics
+
+        log_metrics(fit_metrics)
+        for name, report in reports.items():
+            log_metrics(summary_metrics(report), prefix=f"{name}_")
+            mlflow.log_dict(report, f"reports/{name}.json")
+        if plot is not None and "eval" in reports:
+            mlflow.log_artifact(str(plot), "reports")
+        mlflow.log_artifacts(str(router_dir), "router")
+        if not self.tracking.log_model:
+            return {}
+        from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+        t = self.tracking
+        info = log_router_model(router_dir, registered_name=t.register)
+        version = info.registered_model_version
+        if t.alias and version is not None:
+            set_alias(t.register, t.alias, version)
+            mlflow.set_tag("routerzoo.registered", f"{t.register}@{t.alias} (v{version})")
+        return {"model_uri": info.model_uri, "version": version}

@@ -104,7 +104,8 @@ def test_load_errors(tmp_path):
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         load_dataset(tmp_path)
-    (tmp_path / "dataset.json").write_text(json.dumps({"schema_version": 1, "tables": ["outcomes"]}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"schema_version": 1, "tables": ["outcomes"], "models": ["m"],
+                                                       "sha256": "0" * 64}))
     (tmp_path / "outcomes.parquet").write_bytes(b"PAR1 truncated")
     with pytest.raises(DataError, match="cannot read table") as err:
         load_dataset(tmp_path)

@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,11 @@ import pandas as pd
 from routerzoo.data.matrix import OutcomeMatrix, PreferenceMatrix
 from routerzoo.data.schema import (
     OUTCOME_COLUMNS,
+    OUTCOME_REQUIRED,
     PREFERENCE_COLUMNS,
+    PREFERENCE_REQUIRED,
     SPLITS,
+    WINNERS,
     strip_private,
     validate_outcomes,
     validate_preferences,
@@ -70,6 +74,8 @@ class RoutingDataset:
     preferences: pd.DataFrame | None = None
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    #: records an import left out with ``on_invalid="skip"``: dicts with file, row, field, reason
+    rejects: list = field(default_factory=list)
 
     @property
     def models(self) -> list[str]:
@@ -170,7 +176,10 @@ def make_dataset(
     split: SplitSpec | None = None,
     notes: list[str] | None = None,
 ) -> RoutingDataset:
-    """Validate tables, assign splits and build the manifest (nothing is written)."""
+    """Validate tables, assign splits and build the manifest (nothing is written).
+
+    A dataset with outcomes of a single model gets a note saying there is nothing to route between.
+    """
     if outcomes is None and preferences is None:
         raise UserError("a dataset needs benchmark outcomes, preference pairs, or both")
     if outcomes is not None:
@@ -190,6 +199,10 @@ def make_dataset(
     if preferences is not None:
         preferences = preferences.assign(split=preferences["prompt_id"].map(labels).to_numpy())
         models += [m for m in dict.fromkeys(pd.concat([preferences["model_a"], preferences["model_b"]])) if m not in models]
+    notes = list(notes or [])
+    if len(models) == 1:
+        notes.append(f"only one model ({models[0]}): there is nothing for a router to choose between; "
+                     "add other models' outcomes to train or compare routers")
     counts: dict = {"prompts": int(len(prompt_table)), "models": len(models)}
     per_model: dict = {}
     if outcomes is not None:
@@ -210,58 +223,241 @@ def make_dataset(
         "per_model": per_model,
         "sources": sources or [],
         "split": split.to_dict(),
-        "notes": notes or [],
+        "notes": notes,
         "sha256": fingerprint(outcomes, preferences),
     }
     return RoutingDataset(outcomes, preferences, manifest)
 
 
-def save_dataset(dataset: RoutingDataset, out: str | os.PathLike) -> Path:
-    """Write Parquet tables and ``dataset.json`` into directory ``out`` (created if needed)."""
+#: files a dataset directory holds besides the tables (rejects of an import with --on-invalid skip)
+REJECTS_FILE = "rejects.csv"
+TABLE_FILES = {"outcomes": OUTCOMES_FILE, "preferences": PREFERENCES_FILE}
+_HEX = frozenset("0123456789abcdef")
+
+
+def _table_bytes(df: pd.DataFrame, fname: str) -> bytes:
+    """A table as Parquet bytes; Arrow's type errors (e.g. mixed-type columns) become a DataError."""
+    import io
+
+    import pyarrow as pa
+
+    buf = io.BytesIO()
+    try:
+        df.to_parquet(buf, index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"cannot write table: {exc}", file=fname) from None
+    return buf.getvalue()
+
+
+def save_dataset(dataset: RoutingDataset, out: str | os.PathLike, overwrite: bool = False, *,
+                 extra_files: dict[str, bytes] | None = None, keep_other_files: bool = False) -> Path:
+    """Write Parquet tables and ``dataset.json`` into directory ``out``, all or nothing.
+
+    Everything is written into a temporary directory beside ``out`` which then replaces ``out`` in
+    one rename (:func:`routerzoo.data.fsutil.atomic_directory`): a crash or an error at any step
+    leaves the old dataset complete and loadable, never a mix. A lock file ``.<name>.lock`` beside
+    ``out`` makes a second concurrent writer fail with a clear error.
+
+    Args:
+        dataset: the dataset (its manifest's ``sha256`` must match its tables).
+        out: the dataset directory.
+        overwrite: replace an existing non-empty ``out``; otherwise that is a UserError.
+        extra_files: more files to write into the directory (name -> bytes), e.g. ``rejects.csv``.
+        keep_other_files: carry over files of the old ``out`` that this write does not produce
+            (re-splitting in place keeps an import's ``rejects.csv``).
+
+    The manifest records each table file's size and sha256 (``files``), which lets
+    :func:`load_dataset` verify the content quickly.
+
+    Raises:
+        UserError: ``out`` is a file, exists without ``overwrite``, or is being written by another
+            process; the tables do not match the manifest's fingerprint.
+    """
+    from routerzoo.data.fsutil import atomic_directory
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, df in ((OUTCOMES_FILE, dataset.outcomes), (PREFERENCES_FILE, dataset.preferences)):
-        target = out / fname
-        if df is None:
-            target.unlink(missing_ok=True)
-            continue
-        tmp = out / f".{fname}.tmp"
-        df.to_parquet(tmp, index=False)
-        tmp.replace(target)
-    (out / MANIFEST).write_text(json.dumps(dataset.manifest, indent=2) + "\n")
+    tables = {"outcomes": dataset.outcomes, "preferences": dataset.preferences}
+    if fingerprint(tables["outcomes"], tables["preferences"]) != dataset.manifest.get("sha256"):
+        raise UserError("the dataset's tables changed after its manifest was made (sha256 differs); rebuild it "
+                        "with make_dataset before saving")
+    blobs = {TABLE_FILES[t]: _table_bytes(df, TABLE_FILES[t]) for t, df in tables.items() if df is not None}
+    manifest = dict(dataset.manifest)
+    # per-file hashes, bound to the content fingerprint they were made for (a fast check at load)
+    manifest["files"] = {name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "content_sha256": manifest["sha256"]}
+                         for name, b in blobs.items()}
+    with atomic_directory(out, overwrite=overwrite, what="dataset directory") as tmp:
+        for name, blob in {**blobs, **(extra_files or {})}.items():
+            _write_file(tmp / name, blob)
+        if keep_other_files and out.is_dir():
+            for old in out.iterdir():
+                if old.name not in (MANIFEST, *TABLE_FILES.values()) and not (tmp / old.name).exists():
+                    if old.is_dir():
+                        shutil.copytree(old, tmp / old.name, symlinks=True)
+                    else:
+                        shutil.copy2(old, tmp / old.name, follow_symlinks=False)
+        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    dataset.manifest = manifest
     dataset.path = out
     return out
 
 
-def load_dataset(path: str | os.PathLike) -> RoutingDataset:
-    """Read a dataset directory written by :func:`save_dataset`.
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _bad_manifest(manifest_path: Path, what: str) -> DataError:
+    return DataError(f"invalid manifest: {what} (the dataset was not written by routerzoo, or was edited; "
+                     "re-create it with `routerzoo data import`)", file=str(manifest_path))
+
+
+def _check_manifest(manifest, manifest_path: Path) -> None:
+    """The manifest's shape: an object with typed keys. Raises DataError naming the first problem."""
+    if not isinstance(manifest, dict):
+        raise _bad_manifest(manifest_path, f"expected a JSON object, got {type(manifest).__name__}")
+    version = manifest.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _bad_manifest(manifest_path, f"schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{manifest_path} has schema version {version}; this routerzoo reads up to {SCHEMA_VERSION}")
+    if version < 1:
+        raise _bad_manifest(manifest_path, f"schema_version must be >= 1, got {version}")
+    tables = manifest.get("tables")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
+        raise _bad_manifest(manifest_path, f"tables must be a non-empty list of table names, got {tables!r}")
+    unknown = [t for t in tables if t not in TABLE_FILES]
+    if unknown or len(set(tables)) != len(tables):
+        raise _bad_manifest(manifest_path, f"tables {tables!r}: each of {list(TABLE_FILES)} at most once")
+    models = manifest.get("models")
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models) or len(set(models)) != len(models):
+        raise _bad_manifest(manifest_path, f"models must be a list of distinct non-empty strings, got {str(models)[:80]}")
+    sha = manifest.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
+        raise _bad_manifest(manifest_path, f"sha256 must be 64 hex digits, got {str(sha)[:80]!r}")
+    for key, kind in (("name", str), ("created", str), ("prices", dict), ("counts", dict), ("per_model", dict),
+                      ("sources", list), ("split", dict), ("notes", list), ("files", dict)):
+        if key in manifest and manifest[key] is not None and not isinstance(manifest[key], kind):
+            raise _bad_manifest(manifest_path, f"{key} must be a JSON {'object' if kind is dict else kind.__name__ if kind is str else 'list'}, "
+                                f"got {type(manifest[key]).__name__}")
+    for name, entry in (manifest.get("files") or {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise _bad_manifest(manifest_path, f"files[{name!r}] must be an object with a sha256")
+
+
+def _check_table(df: pd.DataFrame, table: str, file: Path) -> None:
+    """Invariants of a loaded table (cheap, vectorised). Raises DataError naming what is wrong."""
+    required = (OUTCOME_REQUIRED if table == "outcomes" else PREFERENCE_REQUIRED) + ["split"]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"table lacks required column(s) {missing}", file=str(file))
+
+    def fail(mask, message: str, field: str):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            value = df[field].iat[i]
+            raise DataError(f"{message} (table row {i + 1}: {str(value)[:60]!r}); the file was modified or is damaged",
+                            file=str(file), field=field)
+
+    text = ["prompt_id", "prompt", "model"] if table == "outcomes" else ["prompt_id", "prompt", "model_a", "model_b"]
+    for col in text:
+        fail(df[col].isna().to_numpy(), "missing value", col)
+    fail(~df["split"].isin(SPLITS).to_numpy(), f"split must be one of {list(SPLITS)}", "split")
+    if table == "outcomes":
+        for col in ("quality", "cost"):
+            if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+                raise DataError(f"column has type {df[col].dtype}, expected numbers", file=str(file), field=col)
+        q = df["quality"].to_numpy(dtype=np.float64)
+        fail(~((q >= 0) & (q <= 1)), "quality must be a number in [0, 1]", "quality")
+        c = df["cost"].to_numpy(dtype=np.float64)
+        fail(~(np.isfinite(c) & (c >= 0)), "cost must be a finite number >= 0", "cost")
+        fail(df.duplicated(["prompt_id", "model"]).to_numpy(), "duplicate (prompt_id, model) record", "prompt_id")
+    else:
+        fail(~df["winner"].isin(WINNERS).to_numpy(), f"winner must be one of {list(WINNERS)}", "winner")
+        if "weight" in df.columns:
+            w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(dtype=np.float64)
+            fail(~(np.isfinite(w) & (w > 0)), "weight must be a positive number", "weight")
+
+
+def load_dataset(path: str | os.PathLike, *, verify: bool | str = True) -> RoutingDataset:
+    """Read a dataset directory written by :func:`save_dataset`, checking what it loads.
+
+    Checks, each failure a one-line :class:`~routerzoo.errors.DataError` naming the file and what is
+    wrong: the manifest's shape (an object; ``schema_version`` an integer; ``tables`` known names;
+    ``models`` strings; ``sha256`` 64 hex digits; typed optional keys); every table the manifest
+    names exists and no unlisted table is present; each table's required columns, quality in
+    [0, 1], cost finite and >= 0, valid split labels, winners and weights, unique (prompt, model)
+    outcomes; the manifest's models equal the tables' models; and the content matches the
+    manifest's ``sha256``.
+
+    Args:
+        path: the dataset directory.
+        verify: ``True`` checks the content against the manifest: the table files' sha256 recorded
+            at save time when present (fast), else (or when a file's bytes changed) the content
+            fingerprint is recomputed with :func:`fingerprint`. ``"full"`` always recomputes the
+            fingerprint; ``False`` skips the content check (the other checks still run).
 
     Raises:
-        UserError: when the directory, manifest or a table is missing or unreadable.
+        UserError: when the directory, manifest or a table is missing, unreadable or inconsistent.
     """
+    import io
+
     path = Path(path)
     manifest_path = path / MANIFEST
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a routerzoo dataset directory")
     if not manifest_path.is_file():
         raise UserError(f"{path} is not a routerzoo dataset: {MANIFEST} not found (create one with `routerzoo data import`)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"manifest is not valid JSON: {exc}", file=str(manifest_path)) from None
-    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise UserError(f"{manifest_path} has schema version {manifest['schema_version']}; this routerzoo reads up to {SCHEMA_VERSION}")
-    tables = {}
-    for table, fname in (("outcomes", OUTCOMES_FILE), ("preferences", PREFERENCES_FILE)):
-        if table not in manifest.get("tables", []):
-            tables[table] = None
+    except OSError as exc:
+        raise DataError(f"cannot read manifest: {exc.strerror or exc}", file=str(manifest_path)) from None
+    _check_manifest(manifest, manifest_path)
+    files = manifest.get("files") or {}
+    tables: dict = {"outcomes": None, "preferences": None}
+    verified = True
+    for table, fname in TABLE_FILES.items():
+        file = path / fname
+        if table not in manifest["tables"]:
+            if file.exists():
+                raise DataError(f"{fname} is present but the manifest does not list it (the directory mixes two "
+                                "versions of a dataset?)", file=str(manifest_path))
             continue
+        if not file.is_file():
+            raise DataError("table listed in the manifest is missing (the dataset is incomplete)", file=str(file))
         try:
-            df = pd.read_parquet(path / fname)
+            blob = file.read_bytes()
+            df = pd.read_parquet(io.BytesIO(blob))
         except Exception as exc:  # pyarrow raises several types for missing / corrupt files
-            raise DataError(f"cannot read table: {exc}", file=str(path / fname)) from None
+            raise DataError(f"cannot read table: {exc}", file=str(file)) from None
+        if verify is True and fname in files and files[fname].get("content_sha256") == manifest["sha256"]:
+            verified &= hashlib.sha256(blob).hexdigest() == files[fname]["sha256"]
+        else:
+            verified = False
         for optional in ("category", "group"):  # written by older versions without these columns
             if optional not in df.columns:
                 df[optional] = None
+        _check_table(df, table, file)
         tables[table] = df
+    in_tables: list = []
+    if tables["outcomes"] is not None:
+        in_tables += list(pd.unique(tables["outcomes"]["model"]))
+    if tables["preferences"] is not None:
+        in_tables += list(pd.unique(pd.concat([tables["preferences"]["model_a"], tables["preferences"]["model_b"]])))
+    if set(in_tables) != set(manifest["models"]):
+        extra = sorted(set(map(str, in_tables)) - set(manifest["models"]))
+        absent = sorted(set(manifest["models"]) - set(map(str, in_tables)))
+        raise DataError(f"the manifest's models do not match the tables (only in the tables: {extra[:5]}, only in the "
+                        f"manifest: {absent[:5]})", file=str(manifest_path))
+    if verify and not verified:
+        if fingerprint(tables["outcomes"], tables["preferences"]) != manifest["sha256"]:
+            names = ", ".join(TABLE_FILES[t] for t in manifest["tables"])
+            raise DataError(f"content does not match the manifest's sha256: {names} (or the manifest) was modified "
+                            "after the dataset was written; re-import or re-split it", file=str(path))
     return RoutingDataset(tables["outcomes"], tables["preferences"], manifest, path)
 
 

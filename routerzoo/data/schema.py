@@ -130,19 +130,17 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
     if negative.any():
         idx = df.index[negative.to_numpy()][0]
         raise DataError(f"cost {_show(df.at[idx, 'cost'])} is negative", field="cost", **_where(df, idx))
-    for col in ("response", "category", "group"):
-        if col not in df.columns:
-            df[col] = None
-        df[col] = df[col].astype("object").where(df[col].notna(), None)
+    _optional_text(df, ("response", "category", "group"))
     for col in ("input_tokens", "output_tokens"):
         if col not in df.columns:
             df[col] = pd.NA
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = (values.isna() & df[col].notna()) | (values < 0)
+        raw = df[col].map(lambda v: np.nan if isinstance(v, bool) else v)
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = (values.isna() & df[col].notna()) | (values < 0) | ~np.isfinite(values.fillna(0.0)) | (values.notna() & (values != values.round()))
         if bad.any():
             idx = df.index[bad.to_numpy()][0]
-            raise DataError(f"token count must be a non-negative integer, got {_show(df.at[idx, col])}", field=col, **_where(df, idx))
-        df[col] = values.round().astype("Int64")
+            raise DataError(f"token count must be a non-negative whole number, got {_show(df.at[idx, col])}", field=col, **_where(df, idx))
+        df[col] = values.astype("Int64")
     df["token_logprobs"] = _logprob_lists(df)
     dup = df.duplicated(["prompt_id", "model"], keep="first")
     if dup.any():
@@ -153,6 +151,41 @@ def validate_outcomes(df: pd.DataFrame, source: str | None = None) -> pd.DataFra
         )
     _check_one_text_per_id(df)
     return df[OUTCOME_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
+
+
+def _optional_text(df: pd.DataFrame, cols) -> None:
+    """Optional text columns, in place: missing -> None, numbers -> their text, anything else an error.
+
+    (Mixed types, e.g. a category that is ``3`` in one JSON record and ``"math"`` in another, would
+    otherwise fail when the table is written to Parquet.)
+    """
+    for col in cols:
+        if col not in df.columns:
+            df[col] = None
+            continue
+
+        def text(v):
+            if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+                return None
+            if isinstance(v, str):
+                return v
+            if isinstance(v, (bool, np.bool_)):
+                return str(bool(v)).lower()
+            if isinstance(v, (int, np.integer)):
+                return str(int(v))
+            if isinstance(v, (float, np.floating)) and math.isfinite(v):
+                return repr(float(v))
+            return _NOT_TEXT
+
+        values = df[col].astype("object").map(text)
+        bad = values.map(lambda v: v is _NOT_TEXT)
+        if bad.any():
+            idx = df.index[bad.to_numpy()][0]
+            raise DataError(f"must be text, got {_show(df.at[idx, col])[:80]}", field=col, **_where(df, idx))
+        df[col] = values.astype("object")
+
+
+_NOT_TEXT = object()
 
 
 def _logprob_lists(df: pd.DataFrame) -> pd.Series:
@@ -205,10 +238,7 @@ def validate_preferences(df: pd.DataFrame, source: str | None = None) -> pd.Data
         idx = df.index[bad.to_numpy()][0]
         raise DataError(f"weight must be a positive number, got {_show(df.at[idx, 'weight'])}", field="weight", **_where(df, idx))
     df["weight"] = weight
-    for col in ("category", "group"):
-        if col not in df.columns:
-            df[col] = None
-        df[col] = df[col].astype("object").where(df[col].notna(), None)
+    _optional_text(df, ("category", "group"))
     _check_one_text_per_id(df)
     return df[PREFERENCE_COLUMNS + [c for c in ("split", *PRIVATE) if c in df.columns]]
 

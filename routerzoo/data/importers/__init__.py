@@ -32,9 +32,9 @@ from routerzoo.data.importers import (
     routerbench,
     scores_json,
 )
-from routerzoo.data.importers._common import ImportOptions, ImportResult
+from routerzoo.data.importers._common import ON_INVALID, ImportOptions, ImportResult, StructureError
 from routerzoo.data.splits import SplitSpec
-from routerzoo.errors import UserError
+from routerzoo.errors import DataError, UserError
 
 __all__ = ["FORMATS", "ImportOptions", "ImportResult", "Importer", "get_format", "import_files", "read_files"]
 
@@ -88,8 +88,13 @@ def read_files(
     *,
     prices: str | os.PathLike | None = None,
     trust_pickle: bool = False,
+    strict: bool = False,
+    skip: frozenset = frozenset(),
 ) -> ImportResult:
-    """Run format ``fmt``'s reader on ``paths`` and return its raw tables and provenance (not validated)."""
+    """Run format ``fmt``'s reader on ``paths`` and return its raw tables and provenance (not validated).
+
+    ``strict`` makes unknown columns / fields errors; records ``(file, row)`` in ``skip`` are left out.
+    """
     importer = get_format(fmt)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -97,7 +102,15 @@ def read_files(
         raise UserError("no input files given")
     if prices is not None and not Path(prices).is_file():
         raise UserError(f"price file {prices} does not exist")
-    return importer.read([Path(p) for p in paths], ImportOptions(prices=prices, trust_pickle=trust_pickle))
+    options = ImportOptions(prices=prices, trust_pickle=trust_pickle, strict=strict, skip=frozenset(skip))
+    try:
+        return importer.read([Path(p) for p in paths], options)
+    except UserError:
+        raise
+    except RecursionError:
+        raise UserError("input nested too deeply to read") from None
+    except MemoryError:
+        raise UserError("not enough memory to read the input") from None
 
 
 def import_files(
@@ -108,6 +121,9 @@ def import_files(
     name: str | None = None,
     split: SplitSpec | None = None,
     trust_pickle: bool = False,
+    strict: bool = False,
+    on_invalid: str = "error",
+    max_rejects: int = 1000,
 ) -> RoutingDataset:
     """Import the files of one format into a validated, split :class:`RoutingDataset` (not saved).
 
@@ -120,20 +136,50 @@ def import_files(
         name: dataset name (default: the format name).
         split: how to split prompts (default :class:`SplitSpec`).
         trust_pickle: allow ``.pkl`` input (unpickling runs code from the file); RouterBench only.
+        strict: unknown columns / fields are errors instead of warnings.
+        on_invalid: ``"error"`` (default) stops at the first invalid record; ``"skip"`` leaves
+            invalid records out (a whole source record: e.g. every model's outcome of a wide row),
+            lists them in ``dataset.rejects`` (file, row, field, reason; saved as ``rejects.csv``
+            by the CLI) and counts them in the notes. Broken file structure (truncated or invalid
+            JSON / CSV) is an error either way.
+        max_rejects: with ``on_invalid="skip"``, more invalid records than this is an error.
 
     Raises:
         UserError: unknown format, missing file, or a cost that cannot be derived.
         DataError: bad input, naming file, row and field.
     """
-    result = read_files(paths, fmt, prices=prices, trust_pickle=trust_pickle)
-    sources = [dict(s, format=fmt) for s in result.sources]
-    return make_dataset(
-        result.outcomes,
-        result.preferences,
-        name=name or fmt,
-        sources=sources,
-        prices=result.prices,
-        split=split,
-        notes=result.notes,
-    )
+    if on_invalid not in ON_INVALID:
+        raise UserError(f"on_invalid must be one of {list(ON_INVALID)}, got {on_invalid!r}")
+    rejects: list[dict] = []
+    skip: set = set()
+    while True:
+        try:
+            result = read_files(paths, fmt, prices=prices, trust_pickle=trust_pickle, strict=strict, skip=frozenset(skip))
+            sources = [dict(s, format=fmt) for s in result.sources]
+            notes = list(result.notes)
+            if rejects:
+                notes.append(f"skipped {len(rejects)} invalid record(s) (--on-invalid skip); see rejects.csv "
+                             f"(first: {rejects[0]['file']}, row {rejects[0]['row']}: {rejects[0]['reason']})")
+            dataset = make_dataset(
+                result.outcomes,
+                result.preferences,
+                name=name or fmt,
+                sources=sources,
+                prices=result.prices,
+                split=split,
+                notes=notes,
+            )
+        except StructureError:
+            raise
+        except DataError as exc:
+            key = (exc.file, exc.row)
+            if on_invalid != "skip" or exc.file is None or exc.row is None or key in skip:
+                raise
+            if len(rejects) >= max_rejects:
+                raise DataError(f"more than {max_rejects} invalid records; the last: {exc}") from None
+            skip.add(key)
+            rejects.append({"file": exc.file, "row": exc.row, "field": exc.field or "", "reason": exc.message})
+            continue
+        dataset.rejects = sorted(rejects, key=lambda r: (str(r["file"]), r["row"]))
+        return dataset
 

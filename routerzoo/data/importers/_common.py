@@ -1,15 +1,45 @@
-"""Shared helpers of the importers: finding files, reading them safely, stable ids, results."""
+"""Shared helpers of the importers: finding files, reading them safely, stable ids, results.
+
+Rules every format follows (the format docs refer to them):
+
+Missing values
+    A value is *missing* when its JSON key is absent or ``null``, its CSV cell is empty, its Parquet
+    cell is null, or it is a float NaN; an empty or all-blank string in a text field is missing too.
+    (The CSV text ``NA`` / ``null`` / ``NaN`` is text, not a missing value.) A missing *required*
+    value (prompt, model, quality, ...) is an error naming file, row and field; a missing optional
+    value is simply absent, and where the format gives absence a meaning (a model not run on a
+    prompt, a cost to compute from tokens) the records concerned are counted in the manifest notes.
+    Infinite numbers are always errors.
+
+Structure
+    A file whose structure is broken is always an error, never skipped: invalid or truncated JSON,
+    a CSV row with more or fewer fields than the header, a CSV whose last row is not ended by a
+    line break (a cut-short file looks exactly like that), a quoted CSV field that is never closed,
+    a header naming a column twice.
+
+Unknown columns and fields
+    Ignored with a warning naming them (``strict=True`` / ``--strict`` makes them errors), except a
+    near-miss of a known name (``qualty``), which is always an error saying ``did you mean
+    'quality'?``. A leading pandas index column (no header name, values 0..n-1) is dropped with a note.
+
+Invalid records
+    By default the first invalid value stops the import with a :class:`~routerzoo.errors.DataError`.
+    With ``on_invalid="skip"`` (``--on-invalid skip``) records with invalid values are left out, each
+    listed in a rejects table (file, row, field, reason) and counted in the notes; structure errors
+    still stop the import.
+"""
 
 from __future__ import annotations
 
 import ast
 import csv
+import difflib
 import hashlib
 import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +50,28 @@ from routerzoo.data.prices import PriceTable
 from routerzoo.data.tokens import count_tokens
 from routerzoo.errors import DataError, UserError
 
+ON_INVALID = ("error", "skip")
+
+
+class StructureError(DataError):
+    """A file whose structure is broken (truncated, wrong field count, bad JSON): never skipped."""
+
 
 @dataclass
 class ImportOptions:
-    """What the user passed besides the files."""
+    """What the user passed besides the files.
+
+    Attributes:
+        prices: price file consulted first.
+        trust_pickle: allow ``.pkl`` input (RouterBench).
+        strict: unknown columns / fields are errors instead of warnings.
+        skip: ``(file, row)`` records to leave out (filled by ``on_invalid="skip"``).
+    """
 
     prices: str | os.PathLike | None = None
     trust_pickle: bool = False
+    strict: bool = False
+    skip: frozenset = frozenset()
 
 
 @dataclass
@@ -104,17 +149,25 @@ def parse_json_document(text: str, file: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"invalid or truncated JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                        file=file, row=exc.lineno) from None
+        raise StructureError(f"invalid or truncated JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                             file=file, row=exc.lineno) from None
     except RecursionError:
-        raise DataError("JSON nested too deeply", file=file) from None
+        raise StructureError("JSON nested too deeply", file=file) from None
 
 
-def read_json_records(path: Path) -> list[tuple[int, object]]:
+def read_json_records(path: Path, skip: frozenset = frozenset()) -> list[tuple[int, object]]:
     """Records of a ``.json`` (a list, or one object) or ``.jsonl`` file as ``(row, value)``.
 
-    ``row`` is the 1-based record number for JSON and the line number for JSONL.
+    ``row`` is the 1-based record number for JSON and the line number for JSONL; records whose
+    ``(str(path), row)`` is in ``skip`` are left out.
     """
+    out = _read_json_records(path)
+    if skip:
+        out = [(row, rec) for row, rec in out if (str(path), row) not in skip]
+    return out
+
+
+def _read_json_records(path: Path) -> list[tuple[int, object]]:
     text = read_text(path)
     if path.name.lower().endswith((".jsonl", ".ndjson")):
         out = []
@@ -124,8 +177,10 @@ def read_json_records(path: Path) -> list[tuple[int, object]]:
             try:
                 out.append((lineno, json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid or truncated JSON on this line (column {exc.colno}): {exc.msg}",
-                                file=str(path), row=lineno) from None
+                raise StructureError(f"invalid or truncated JSON on this line (column {exc.colno}): {exc.msg}",
+                                     file=str(path), row=lineno) from None
+            except RecursionError:
+                raise StructureError("JSON nested too deeply", file=str(path), row=lineno) from None
         if not out:
             raise DataError("file is empty", file=str(path))
         return out
@@ -144,36 +199,94 @@ def read_json_records(path: Path) -> list[tuple[int, object]]:
     return list(enumerate(data, start=1))
 
 
-def read_table(path: Path, text_columns: Iterable[str] = ()) -> pd.DataFrame:
+def _csv_header(raw: str, sep: str, file: str) -> list[str]:
+    """Check a CSV's structure; returns its header.
+
+    Every data record must have as many fields as the header, no column may be named twice, quoted
+    fields must be closed and the file must end with a line break (or a closed quote): a file cut
+    short in its last row fails here instead of importing a shortened value.
+    """
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=sep, strict=True)
+    header: list[str] | None = None
+    row = 0
+    try:
+        for record in reader:
+            if not record:
+                continue
+            if header is None:
+                header = record
+                seen: set[str] = set()
+                for name in header:
+                    if name in seen and name != "":
+                        raise StructureError(f"column {name!r} appears twice in the header", file=file, field=name)
+                    seen.add(name)
+                continue
+            row += 1
+            if len(record) != len(header):
+                raise StructureError(
+                    f"has {len(record)} field(s) but the header has {len(header)}"
+                    + (" (the row is cut short: is the file truncated?)" if len(record) < len(header) else ""),
+                    file=file, row=row)
+    except csv.Error as exc:
+        raise StructureError(f"cannot parse CSV ({exc}): a quoted field is not closed (is the file truncated?)",
+                             file=file, row=row + 1 if header is not None else None) from None
+    if header is None:
+        raise DataError("file is empty", file=file)
+    if row and not raw.endswith(("\n", "\r", '"')):
+        raise StructureError("the file ends in the middle of this row (no line break after it): it may be cut "
+                             "short; if the row is complete, end the file with a newline", file=file, row=row)
+    return header
+
+
+def _drop_index_column(df: pd.DataFrame, file: str, notes: list | None) -> pd.DataFrame:
+    """Drop a leading pandas index column (no header name, values 0..n-1) with a note."""
+    first = df.columns[0] if len(df.columns) else None
+    if first is None or not str(first).startswith("Unnamed: "):
+        return df
+    values = pd.to_numeric(df[first], errors="coerce")
+    if values.notna().all() and np.array_equal(values.to_numpy(), np.arange(len(df))):
+        if notes is not None:
+            notes.append(f"dropped the unnamed index column (values 0..{len(df) - 1}) of {file}")
+        return df.drop(columns=[first])
+    return df
+
+
+def read_table(path: Path, text_columns: Iterable[str] | Callable[[str], bool] = (), *, skip: frozenset = frozenset(),
+               notes: list | None = None) -> pd.DataFrame:
     """A CSV / TSV / JSON / JSONL / Parquet file as a DataFrame with ``_file`` and ``_row`` columns.
 
     CSV rows count data records from 1 (the header line is not counted); JSONL rows are line numbers.
     Only empty cells are missing values in CSV (the text "NA" or "null" stays text); the columns in
-    ``text_columns`` are read as strings.
+    ``text_columns`` are read as strings. The CSV structure is checked first (see the module
+    docstring); a Parquet index that has a name (e.g. ``prompt_id``) becomes a column. Records whose
+    ``(file, row)`` is in ``skip`` are left out; ``notes`` receives what was tolerated.
     """
     name = path.name.lower()
     file = str(path)
     if name.endswith((".csv", ".tsv", ".txt")):
         raw = read_text(path)
+        sep = "\t" if name.endswith(".tsv") else ","
+        header = _csv_header(raw, sep, file)
         try:
-            header = pd.read_csv(io.StringIO(raw), sep="\t" if name.endswith(".tsv") else ",", nrows=0).columns
-            dtype = {c: "object" for c in text_columns if c in header}
-            df = pd.read_csv(io.StringIO(raw), sep="\t" if name.endswith(".tsv") else ",", dtype=dtype,
-                             keep_default_na=False, na_values=[""])
+            is_text = text_columns if callable(text_columns) else set(text_columns).__contains__
+            dtype = {c: "object" for c in header if is_text(c)}
+            df = pd.read_csv(io.StringIO(raw), sep=sep, dtype=dtype, keep_default_na=False, na_values=[""],
+                             index_col=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as exc:
-            raise DataError(f"cannot parse CSV: {exc}", file=file) from None
+            raise StructureError(f"cannot parse CSV: {exc}", file=file) from None
         if len(df) == 0:
             raise DataError("no records (the CSV has a header but no rows)", file=file)
+        df = _drop_index_column(df, file, notes)
         unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ")]
         if unnamed:
             raise DataError(f"CSV has {len(unnamed)} column(s) without a header name", file=file, field=str(unnamed[0]))
         df["_row"] = np.arange(1, len(df) + 1)
     elif name.endswith((".jsonl", ".ndjson", ".json")):
-        records = read_json_records(path)
+        records = _read_json_records(path)
         rows = []
         for row, rec in records:
             if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {type(rec).__name__} {str(rec)[:60]!r}", file=file, row=row)
+                raise StructureError(f"expected a JSON object, got {type(rec).__name__} {str(rec)[:60]!r}", file=file, row=row)
             rows.append(rec)
         df = pd.DataFrame(rows)
         df["_row"] = [r for r, _ in records]
@@ -185,28 +298,88 @@ def read_table(path: Path, text_columns: Iterable[str] = ()) -> pd.DataFrame:
         except DataError:
             raise
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for corrupt files
-            raise DataError(f"cannot read Parquet: {exc}", file=file) from None
+            raise StructureError(f"cannot read Parquet: {exc}", file=file) from None
         if len(df) == 0:
             raise DataError("no records (empty Parquet table)", file=file)
-        df = df.reset_index(drop=True)
+        named = [n for n in df.index.names if n is not None]
+        if named:
+            clash = [n for n in named if n in df.columns]
+            if clash:
+                raise DataError(f"the Parquet index and a column are both named {clash[0]!r}", file=file, field=str(clash[0]))
+            df = df.reset_index()
+        else:
+            if not isinstance(df.index, pd.RangeIndex) and notes is not None:
+                notes.append(f"dropped the unnamed index of {file}")
+            df = df.reset_index(drop=True)
         df["_row"] = np.arange(1, len(df) + 1)
     else:
         raise DataError("unsupported file type: expected .csv, .tsv, .jsonl, .json or .parquet", file=file)
     df.columns = [str(c) for c in df.columns]
     df["_file"] = file
+    if skip:
+        keep = ~df["_row"].map(lambda r: (file, int(r)) in skip).to_numpy(dtype=bool)
+        df = df.loc[keep].reset_index(drop=True)
+        if len(df) == 0:
+            raise DataError("every record of this file is invalid", file=file)
     return df
 
 
-def check_columns(df: pd.DataFrame, file: str, required: Iterable[str], known: Iterable[str]) -> None:
-    """DataError naming the first missing or unknown column."""
+def near_miss(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` is most likely a typo of (``qualty`` -> ``quality``), or None."""
+    if name in known:
+        return None
+    match = difflib.get_close_matches(name.strip().lower(), list(known), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def unknown_names(unknown: list[str], known: Iterable[str], *, file: str, what: str, strict: bool,
+                  notes: list | None, row: int | None = None) -> None:
+    """Policy for unknown columns / fields: near-miss -> error, strict -> error, else a warning note."""
+    if not unknown:
+        return
+    known = list(known)
+    for name in unknown:
+        guess = near_miss(name, known)
+        if guess is not None:
+            raise DataError(f"unknown {what} {name!r}: did you mean {guess!r}?", file=file, row=row, field=name)
+    if strict:
+        raise DataError(f"unknown {what} {unknown[0]!r}; expected {what}s {known} (without --strict, unknown "
+                        f"{what}s are ignored with a warning)", file=file, row=row, field=unknown[0])
+    if notes is not None:
+        msg = f"warning: ignored unknown {what}(s) {unknown} in {file} (--strict makes this an error)"
+        if msg not in notes:
+            notes.append(msg)
+
+
+def check_columns(df: pd.DataFrame, file: str, required: Iterable[str], known: Iterable[str], *,
+                  strict: bool = False, notes: list | None = None) -> pd.DataFrame:
+    """Check a table's columns; returns it without ignored unknown columns.
+
+    A missing required column, or an unknown column that is a near-miss of a known one, is a
+    DataError naming it; other unknown columns are dropped with a warning in ``notes`` (errors
+    when ``strict``).
+    """
     cols = [c for c in df.columns if c not in ("_file", "_row")]
-    missing = [c for c in required if c not in cols]
-    if missing:
-        raise DataError(f"missing required column {missing[0]!r} (has {cols})", file=file, field=missing[0])
     known = list(known)
     unknown = [c for c in cols if c not in known]
-    if unknown:
-        raise DataError(f"unknown column {unknown[0]!r}; expected columns {known}", file=file, field=unknown[0])
+    missing = [c for c in required if c not in cols]
+    if missing:
+        typo = next((c for c in unknown if near_miss(c, [missing[0]])), None)
+        hint = f"; did you mean {missing[0]!r} for column {typo!r}?" if typo else ""
+        raise DataError(f"missing required column {missing[0]!r} (has {cols}){hint}", file=file, field=missing[0])
+    unknown_names(unknown, known, file=file, what="column", strict=strict, notes=notes)
+    return df.drop(columns=unknown)
+
+
+def is_missing(value) -> bool:
+    """The missing-value rule: None, NaN / NA, or a blank string."""
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    if isinstance(value, str):
+        return not value.strip()
+    return False
 
 
 def first_bad(df: pd.DataFrame, mask, message: str, field: str):

@@ -1,7 +1,9 @@
 """``pairwise``: preference pairs, one comparison per row (CSV, JSON Lines, JSON list or Parquet).
 
 Columns: ``prompt``, ``model_a``, ``model_b``, ``winner`` (required) and ``prompt_id``,
-``weight`` (> 0, default 1), ``category`` (optional); any other column is an error. Example::
+``weight`` (> 0, default 1; missing = 1), ``category`` (optional). Other columns are ignored with a
+warning (``--strict``: an error); a near-miss of a column name (``winer``) is always an error.
+Missing values follow the common rule: a missing prompt, model or winner is an error. Example::
 
     prompt,model_a,model_b,winner
     Write a haiku about rain.,gpt-4o,llama-3.1-8b,model_a
@@ -24,6 +26,7 @@ from routerzoo.data.importers._common import (
     expand_paths,
     fill_prompt_ids,
     first_bad,
+    is_missing,
     read_table,
     source_entry,
 )
@@ -50,12 +53,16 @@ def normalise_winner(value) -> str | None:
 
 def read(paths, options: ImportOptions) -> ImportResult:
     files = expand_paths(paths, SUFFIXES, "preference table (.csv / .jsonl / .json / .parquet)")
-    parts, sources = [], []
+    parts, sources, extra = [], [], []
     for path in files:
         file = str(path)
-        df = read_table(path, text_columns=["prompt_id", "prompt", "model_a", "model_b", "winner", "category"])
-        check_columns(df, file, REQUIRED, PREFERENCE_COLUMNS)
-        first_bad(df, df["prompt"].isna().to_numpy(), "prompt is empty", "prompt")
+        df = read_table(path, text_columns=["prompt_id", "prompt", "model_a", "model_b", "winner", "category"],
+                        skip=options.skip, notes=extra)
+        df = check_columns(df, file, REQUIRED, PREFERENCE_COLUMNS, strict=options.strict, notes=extra)
+        for col in ("prompt", "model_a", "model_b"):
+            first_bad(df, df[col].map(is_missing).to_numpy(dtype=bool), f"{col} is missing", col)
+            first_bad(df, ~df[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool),
+                      f"{col} must be text, got {{value!r}}", col)
         winners = df["winner"].map(normalise_winner)
         first_bad(df, winners.isna().to_numpy(),
                   "unknown winner {value!r}; use a / model_a, b / model_b, or tie / tie (bothbad)", "winner")
@@ -67,4 +74,4 @@ def read(paths, options: ImportOptions) -> ImportResult:
     counts = df["winner"].value_counts()
     notes = [f"pairwise: {len(df)} preference pairs over {df['prompt_id'].nunique()} prompts from {len(files)} file(s) "
              f"(a {int(counts.get('a', 0))}, b {int(counts.get('b', 0))}, tie {int(counts.get('tie', 0))})"]
-    return ImportResult(preferences=df, sources=sources, notes=notes)
+    return ImportResult(preferences=df, sources=sources, notes=notes + extra)

@@ -4,4 +4,4 @@ Importing this package is cheap and has no side effects; heavy parts (torch, Lig
 sentence-transformers) are imported by the submodules that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

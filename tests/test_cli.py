@@ -37,11 +37,20 @@ def test_shipped_configs_parse(config):
 
     from routerzoo.training.cli import build_parser
 
-    kind = yaml.safe_load(config.read_text())["router"]
+    from routerzoo.routers.registry import get_kind
+
+    kind = yaml.safe_load(config.read_text())["kind"]
     parser = build_parser(kind)
     cfg = parser.parse_args(["--config", str(config), "--data", "d", "--out", "o"])
-    init = parser.instantiate(cfg)
-    assert type(init.model).__name__.lower().startswith(kind.replace("-", "")[:4])
+    init = parser.instantiate_classes(cfg)
+    assert isinstance(init.router, get_kind(kind, role="router").load_config())
+
+
+def test_old_style_config_is_explained(tmp_path, capsys):
+    old = tmp_path / "old.yaml"
+    old.write_text("router: knn\nmodel:\n  k: 5\n")
+    assert main(["train", "--config", str(old), "--data", "d", "--out", "o"]) == 2
+    assert "`kind: NAME` and its settings under `router:`" in capsys.readouterr().err
 
 
 def _write_long_csv(path: Path, prefix: str, seed: int) -> Path:

@@ -55,7 +55,9 @@ def plot_reports(reports: dict[str, dict], path, title: str | None = None) -> Pa
     if not reports:
         raise EvaluationInputError("plot_reports: no reports to plot")
     # a bare Figure renders with the Agg canvas and leaves the user's pyplot backend alone
-    import matplotlib
+    from routerzoo.extras import require
+
+    matplotlib = require("matplotlib", "cost-quality plots")
     from matplotlib.figure import Figure
 
     first = next(iter(reports.values()))

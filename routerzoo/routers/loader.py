@@ -52,7 +52,7 @@ def load_router(source: str | os.PathLike, *, tracking_uri: str | None = None):
     if not is_uri(source):
         path = Path(source)
         if not path.exists():
-            raise UserError(f"{path}: no such router artifact directory")
+            raise UserError(f"{path} is not a router artifact: no such directory")
         return load_artifact(path)
     uri = str(source).rstrip("/")
     from routerzoo.zoo.tracking import setup

@@ -42,7 +42,14 @@ class KindSpec:
     @staticmethod
     def _resolve(ref: str):
         module, _, attr = ref.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").startswith("routerzoo"):
+                raise
+            from routerzoo.extras import missing_extra
+
+            raise missing_extra(exc, ref) from None
 
     def load_config(self) -> type:
         return self._resolve(self.config)

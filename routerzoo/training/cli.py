@@ -106,6 +106,9 @@ def build_parser(kind: str):
 def main(argv: list[str]) -> int:
     import argparse
 
+    from routerzoo.extras import require
+
+    require("jsonargparse", "`routerzoo train`")
     kind, argv = split_kind(argv)
     if kind is None:
         if "-h" in argv or "--help" in argv:

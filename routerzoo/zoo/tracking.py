@@ -43,8 +43,9 @@ def setup(uri: str | None = None):
     _quiet_mlflow()
     import logging
 
-    import mlflow
+    from routerzoo.extras import require
 
+    mlflow = require("mlflow", "MLflow tracking and the model registry")
     # alembic logs every migration of a new SQLite store at INFO; users do not need that
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)

@@ -59,7 +59,6 @@ def outcome_table():
 def preference_table():
     """Pairs from the same topics: big beats the small models, each small one wins its own topic."""
     import pandas as pd
-
     from conftest import topic_outcomes
 
     rows = []
@@ -243,8 +242,8 @@ def test_registry_lists_every_kind_and_yaml_configs_match_defaults():
     """`routerzoo routers` comes from the one registry; each router's YAML parses against its typed
     config and repeats its defaults (one set of defaults: the dataclass)."""
     import yaml
-
     from conftest import REPO
+
     from routerzoo.cli import main
 
     for kind in ROUTER_KINDS:

@@ -84,11 +84,15 @@ def test_routerarena_cost_json_key_names(tmp_path):
     f.write_text(json.dumps({"m": {"input_token_price_per_million": 0.25, "output_token_price_per_million": 1.25}}))
     p = load_price_file(f)["m"]
     assert (p.input, p.output) == (0.25, 1.25)
+
+
+def test_routerarena_real_cost_file():
     real = SHARED / "routerarena" / "model_cost" / "cost.json"
-    if real.is_file():
-        prices = load_price_file(real)
-        assert len(prices) == 45
-        assert prices["claude-3-haiku-20240307"].output == 1.25
+    if not real.is_file():
+        pytest.skip(f"{real} not present")
+    prices = load_price_file(real)
+    assert len(prices) == 45
+    assert prices["claude-3-haiku-20240307"].output == 1.25
 
 
 @pytest.mark.parametrize("name,content,message,row,field", [
@@ -146,10 +150,11 @@ def test_approximation_tracks_cl100k():
     approx = np.array([tokens.approx_count(t) for t in texts])
     assert tokens.approx_count("Hello world") == 2
     assert (approx > 0).all()
-    if tokens.tokenizer_name() == "cl100k_base (bpe-openai)":
-        exact = tokens.count_tokens(texts)
-        assert abs(approx.sum() / exact.sum() - 1) < 0.15
-        assert np.corrcoef(approx, exact)[0, 1] > 0.95
+    if tokens.tokenizer_name() != "cl100k_base (bpe-openai)":
+        pytest.skip("bpe-openai not installed: no exact counts to compare the approximation with")
+    exact = tokens.count_tokens(texts)
+    assert abs(approx.sum() / exact.sum() - 1) < 0.15
+    assert np.corrcoef(approx, exact)[0, 1] > 0.95
 
 
 def test_fallback_without_bpe_openai_is_the_documented_approximation(monkeypatch):

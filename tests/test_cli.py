@@ -35,9 +35,8 @@ def test_shipped_configs_parse(config):
     """Every shipped YAML matches its router's typed config (litgpt's config-hub test)."""
     import yaml
 
-    from routerzoo.training.cli import build_parser
-
     from routerzoo.routers.registry import get_kind
+    from routerzoo.training.cli import build_parser
 
     kind = yaml.safe_load(config.read_text())["kind"]
     parser = build_parser(kind)

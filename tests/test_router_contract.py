@@ -172,8 +172,16 @@ def test_decisions_follow_cost_weight_and_prices(kind, trained):
     router = load_router(_result(trained, kind).router_dir)
     assert all(name in router.models for name in router.route(PROMPTS))
     assert "big" not in router.route(PROMPTS, cost_weight=1e9)  # nobody pays 100× more at that λ
-    assert router.route_threshold(PROMPTS, threshold=2.0, strong="big", weak="math-small") == ["math-small"] * len(PROMPTS)
-    assert router.route_threshold(PROMPTS, threshold=-2.0, strong="big", weak="math-small") == ["big"] * len(PROMPTS)
+    # the two-model form sends exactly the prompts whose predicted margin reaches the threshold
+    q = router.predict(PROMPTS).quality
+    margin = q[:, router.models.index("big")] - q[:, router.models.index("math-small")]
+    for t in (float(np.median(margin)), float(margin.min()), float(margin.max()) + 1e-9):
+        expected = ["big" if x >= t else "math-small" for x in margin]
+        assert router.route_threshold(PROMPTS, threshold=t, strong="big", weak="math-small") == expected
+    # λ-argmax at λ = 0 is the best predicted model, ties to the cheaper one
+    pred = router.predict(PROMPTS)
+    for row, name in zip(pred.quality, router.route(PROMPTS, cost_weight=0.0), strict=True):
+        assert row[router.models.index(name)] == row.max()
     # new prices, no retraining: make "big" nearly free and it wins at a high λ
     cheap_big = router.with_prices({"big": {"input": 0.0001, "output": 0.0001}})
     np.testing.assert_array_equal(cheap_big.predict(PROMPTS).quality, router.predict(PROMPTS).quality)

@@ -117,6 +117,17 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
         (["train", "--router", "knn", "--data", "{tmp}/missing", "--out", "{tmp}/o"], "not a routerzoo dataset"),
         (["train", "--config", "{tmp}/missing.yaml", "--data", "x", "--out", "y"], "config file"),
         (["eval", "{tmp}/no-router", "--data", "{a}"], "not a router artifact"),
+        (["train", "--router", "mlp", "--data", "{a}", "--out", "{tmp}/o", "--router.accelerator", "tpu"], "router.accelerator must be one of"),
+        (["train", "--router", "mlp", "--data", "{a}", "--out", "{tmp}/o", "--router.devices", "abc"], "router.devices"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--features.batch_size", "0"], "--features.batch_size must be >= 1"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--features.device", "cuda"], "--features.device cuda"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--eval-data", "{a}", "--eval-split", "foo"], "--eval-split 'foo'"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{a}"], "already exists and is not empty"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{a}/dataset.json"], "is a file"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--eval-data", "{a}", "--plot", "{tmp}/p.txt"], "use a .png"),
+        (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--plot", "{tmp}/p.png"], "pass --eval-data"),
+        (["eval", "{tmp}/no-router", "--data", "{a}", "--json", "{tmp}"], "is a directory"),
+        (["eval", "{tmp}/no-router", "--data", "{a}", "--plot", "{tmp}/x.jpeg2"], "use a .png"),
         (["data", "show", "{tmp}"], "not a routerzoo dataset"),
         (["data", "import", "{tmp}/nothing.csv", "--format", "long", "--out", "{tmp}/x"], "nothing.csv"),
         (["data", "import", "{tmp}/a.csv", "--format", "no-such-format", "--out", "{tmp}/x"], "no-such-format"),
@@ -128,6 +139,8 @@ def test_user_errors_are_one_line(args, message, two_datasets, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err, err
+    assert err.count("\n") == 1, err  # one line
+    assert not (tmp_path / "o").exists()  # nothing half-written
 
 
 def test_side_by_side_needs_the_same_candidates(two_datasets, tmp_path, capsys):
@@ -162,3 +175,26 @@ def test_single_model_dataset_is_refused_with_a_reason(tmp_path, capsys):
                  "--tracking.enabled", "false"]) == 2
     assert "needs at least two" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_during_an_mlp_fit_exits_130_and_writes_nothing(two_datasets, tmp_path):
+    """SIGINT mid-fit: "interrupted" on stderr, exit 130, no artifact (Lightning's own handler
+    would exit 1 silently)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "mlp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "routerzoo", "train", "--router", "mlp", "--data", str(two_datasets / "a"), "--out", str(out),
+         "--router.max_epochs", "1000000", "--router.patience", "1000000", "--tracking.enabled", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(15)  # imports, encoding (cached), then well into the fit
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -84,6 +84,26 @@ def check_plot_path(plot: str | os.PathLike | None) -> None:
         raise UserError(f"--plot {path} is a directory; give a file name such as {path / 'cost_quality.png'}")
 
 
+def check_features(features: FeatureConfig) -> None:
+    """The encoder's device exists on this machine (before anything is loaded or encoded)."""
+    device = features.device
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--features.device {device}: no CUDA device is visible to torch on this machine")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(f"--features.device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise UserError("--features.device mps: no Apple MPS device is available on this machine")
+    elif device != "cpu":
+        raise UserError(f"--features.device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
 def build_context(dataset: RoutingDataset, features: FeatureConfig, seed: int, progress: bool) -> FitContext:
     """The fit context of a dataset: outcome and preference splits as arrays, lineage, prices."""
     has_outcomes = dataset.outcomes is not None
@@ -177,6 +197,7 @@ def train_router(
     # everything a user can get wrong, before any encoding or fitting
     check_output_dir(out, overwrite=overwrite, what="router artifact")
     check_plot_path(plot)
+    check_features(features)
     if plot is not None and eval_data is None:
         raise UserError("--plot draws the --eval-data curve; pass --eval-data too")
     dataset = load_dataset(data)

@@ -34,6 +34,22 @@ def _embedding_cache(tmp_path_factory):
         os.environ["ROUTERZOO_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_workdir(tmp_path_factory):
+    """Run the session in a scratch directory with its own MLflow store, so no test writes
+    ``mlflow.db`` or ``mlruns/`` into the repository or the user's working directory."""
+    work = tmp_path_factory.mktemp("workdir")
+    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(work)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    yield work
+    os.chdir(old_cwd)
+    if old_uri is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
 MATH = [
     "Solve for x: {a}x + {b} = {c}.", "What is the derivative of x^{a} + {b}x?", "Compute the integral of {a}x^2 from 0 to {b}.",
     "Find the greatest common divisor of {a}{b} and {c}.", "If a triangle has sides {a}, {b} and {c}, what is its area?",

@@ -41,3 +41,14 @@ def test_tracking_uri_from_environment(topic_dataset, tmp_path, monkeypatch):
     import mlflow
 
     assert mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.params["router"] == "knn"
+
+
+def test_default_store_is_sqlite_in_the_working_directory(topic_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = train_router("best-single", None, topic_dataset, tmp_path / "bs", progress=False)
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).info.status == "FINISHED"
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()

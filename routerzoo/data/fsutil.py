@@ -52,10 +52,21 @@ try:  # POSIX only; on other platforms the lock is a no-op
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_directory", "check_output_dir", "exclusive_lock", "lock_path"]
+__all__ = ["atomic_directory", "check_output_dir", "exclusive_lock", "file_sha256", "lock_path"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def lock_path(target: str | os.PathLike) -> Path:

@@ -21,13 +21,13 @@ upgraded on load (:func:`upgrade_v1`). Writing goes through a temporary folder r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from routerzoo.data.fsutil import file_sha256
 from routerzoo.errors import UserError
 from routerzoo.routers.cost import CostModel
 from routerzoo.routers.typed_config import config_from_dict, config_to_dict
@@ -85,17 +85,9 @@ def write_artifact(router, path: str | os.PathLike, *, overwrite: bool = False) 
     config = artifact_config(router)
     with atomic_directory(path, overwrite=overwrite, what="router artifact") as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"kind": router.kind})
-        config["weights_sha256"] = _sha256(tmp / WEIGHTS_FILE)
+        config["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
     return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _refuse_pickles(path: Path) -> None:
@@ -181,7 +173,7 @@ def read_weights(path: Path, expected_sha256: str | None) -> dict[str, np.ndarra
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise ArtifactError(f"{path}: {WEIGHTS_FILE} not found")
-    if expected_sha256 is not None and _sha256(weights) != expected_sha256:
+    if expected_sha256 is not None and file_sha256(weights) != expected_sha256:
         raise ArtifactError(f"{weights}: sha256 does not match the one recorded in {CONFIG_FILE}: "
                             "the weights were modified or swapped after saving; refusing to load")
     try:

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from routerzoo.data.fsutil import file_sha256  # noqa: F401  (importers record their sources' hashes)
 from routerzoo.data.prices import PriceTable
 from routerzoo.data.tokens import count_tokens
 from routerzoo.errors import DataError, UserError
@@ -112,14 +113,6 @@ def expand_paths(paths: Iterable[str | os.PathLike], suffixes: tuple[str, ...], 
     if not out:
         raise UserError(f"no input files given (expected {what})")
     return list(dict.fromkeys(out))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def source_entry(path: Path, **extra) -> dict:

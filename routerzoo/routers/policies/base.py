@@ -23,11 +23,11 @@ import numpy as np
 from routerzoo.routers.prediction import Prediction
 
 
-class BatchPolicy:
-    """Decides a batch at once from predictions.
+class Policy:
+    """What every policy shares: a kind, a typed config, and its JSON form for artifacts.
 
     Args:
-        config: the policy's typed config (an instance of ``Config``).
+        config: the policy's typed config (an instance of ``Config``); None for its defaults.
     """
 
     kind: ClassVar[str] = ""
@@ -35,6 +35,13 @@ class BatchPolicy:
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "config": asdict(self.config)}
+
+
+class BatchPolicy(Policy):
+    """Decides a batch at once from predictions."""
 
     def decide(self, pred: Prediction, models: list[str]) -> np.ndarray:
         """Model index per prompt.
@@ -47,9 +54,6 @@ class BatchPolicy:
             (n,) int indices into ``models``.
         """
         raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": asdict(self.config)}
 
 
 @dataclass
@@ -95,18 +99,8 @@ class Trace:
         return self.calls[self.answer].model if self.calls else None
 
 
-class SequentialPolicy:
-    """Calls models one after another until an answer is accepted.
-
-    Args:
-        config: the policy's typed config (an instance of ``Config``).
-    """
-
-    kind: ClassVar[str] = ""
-    Config: ClassVar[type]
-
-    def __init__(self, config=None):
-        self.config = config if config is not None else self.Config()
+class SequentialPolicy(Policy):
+    """Calls models one after another until an answer is accepted."""
 
     def run(self, prompts: list[str], client) -> list[Trace]:
         """Answer every prompt; one :class:`Trace` each.
@@ -116,6 +110,3 @@ class SequentialPolicy:
             client: a :class:`~routerzoo.routers.policies.clients.ModelClient`.
         """
         raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": asdict(self.config)}

@@ -117,5 +117,22 @@ def main() -> None:
           f"with 200 bootstrap resamples {t_boot * 1e3:.0f} ms ({t_boot / t_eval:.1f}x)")
 
 
+    # 5. cold start of a serving process: import + load + first route, in a fresh interpreter,
+    #    against the same process importing sentence-transformers (the path routerzoo 0.1 took)
+    import subprocess
+    import sys
+
+    def fresh(code: str) -> float:
+        out = subprocess.run([sys.executable, "-c", f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"],
+                             capture_output=True, text=True, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        return float(out.stdout.strip().splitlines()[-1])
+
+    router_dir = work / "knn"
+    ours = min(fresh(f"from routerzoo.routers import load_router; load_router({str(router_dir)!r}).route(['What is 2+2?'])") for _ in range(2))
+    st = min(fresh("import sentence_transformers") for _ in range(2))
+    print(f"\n5. cold start (fresh process): import + load kNN + first route {ours:.2f} s; "
+          f"importing sentence-transformers alone {st:.2f} s ({ours / st:.2f}x)")
+
+
 if __name__ == "__main__":
     main()

@@ -190,11 +190,18 @@ def test_ctrl_c_during_an_mlp_fit_exits_130_and_writes_nothing(two_datasets, tmp
         [sys.executable, "-m", "routerzoo", "train", "--router", "mlp", "--data", str(two_datasets / "a"), "--out", str(out),
          "--router.max_epochs", "1000000", "--router.patience", "1000000", "--tracking.enabled", "false"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test runner started in the background inherits SIGINT as ignored; a terminal's Ctrl-C is not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(15)  # imports, encoding (cached), then well into the fit
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        time.sleep(15)  # imports, encoding (cached), then well into the fit
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a million-epoch fit running
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err, err
     assert not out.exists()

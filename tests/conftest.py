@@ -15,6 +15,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# CI explores the same examples every run (a new find must not block an unrelated change);
+# locally hypothesis explores fresh ones each time: run `pytest tests/test_artifacts.py` to hunt
+try:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass
+
 
 def shared_data() -> Path:
     """``$ROUTERZOO_SHARED_DATA`` or ``../shared/data`` beside the repository."""

@@ -172,7 +172,11 @@ def test_fuzzed_config_loads_or_fails_cleanly(mutations, artifacts, tmp_path_fac
     except UserError as exc:
         assert "\n" not in str(exc)
         return
-    pred = router.predict(PROMPTS)  # whatever loaded must work and stay within its contract
+    try:
+        pred = router.predict(PROMPTS)  # whatever loaded must work and stay within its contract...
+    except UserError as exc:  # ...or fail as clearly (an encoder id that does not resolve loads lazily)
+        assert "\n" not in str(exc) and "encoder" in str(exc)
+        return
     assert pred.quality.shape == (2, len(router.models)) and np.isfinite(pred.cost).all() and (pred.cost >= 0).all()
 
 

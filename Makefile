@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench bench-serving lint clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_routing.py
+
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check routerzoo tests bench scripts

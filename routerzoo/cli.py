@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from routerzoo.errors import UserError
+from routerzoo.serving import cli as serving_cli
 
 
 def _add_split_flags(p: argparse.ArgumentParser) -> None:
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Import the bundled MMLU-Pro sample, train kNN and MLP routers (and baselines), evaluate them "
         "on the held-out split, log everything to MLflow, print a table and write a cost-quality PNG."))
     demo.add_argument("--workdir", default="routerzoo-demo", help="where data, routers, reports and the MLflow store go (default ./routerzoo-demo)")
+    serving_cli.add_parser(sub)
+    # like `train`, parsed by its own module (routerzoo.training) only when it runs: other commands,
+    # `serve` above all, never import training code
+    sub.add_parser("calibrate", help="pick λ for a target cost, share or quality (see `routerzoo calibrate --help`)",
+                   add_help=False)
     return parser
 
 
@@ -296,6 +302,7 @@ COMMANDS = {
     ("eval", None): cmd_eval,
     ("routers", None): cmd_routers,
     ("demo", None): cmd_demo,
+    ("serve", None): serving_cli.run,
 }
 
 
@@ -304,6 +311,12 @@ def run(argv: list[str]) -> int:
         from routerzoo.training.cli import main as train_main
 
         return train_main(argv[1:])
+    if argv and argv[0] == "calibrate":
+        from routerzoo.training import calibrate as calibrate_cli
+
+        own = argparse.ArgumentParser(prog="routerzoo")
+        calibrate_cli.add_parser(own.add_subparsers(dest="command"))
+        return calibrate_cli.run(own.parse_args(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

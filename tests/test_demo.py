@@ -26,3 +26,12 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert "gap closed" in out and "models:/routerzoo-demo@champion routes" in out
     assert result["champion"]["router"] in ("knn", "mlp") and result["champion"]["version"] == 1
     assert (tmp_path / "demo" / "mlflow.db").is_file()
+    # step 5: the champion served over HTTP, answered by the two loopback backends via the openai client
+    served = result["served"]
+    assert len(served) == 6 and "stopped the server and both backends" in out
+    from routerzoo.demo import DEMO_BACKENDS
+
+    assert {a["model"] for a in served} <= set(DEMO_BACKENDS)
+    assert all(a["content"] == f"answer from {a['model']}" for a in served)  # the backend named is the one that answered
+    cost = {p: sum(a["cost_usd"] for a in served if a["profile"] == p) for p in ("best quality", "thrifty")}
+    assert 0 < cost["thrifty"] <= cost["best quality"]

@@ -1,0 +1,115 @@
+"""``routerzoo serve``: run the OpenAI-compatible router server.
+
+Start-up checks everything a user can get wrong before binding the port (config keys and values,
+backends for every candidate, API keys in the environment, the router itself), so a mistake is one
+``routerzoo: error: ...`` line and exit status 2, never a server that fails on its first request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+DESCRIPTION = """\
+Serve a router behind an OpenAI-compatible API. Clients keep the official openai SDK and point its
+base_url at this server; each request's model decides what happens:
+  the served name (--name)   the router picks the candidate model and the request goes to its backend
+  a backend's name           the request goes straight to that backend
+Per-request routing options go in a top-level "routerzoo" object of the body (openai client:
+extra_body={"routerzoo": {"cost_weight": 1e4}}; also "threshold", "strong", "weak", "profile").
+Endpoints: POST /v1/chat/completions (stream: true relayed as SSE), POST /v1/completions,
+GET /v1/models, /health, /ready, /metrics (Prometheus)."""
+
+EPILOG = """\
+Every candidate model of the router needs a backend (--backend or the config's backends), unless the
+config sets restrict_to_backends: true. The YAML config (see configs/serve/example.yaml and
+docs/serving.md) also sets per-backend model ids, API key variables, timeouts, concurrency and
+prices; profiles; micro-batching; limits; retries and cooldown; hot reload; client API keys; logging.
+Flags override the config. Stop with Ctrl-C or SIGTERM: in-flight requests are drained first."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``serve`` on the CLI's subparsers."""
+    p = subparsers.add_parser("serve", help="serve a router behind an OpenAI-compatible API",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("router", metavar="ROUTER", nargs="?",
+                   help="router artifact directory or models:/NAME@ALIAS (hot-reloaded when the alias moves); "
+                        "default: the config's router")
+    p.add_argument("--config", metavar="SERVE_YAML", help="serve config (YAML); flags override its values")
+    p.add_argument("--backend", action="append", default=[], metavar="MODEL=BASE_URL",
+                   help="OpenAI-compatible base URL (ending in /v1) of candidate MODEL; repeat for each "
+                        "candidate (adds to / overrides the config's backends)")
+    p.add_argument("--name", help="model name the router is served under (default: routerzoo)")
+    p.add_argument("--host", help="interface to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, help="port to bind (default: 8000)")
+    p.add_argument("--prices", metavar="FILE",
+                   help="price file (YAML/JSON, $ per 1M input/output tokens per model) for decisions and cost "
+                        "estimates, instead of the router's training prices")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ routers (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--reload-interval", type=float, metavar="SECONDS",
+                   help="how often to poll the registry for a moved alias (default: 30; 0 = never)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    return p
+
+
+def build_config(args):
+    """The :class:`~routerzoo.serving.config.ServeConfig` from the config file and the flags."""
+    from routerzoo.errors import ConfigError
+    from routerzoo.serving.config import load_config, parse_backend_flag
+
+    overrides: dict = {}
+    if args.router:
+        overrides["router"] = args.router
+    backends: dict = {}
+    for text in args.backend:
+        model, url = parse_backend_flag(text)
+        backends[model] = {"base_url": url}
+    if backends:
+        overrides["backends"] = backends
+    for key, value in (("name", args.name), ("host", args.host), ("port", args.port), ("prices", args.prices),
+                       ("tracking_uri", args.tracking_uri)):
+        if value is not None:
+            overrides[key] = value
+    config = load_config(args.config, overrides)
+    if args.reload_interval is not None:
+        from routerzoo.serving.config import ReloadConfig
+
+        config.reload = ReloadConfig(poll_interval_s=args.reload_interval)
+    if args.log_level:
+        config.logging.level = args.log_level
+    if not config.router:
+        raise ConfigError("no router to serve: give ROUTER (a directory or models:/NAME@ALIAS) or router: in --config")
+    return config
+
+
+def run(args) -> int:
+    """Check the config, load the router, serve until stopped."""
+    config = build_config(args)
+    config.auth.key_hashes()  # a key variable that is unset stops start-up here, not at the first request
+    logging.basicConfig(level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("routerzoo").setLevel(config.logging.level.upper())
+    # httpx logs every upstream call at INFO: noise at production rates
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from routerzoo.extras import require
+
+    require("fastapi", "the router server")
+    require("uvicorn", "the router server")
+    from routerzoo.serving.loader import load_for_serving
+
+    loaded = load_for_serving(config.router, config)  # errors (bad source, missing backends) end here
+    import uvicorn
+
+    from routerzoo.serving.app import create_app
+
+    app = create_app(config, router=loaded)
+    print(f"routerzoo: serving {loaded.label} as {config.name!r} on http://{config.host}:{config.port}/v1 "
+          f"(candidates: {', '.join(loaded.routable)})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.logging.level,
+                access_log=config.logging.access_log, timeout_graceful_shutdown=config.graceful_shutdown_s or None,
+                server_header=False)
+    return 0

@@ -1,0 +1,127 @@
+"""Hot reload: follow ``models:/NAME@ALIAS`` in the registry and swap routers without dropping requests.
+
+Every ``reload.poll_interval_s`` the watcher asks the registry which version the alias points at
+(``MlflowClient.get_model_version_by_alias``, in a thread: MLflow's client is blocking). When it
+moved, the new version is loaded by number (never by alias: the alias may move again during the
+download), checked against the serve config, warmed with one prediction, and only then swapped in,
+with one assignment, which is atomic for the event loop. Requests read the router once when they
+start and keep that object, so those in flight finish on the old router; a failed load leaves the
+old one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from routerzoo.errors import UserError
+from routerzoo.serving.loader import LoadedRouter, alias_version, parse_alias_uri, prepare_router
+
+log = logging.getLogger("routerzoo.serving")
+
+
+class RouterHolder:
+    """The router being served now; read it once per request.
+
+    Attributes:
+        current: the :class:`LoadedRouter` in service, None until the first one is loaded.
+    """
+
+    def __init__(self, current: LoadedRouter | None = None):
+        self.current = current
+        self.on_swap = None
+
+    def swap(self, new: LoadedRouter) -> LoadedRouter | None:
+        """Put ``new`` in service; returns the previous router."""
+        old, self.current = self.current, new
+        if self.on_swap is not None:
+            self.on_swap(new)
+        return old
+
+
+def share_encoder(new, old) -> None:
+    """Give ``new`` the already loaded encoder of ``old`` when both use the same one.
+
+    Saves loading the encoder's weights again (time, and memory for as long as requests on the
+    old router run) and keeps the warm embedding cache. Safe because every prediction runs in the
+    batcher's one worker thread.
+    """
+    encoder = getattr(old, "_encoder", None)  # Router keeps the loaded encoder here (None until first use)
+    if encoder is not None and getattr(new, "encoder", None) and new.encoder == old.encoder:
+        new.set_encoder(encoder)
+
+
+class AliasWatcher:
+    """Polls the registry and swaps in new versions of an aliased router.
+
+    Args:
+        settings: the :class:`~routerzoo.serving.config.ServeConfig` (router source, interval,
+            tracking URI, and what :func:`prepare_router` checks).
+        holder: where the router in service lives.
+        warm: ``async warm(router)``: one prediction on the new router before it takes traffic.
+        metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
+    """
+
+    def __init__(self, settings, holder: RouterHolder, warm, metrics=None):
+        alias = parse_alias_uri(settings.router)
+        if alias is None:
+            raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {settings.router!r}")
+        self.name, self.alias = alias
+        self.settings = settings
+        self.holder = holder
+        self.warm = warm
+        self.metrics = metrics
+        self._task: asyncio.Task | None = None
+        self._failed_version: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-reload")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload.poll_interval_s)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop the watcher
+                log.warning("hot reload of models:/%s@%s failed, still serving %s: %s", self.name, self.alias,
+                            self.holder.current.label if self.holder.current else "nothing", exc)
+                if self.metrics is not None:
+                    self.metrics.reloads.labels("error").inc()
+
+    async def check(self) -> bool:
+        """Poll once; load, warm and swap if the alias moved. Returns whether it swapped."""
+        tracking_uri = self.settings.tracking_uri or None
+        version = await asyncio.to_thread(alias_version, self.name, self.alias, tracking_uri)
+        current = self.holder.current
+        if (current is not None and current.version == version) or version == self._failed_version:
+            return False  # unchanged, or a version that already failed to load: not every poll again
+        from routerzoo.routers import load_router
+
+        # a download can fail transiently (retried at the next poll); a version that does not fit
+        # the config (candidates without backends, prices it cannot take) will not fit next time either
+        router = await asyncio.to_thread(load_router, f"models:/{self.name}/{version}", tracking_uri=tracking_uri)
+        try:
+            loaded = prepare_router(router, self.settings, source=self.settings.router, version=version)
+        except UserError:
+            self._failed_version = version
+            raise
+        if current is not None:
+            share_encoder(loaded.router, current.router)
+        await self.warm(loaded.router)
+        self.holder.swap(loaded)
+        log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
+                 version, current.version if current else "none")
+        if self.metrics is not None:
+            self.metrics.reloads.labels("swapped").inc()
+        return True

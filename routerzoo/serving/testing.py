@@ -1,0 +1,265 @@
+"""A small OpenAI-compatible backend with fault injection, and a way to run ASGI apps on loopback.
+
+Used by the serving tests, ``bench/serving.py`` and demos; no part of the server imports it.
+
+:class:`FakeBackend` answers ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or
+``stream: true`` SSE) and ``GET /v1/models`` at once, naming itself in every answer, and records
+what it received. Faults are injected per request from a script (``backend.script("500", "500")``:
+the next two requests fail, then it answers) or for every request (``backend.mode = "500"``):
+
+=================  ===================================================================
+``slow:S``         answer after S seconds
+``500``            HTTP 500 with an OpenAI error body
+``429:S``          HTTP 429 with ``Retry-After: S``
+``drop``           send headers and half a body, then close the connection
+``garbage``        HTTP 200 with a body that is not JSON
+``broken_stream``  (streams) two events, then close the connection mid-stream
+=================  ===================================================================
+
+Run one in its own process (``python -m routerzoo.serving.testing --name A``): it prints
+``PORT <n>`` once listening, so a test can kill it for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import threading
+import time
+from collections import deque
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class FakeBackend:
+    """An OpenAI-compatible ASGI app that answers at once (or as its faults say).
+
+    Args:
+        name: named in every answer's content (``"answer from NAME"``).
+        record: keep the last this many request bodies in :attr:`received`.
+    """
+
+    def __init__(self, name: str, record: int = 1000):
+        self.name = name
+        self.mode = "ok"
+        self._script: deque[str] = deque()
+        self.received: deque[dict] = deque(maxlen=record)
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def script(self, *faults: str) -> None:
+        """Faults for the next requests, one each, before answering normally again."""
+        with self._lock:
+            self._script.extend(faults)
+
+    def _next_fault(self) -> str:
+        with self._lock:
+            return self._script.popleft() if self._script else self.mode
+
+    # -- ASGI --------------------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path == "/v1/models":
+            return await self._json(send, 200, {"object": "list", "data": [
+                {"id": self.name, "object": "model", "created": 0, "owned_by": "fake"}]})
+        if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
+            return await self._json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error",
+                                                          "param": None, "code": None}})
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            return await self._json(send, 400, {"error": {"message": "body is not a JSON object",
+                                                          "type": "invalid_request_error", "param": None, "code": None}})
+        with self._lock:
+            self.count += 1
+            self.received.append(request)
+        fault = self._next_fault()
+        kind, _, arg = fault.partition(":")
+        if kind == "slow":
+            await asyncio.sleep(float(arg or 1.0))
+        elif kind == "500":
+            return await self._json(send, 500, {"error": {"message": "injected failure", "type": "server_error",
+                                                          "param": None, "code": None}})
+        elif kind == "429":
+            return await self._json(send, 429, {"error": {"message": "slow down", "type": "rate_limit_error",
+                                                          "param": None, "code": None}},
+                                    [(b"retry-after", (arg or "1").encode())])
+        elif kind == "garbage":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b"<html>definitely not json"})
+            return
+        elif kind == "drop":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+            await send({"type": "http.response.body", "body": b'{"id": "cut', "more_body": True})
+            raise ConnectionAbortedError("injected: connection dropped")
+        chat = scope["path"].endswith("/chat/completions")
+        if request.get("stream"):
+            return await self._stream(send, request, chat, broken=kind == "broken_stream")
+        return await self._json(send, 200, self._completion(request, chat))
+
+    def _text(self, request: dict, chat: bool) -> str:
+        if chat:
+            messages = request.get("messages") or [{}]
+            last = messages[-1] if isinstance(messages[-1], dict) else {}
+            content = last.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+        prompt = request.get("prompt")
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+    def _completion(self, request: dict, chat: bool) -> dict:
+        answer = f"answer from {self.name}"
+        usage = {"prompt_tokens": _words(self._text(request, chat)), "completion_tokens": 3}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        base = {"id": f"fake-{self.count}", "created": int(time.time()), "model": request.get("model"), "usage": usage}
+        if chat:
+            message = {"role": "assistant", "content": answer}
+            if request.get("tools"):
+                tool = request["tools"][0].get("function", {}).get("name", "tool")
+                message = {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": "{}"}}]}
+            return {**base, "object": "chat.completion",
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+        return {**base, "object": "text_completion",
+                "choices": [{"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}]}
+
+    async def _stream(self, send, request: dict, chat: bool, broken: bool) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        words = ["answer", " from", f" {self.name}"]
+        created = int(time.time())
+        for i, word in enumerate(words):
+            if chat:
+                delta = {"content": word} if i else {"role": "assistant", "content": word}
+                chunk = {"id": "fake-stream", "object": "chat.completion.chunk", "created": created,
+                         "model": request.get("model"), "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            else:
+                chunk = {"id": "fake-stream", "object": "text_completion", "created": created,
+                         "model": request.get("model"), "choices": [{"index": 0, "text": word, "finish_reason": None}]}
+            await send({"type": "http.response.body", "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                        "more_body": True})
+            if broken and i == 1:
+                raise ConnectionAbortedError("injected: stream broken")
+        if (request.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": _words(self._text(request, chat)), "completion_tokens": 3}
+            usage["total_tokens"] = usage["prompt_tokens"] + 3
+            final = {"id": "fake-stream", "object": "chat.completion.chunk" if chat else "text_completion",
+                     "created": created, "model": request.get("model"), "choices": [], "usage": usage}
+            await send({"type": "http.response.body", "body": b"data: " + json.dumps(final).encode() + b"\n\n",
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    @staticmethod
+    async def _json(send, status: int, obj, extra_headers=None) -> None:
+        body = json.dumps(obj).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + list(extra_headers or [])})
+        await send({"type": "http.response.body", "body": body})
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """Run an ASGI app with uvicorn in a background thread on 127.0.0.1 (random free port).
+
+    Args:
+        app: the ASGI app.
+        port: port to bind; 0 picks a free one.
+        graceful_s: uvicorn's graceful-shutdown timeout.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(self, app, port: int = 0, graceful_s: float = 5.0):
+        import uvicorn
+
+        self.port = port
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                lifespan="on", timeout_graceful_shutdown=graceful_s, server_header=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"uvicorn-{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn on port {self.port} did not start")
+            time.sleep(0.01)
+        if not self.port:  # bound to port 0: the kernel picked one
+            self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one fake backend in this process (prints ``PORT <n>`` when listening)."""
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m routerzoo.serving.testing", description="Run a fake OpenAI-compatible backend.")
+    p.add_argument("--name", default="fake")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--mode", default="ok", help="fault for every request (see the module docstring)")
+    args = p.parse_args(argv)
+    backend = FakeBackend(args.name)
+    backend.mode = args.mode
+    config = uvicorn.Config(backend, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                            lifespan="on", server_header=False)
+    server = uvicorn.Server(config)
+
+    async def serve():
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                return await task
+            await asyncio.sleep(0.01)
+        print(f"PORT {server.servers[0].sockets[0].getsockname()[1]}", flush=True)
+        await task
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -126,6 +126,11 @@ class Router:
             self._encoder = Encoder(self.encoder, show_progress=False, cache_dir="")
         return self._encoder.encode(prompts)
 
+    @property
+    def loaded_encoder(self):
+        """The :class:`~routerzoo.routers.encoder.Encoder` in use, or None before the first encode."""
+        return self._encoder
+
     def set_encoder(self, encoder) -> None:
         """Share an already loaded :class:`~routerzoo.routers.encoder.Encoder` (must match ``self.encoder``)."""
         if encoder.model_id != self.encoder:

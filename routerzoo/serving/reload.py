@@ -46,7 +46,7 @@ def share_encoder(new, old) -> None:
     old router run) and keeps the warm embedding cache. Safe because every prediction runs in the
     batcher's one worker thread.
     """
-    encoder = getattr(old, "_encoder", None)  # Router keeps the loaded encoder here (None until first use)
+    encoder = getattr(old, "loaded_encoder", None)  # None until the old router first encoded
     if encoder is not None and getattr(new, "encoder", None) and new.encoder == old.encoder:
         new.set_encoder(encoder)
 

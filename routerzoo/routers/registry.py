@@ -73,6 +73,10 @@ KINDS: dict[str, KindSpec] = {
     "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
     "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)"),
     "oracle": KindSpec("router", f"{_R}.baselines:OracleConfig", f"{_R}.baselines:OracleRouter", f"{_R}.baselines:fit_oracle", "true outcomes of seen prompts (the ceiling; evaluation only)"),
+    "mf": KindSpec("router", f"{_R}.mf:MFConfig", f"{_R}.mf:MFRouter", "routerzoo.training.mf:fit_mf", "matrix factorisation: model embeddings x projected prompt embedding (BCE on outcomes, Bradley-Terry on pairs)"),
+    "cluster": KindSpec("router", f"{_R}.cluster:ClusterConfig", f"{_R}.cluster:ClusterRouter", f"{_R}.cluster:fit_cluster", "k-means on prompt embeddings, each cluster's quality and cost per model (k by validation AIQ)"),
+    "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)"),
+    "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
     # policies

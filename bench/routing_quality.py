@@ -1,0 +1,138 @@
+"""Routing quality of every registered router on real datasets, with bootstrap CIs and ratios to kNN.
+
+For each dataset (imported beforehand with ``routerzoo data import``, fixed split and seed 0), every
+router is trained on the train split (the validation split only for early stopping / model
+selection, as ``routerzoo train`` does) and evaluated on the test split:
+
+* AIQ and the share of the zero-router → oracle gap closed, with bootstrap 95% intervals
+  (``evaluate_router(..., bootstrap=B)``, prompts resampled);
+* the validation split's gap closed (what a default is chosen on: tuning never looks at test);
+* training seconds (fit, including any encoding not already cached);
+* each router's gap closed as a ratio to kNN's in the same run;
+* with ``--strong/--weak`` on two-model datasets (the RouteLLM caches): APGR, CPT(50%), CPT(80%).
+
+    python bench/routing_quality.py --data mmlu-pro=DIR routellm=DIR routerarena=DIR \
+        [--routers knn mlp mf ...] [--bootstrap 200] [--json OUT.json]
+
+Set ROUTERZOO_CACHE to reuse embeddings between runs (encoding full MMLU-Pro on 2 CPU cores takes
+minutes). RouteLLM strong/weak default to gpt-4-1106-preview / Mixtral-8x7B when both are candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_ROUTERS = ["knn", "mlp", "mf", "cluster", "sw-elo", "elo", "stack", "best-single", "random"]
+STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+
+def run_one(kind: str, data: Path, workdir: Path, bootstrap: int, strong_weak: tuple | None, seed: int = 0) -> dict:
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.evaluation.runner import evaluate_router
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    t0 = time.perf_counter()
+    result = train_router(kind, None, data, workdir / kind, tracking=TrackingConfig(enabled=False), progress=False, seed=seed)
+    train_s = time.perf_counter() - t0
+    dataset = load_dataset(data)
+    strong, weak = strong_weak or (None, None)
+    report = evaluate_router(result.router, dataset, "test", strong=strong, weak=weak, bootstrap=bootstrap)
+    val = result.reports.get("val", {})
+    row = {
+        "router": kind,
+        "aiq": report["aiq"]["router"],
+        "aiq_ci": report.get("bootstrap", {}).get("aiq_router"),
+        "gap_closed": report["gap_closed"],
+        "gap_ci": report.get("bootstrap", {}).get("gap_closed"),
+        "val_gap_closed": val.get("gap_closed"),
+        "zero_aiq": report["aiq"]["zero_router"],
+        "oracle_aiq": report["aiq"]["oracle"],
+        "fit_s": result.fit_metrics.get("fit_s"),
+        "train_s": train_s,
+        "n_test": report["n_prompts"],
+        "config": report["router"]["config"],
+    }
+    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80"):
+        if report.get(key) is not None:
+            row[key] = report[key]
+    return row
+
+
+def _f(x, nd=3, pct=False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{100 * x:.1f}%" if pct else f"{x:.{nd}f}"
+
+
+def table(name: str, rows: list[dict]) -> str:
+    knn = next((r for r in rows if r["router"] == "knn"), None)
+    lines = [f"### {name} (test n={rows[0]['n_test']}; zero AIQ {rows[0]['zero_aiq']:.4f}, oracle AIQ {rows[0]['oracle_aiq']:.4f})", "",
+             "| router | AIQ [95% CI] | gap closed [95% CI] | val gap closed | ratio to kNN | train s |"
+             + (" APGR | CPT(50%) | CPT(80%) |" if any("apgr" in r for r in rows) else ""),
+             "|---|---|---|---|---|---|" + ("---|---|---|" if any("apgr" in r for r in rows) else "")]
+    for r in rows:
+        ci = r.get("aiq_ci") or [None, None]
+        gci = r.get("gap_ci") or [None, None]
+        ratio = r["gap_closed"] / knn["gap_closed"] if knn and knn["gap_closed"] and r["gap_closed"] is not None else None
+        line = (f"| {r['router']} | {_f(r['aiq'], 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}] | {_f(r['gap_closed'], pct=True)} "
+                f"[{_f(gci[0], pct=True)}, {_f(gci[1], pct=True)}] | {_f(r['val_gap_closed'], pct=True)} | "
+                f"{_f(ratio, 2)} | {r['train_s']:.1f} |")
+        if "apgr" in r:
+            line += f" {_f(r.get('apgr'))} | {_f(r.get('cpt50'), pct=True)} | {_f(r.get('cpt80'), pct=True)} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", nargs="+", required=True, metavar="NAME=DIR", help="datasets to run on")
+    ap.add_argument("--routers", nargs="+", default=DEFAULT_ROUTERS, help=f"router kinds (default {DEFAULT_ROUTERS})")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    ap.add_argument("--json", dest="json_out", help="write every row as JSON here")
+    ap.add_argument("--workdir", help="where artifacts go (default: a temporary directory)")
+    args = ap.parse_args(argv)
+
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.errors import UserError
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="rz-quality-") as tmp:
+        root = Path(args.workdir or tmp)
+        for spec in args.data:
+            name, _, path = spec.partition("=")
+            data = Path(path)
+            models = load_dataset(data).models
+            sw = (STRONG, WEAK) if STRONG in models and WEAK in models else None
+            rows = []
+            for kind in args.routers:
+                try:
+                    row = run_one(kind, data, root / name, args.bootstrap, sw)
+                except UserError as exc:
+                    print(f"{name}: {kind} skipped: {exc}", file=sys.stderr)
+                    continue
+                rows.append(row)
+                print(f"{name:<12} {kind:<12} gap {_f(row['gap_closed'], pct=True):>7} "
+                      f"[{_f((row['gap_ci'] or [None])[0], pct=True)}, {_f((row['gap_ci'] or [None, None])[1], pct=True)}]  "
+                      f"val {_f(row['val_gap_closed'], pct=True):>7}  {row['train_s']:.1f}s", file=sys.stderr, flush=True)
+            results[name] = rows
+            if args.json_out:
+                Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    for name, rows in results.items():
+        print(table(name, rows))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

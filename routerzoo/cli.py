@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     # `serve` above all, never import training code
     sub.add_parser("calibrate", help="pick λ for a target cost, share or quality (see `routerzoo calibrate --help`)",
                    add_help=False)
+    sub.add_parser("assign", help="route a batch of prompts under a budget and capacities (see `routerzoo assign --help`)",
+                   add_help=False)
     return parser
 
 
@@ -317,6 +319,12 @@ def run(argv: list[str]) -> int:
         own = argparse.ArgumentParser(prog="routerzoo")
         calibrate_cli.add_parser(own.add_subparsers(dest="command"))
         return calibrate_cli.run(own.parse_args(argv))
+    if argv and argv[0] == "assign":
+        from routerzoo import assign as assign_cli
+
+        own = argparse.ArgumentParser(prog="routerzoo")
+        assign_cli.add_parser(own.add_subparsers(dest="command"))
+        return assign_cli.run(own.parse_args(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -69,6 +69,7 @@ KINDS: dict[str, KindSpec] = {
     # routers (quality/cost scorers)
     "knn": KindSpec("router", f"{_R}.knn:KNNConfig", f"{_R}.knn:KNNRouter", f"{_R}.knn:fit_knn", "k-nearest neighbours on prompt embeddings (k by validation AIQ)"),
     "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
+    "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
     "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs"),
     "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
     "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)"),
@@ -77,6 +78,7 @@ KINDS: dict[str, KindSpec] = {
     "cluster": KindSpec("router", f"{_R}.cluster:ClusterConfig", f"{_R}.cluster:ClusterRouter", f"{_R}.cluster:fit_cluster", "k-means on prompt embeddings, each cluster's quality and cost per model (k by validation AIQ)"),
     "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)"),
     "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation"),
+    "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
     # policies

@@ -43,7 +43,9 @@ def _check(value, tp, where: str):
                 return _check(value, arg, where)
             except ConfigFieldError as exc:
                 errors.append(str(exc))
-        raise ConfigFieldError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        # X | None where X is a dataclass: X's own message names the field that is wrong inside it
+        inner = f" ({errors[0]})" if len(errors) == 1 and dataclasses.is_dataclass(args[0]) else ""
+        raise ConfigFieldError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}{inner}")
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list):

@@ -314,6 +314,12 @@ class ServerState:
         self.ready = False
         self.in_flight = 0
         self._startup: asyncio.Task | None = None
+        # mode: cascade answers the served name with a cascade (routerzoo/serving/cascade.py)
+        self.cascade = None
+        if settings.mode == "cascade":
+            from routerzoo.serving.cascade import CascadeServer
+
+            self.cascade = CascadeServer(settings.cascade, self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -338,6 +344,13 @@ class ServerState:
     async def _load_and_warm(self) -> None:
         s = self.settings
         try:
+            if self.cascade is not None:
+                if self.cascade.policy is None:
+                    await asyncio.to_thread(self.cascade.load)
+                if not s.router and self._initial is None:  # a cascade alone: no router to load
+                    self.ready = True
+                    log.info("serving a cascade %s as %r", self.cascade.describe(), s.name)
+                    return
             initial = self._initial
             if isinstance(initial, LoadedRouter):
                 loaded = initial
@@ -401,7 +414,13 @@ class ServerState:
                 raise RequestError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
             req = parse_request(payload, endpoint, s.routing_input)
             headers = {"x-routerzoo-request-id": rid}
-            if req.model == s.name:
+            if req.model == s.name and self.cascade is not None:
+                arrival.release()  # a cascade asks the router nothing
+                if not self.ready:
+                    raise RequestError(503, "the cascade is still loading; retry shortly (see /ready)",
+                                       type="server_error", code="not_ready")
+                order, routed = None, False
+            elif req.model == s.name:
                 if loaded is None:
                     raise RequestError(503, "the router is still loading; retry shortly (see /ready)",
                                        type="server_error", code="not_ready")
@@ -426,6 +445,8 @@ class ServerState:
             else:
                 raise RequestError(404, f"the model {req.model!r} does not exist; models: "
                                         f"{[s.name, *s.backends]}", param="model", code="model_not_found")
+        if order is None:  # mode: cascade, the served name
+            return await self.cascade.handle(req, endpoint, headers, rid, loaded)
         if s.logging.log_prompts:
             log.info("request %s: routed to %s (order %s); text: %r", rid, order[0], order, req.text[:2000])
         else:
@@ -689,6 +710,8 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
     @app.get("/ready")
     async def ready():
         current = state.holder.current
+        if state.ready and current is None and state.cascade is not None:  # a cascade with no router
+            return {"status": "ready", "cascade": state.cascade.describe()}
         if not state.ready or current is None:
             return JSONResponse({"status": "loading"}, status_code=503)
         return {"status": "ready", "router": {"name": current.name, "version": current.version,

@@ -79,7 +79,7 @@ def build_config(args):
         config.reload = ReloadConfig(poll_interval_s=args.reload_interval)
     if args.log_level:
         config.logging.level = args.log_level
-    if not config.router:
+    if not config.router and config.mode != "cascade":  # a cascade needs no router
         raise ConfigError("no router to serve: give ROUTER (a directory or models:/NAME@ALIAS) or router: in --config")
     return config
 
@@ -101,14 +101,19 @@ def run(args) -> int:
     require("uvicorn", "the router server")
     from routerzoo.serving.loader import load_for_serving
 
-    loaded = load_for_serving(config.router, config)  # errors (bad source, missing backends) end here
+    loaded = load_for_serving(config.router, config) if config.router else None  # bad sources end here
     import uvicorn
 
     from routerzoo.serving.app import create_app
 
     app = create_app(config, router=loaded)
-    print(f"routerzoo: serving {loaded.label} as {config.name!r} on http://{config.host}:{config.port}/v1 "
-          f"(candidates: {', '.join(loaded.routable)})", file=sys.stderr, flush=True)
+    if config.mode == "cascade":
+        app.state.routerzoo.cascade.load()  # a bad scorer ends here, before the port is bound
+        what = f"a cascade over {' -> '.join(config.cascade.chain)}"
+    else:
+        what = f"{loaded.label} (candidates: {', '.join(loaded.routable)})"
+    print(f"routerzoo: serving {what} as {config.name!r} on http://{config.host}:{config.port}/v1",
+          file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.logging.level,
                 access_log=config.logging.access_log, timeout_graceful_shutdown=config.graceful_shutdown_s or None,
                 server_header=False)

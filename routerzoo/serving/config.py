@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from routerzoo.errors import ConfigError
+from routerzoo.serving.cascade_config import SERVE_MODES, CascadeServeConfig
 
 ROUTING_INPUTS = ("last_user", "conversation")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -311,6 +312,9 @@ class ServeConfig:
         reload: hot reload from the registry.
         auth: client API keys.
         logging: what gets logged.
+        mode: ``route`` (the router picks one model per request) or ``cascade`` (the ``cascade``
+            section's chain is called in order until its deferral scorer accepts; no router needed).
+        cascade: the cascade served in ``cascade`` mode (docs/serving.md, "Cascade mode").
     """
 
     router: str = ""
@@ -331,6 +335,8 @@ class ServeConfig:
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mode: str = "route"
+    cascade: CascadeServeConfig | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.strip():
@@ -342,6 +348,14 @@ class ServeConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         _non_negative("graceful_shutdown_s", self.graceful_shutdown_s)
+        if self.mode not in SERVE_MODES:
+            raise ConfigError(f"mode must be one of {list(SERVE_MODES)}, got {self.mode!r}")
+        if self.mode == "cascade":
+            if self.cascade is None:
+                raise ConfigError("mode: cascade needs a cascade section with its chain, thresholds and scorer")
+            missing = [m for m in self.cascade.chain if m not in self.backends]
+            if missing:
+                raise ConfigError(f"cascade.chain: model(s) {missing} have no backend; backends: {sorted(self.backends)}")
 
     def check_router(self, models: list[str]) -> list[str]:
         """The candidates requests may be routed to; errors for a config that does not fit the router.

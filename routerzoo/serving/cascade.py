@@ -1,0 +1,330 @@
+"""The server's cascade mode: call the chain's models in order until the deferral scorer accepts.
+
+With ``mode: cascade`` (see :class:`~routerzoo.serving.cascade_config.CascadeServeConfig`) a request
+naming the served model runs the cascade instead of the router:
+
+1. stage k sends the request to ``chain[k]``'s backend, *not streamed*, with token logprobs
+   requested when the scorer reads them (``logprobs: true`` + ``top_logprobs`` for chat,
+   ``logprobs: N`` for completions);
+2. the first choice's text and token logprobs are scored (in a worker thread: a learned scorer may
+   run an encoder); ``score >= thresholds[k]`` accepts the answer, anything else (a NaN score, a
+   scorer error, a backend that failed after its retries) escalates to stage k + 1;
+3. the last stage is sent as the client asked, so a streamed request streams the last stage's
+   answer through; an answer accepted at an early stage is replayed to a streaming client as
+   server-sent events (one content chunk, a finish chunk, usage if asked, ``[DONE]``);
+4. the answer carries ``x-routerzoo-model`` (the accepted model), ``x-routerzoo-calls`` (JSON: every
+   call made, in order, with its score, estimated USD cost and outcome) and ``x-routerzoo-cost-usd``
+   (the summed estimate over every call; for a streamed last stage it covers only the calls before
+   the stream, as headers precede the stream's usage).
+
+Logprobs the client did not ask for are removed from the answer it gets. Metrics: calls, deferrals
+and acceptances per stage (``routerzoo_cascade_*``), in the server's own registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+
+import numpy as np
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import Counter
+
+from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
+from routerzoo.serving.cascade_config import CascadeServeConfig
+from routerzoo.serving.upstream import Answer, BackendFailed, StreamAnswer
+
+log = logging.getLogger("routerzoo.serving")
+
+__all__ = ["CascadeServer", "extract_answer", "completion_events"]
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def extract_answer(body: dict, chat: bool) -> tuple[str | None, np.ndarray | None]:
+    """The first choice's text and token logprobs from an OpenAI-shaped answer.
+
+    Args:
+        body: a chat completion or text completion object.
+        chat: which of the two it is.
+
+    Returns:
+        (text or None, (t,) float64 logprobs or None): chat reads ``choices[0].logprobs.content[*].logprob``,
+        completions ``choices[0].logprobs.token_logprobs`` (nulls, e.g. an echoed first token, dropped).
+    """
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None, None
+    choice = choices[0]
+    if chat:
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = message.get("content") if isinstance(message.get("content"), str) else None
+    else:
+        text = choice.get("text") if isinstance(choice.get("text"), str) else None
+    lp = choice.get("logprobs")
+    values = None
+    if isinstance(lp, dict):
+        if chat and isinstance(lp.get("content"), list):
+            values = [t.get("logprob") for t in lp["content"] if isinstance(t, dict)]
+        elif not chat and isinstance(lp.get("token_logprobs"), list):
+            values = lp["token_logprobs"]
+    if values is None:
+        return text, None
+    good = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return text, (np.asarray(good, dtype=np.float64) if good else None)
+
+
+def completion_events(body: dict, chat: bool, include_usage: bool) -> list[bytes]:
+    """A complete answer replayed as the server-sent events a streaming backend would have sent.
+
+    One chunk per choice carrying its whole content (chat: ``delta`` with role, content and tool
+    calls), one chunk with the finish reasons, the usage chunk when asked, then ``[DONE]``.
+    """
+    base = {"id": body.get("id", "routerzoo-cascade"), "created": body.get("created", int(time.time())),
+            "model": body.get("model"), "object": "chat.completion.chunk" if chat else "text_completion"}
+    content, finish = [], []
+    for i, choice in enumerate(body.get("choices") or []):
+        if not isinstance(choice, dict):
+            continue
+        index = choice.get("index", i)
+        if chat:
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            delta = {"role": message.get("role", "assistant"), "content": message.get("content")}
+            if message.get("tool_calls"):
+                delta["tool_calls"] = [{**tc, "index": k} for k, tc in enumerate(message["tool_calls"])]
+            part = {"index": index, "delta": delta, "finish_reason": None}
+            end = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
+        else:
+            part = {"index": index, "text": choice.get("text", ""), "finish_reason": None}
+            end = {"index": index, "text": "", "finish_reason": choice.get("finish_reason")}
+        if "logprobs" in choice:
+            part["logprobs"] = choice["logprobs"]
+        content.append(part)
+        finish.append(end)
+    events = [{**base, "choices": content}, {**base, "choices": finish}]
+    if include_usage and isinstance(body.get("usage"), dict):
+        events.append({**base, "choices": [], "usage": body["usage"]})
+    return [b"data: " + _dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+class CascadeServer:
+    """Runs the configured cascade for requests to the served name.
+
+    Args:
+        config: the cascade section of the serve config.
+        state: the app's :class:`~routerzoo.serving.app.ServerState` (upstream, metrics, prices).
+
+    :meth:`load` builds the deferral scorer (reading an artifact): call it at start-up, not per
+    request.
+    """
+
+    def __init__(self, config: CascadeServeConfig, state):
+        self.config = config
+        self.state = state
+        self.policy: CascadePolicy | None = None
+        reg = state.metrics.registry
+        self.calls = Counter("routerzoo_cascade_calls", "Cascade calls, by stage and model", ["stage", "model"],
+                             registry=reg)
+        self.deferrals = Counter("routerzoo_cascade_deferrals",
+                                 "Cascade escalations, by stage, model and reason (score below threshold, "
+                                 "unscorable answer, backend failure)", ["stage", "model", "reason"], registry=reg)
+        self.accepted = Counter("routerzoo_cascade_accepted", "Answers returned by the cascade, by stage and model",
+                                ["stage", "model"], registry=reg)
+        self._prices: dict[str, tuple[float, float]] | None = None
+
+    def load(self) -> None:
+        """Build the scorer (kind + config, or an artifact) and the policy; UserError when they do not fit."""
+        from routerzoo.routers.deferral_artifact import resolve_deferral
+
+        c = self.config
+        scorer = resolve_deferral(c.scorer, c.scorer_config)
+        self.policy = CascadePolicy(CascadeConfig(chain=list(c.chain), thresholds=list(c.thresholds)), scorer)
+
+    def describe(self) -> dict:
+        """What ``/ready`` shows."""
+        c = self.config
+        return {"chain": list(c.chain), "thresholds": list(c.thresholds),
+                "scorer": getattr(self.policy.scorer, "kind", c.scorer) if self.policy else c.scorer}
+
+    # -- prices -------------------------------------------------------------------------------------
+    def price(self, model: str, loaded) -> tuple[float, float] | None:
+        """USD per 1M (input, output) tokens: backend override, else the price file, else the router's."""
+        b = self.state.settings.backends.get(model)
+        if b is not None and b.prices is not None:
+            return b.prices.input, b.prices.output
+        if self._prices is None:
+            self._prices = {}
+            path = self.state.settings.prices
+            if path:
+                from routerzoo.data.prices import load_price_file
+
+                self._prices = {m: (float(p.input), float(p.output)) for m, p in load_price_file(path).items()}
+        if model in self._prices:
+            return self._prices[model]
+        return loaded.prices.get(model) if loaded is not None else None
+
+    def usage_cost(self, usage, model: str, loaded) -> float | None:
+        """Record tokens and the estimated cost of one call's ``usage``; the USD cost, or None."""
+        m = self.state.metrics
+        if not isinstance(usage, dict):
+            return None
+        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        ok = [isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (pt, ct)]
+        if ok[0]:
+            m.tokens.labels(model, "prompt").inc(pt)
+        if ok[1]:
+            m.tokens.labels(model, "completion").inc(ct)
+        price = self.price(model, loaded)
+        if price is None or not all(ok):
+            return None
+        usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
+        m.cost.labels(model).inc(usd)
+        return usd
+
+    # -- one request ----------------------------------------------------------------------------------
+    def _scored_payload(self, payload: dict, chat: bool) -> dict:
+        """The body for a scored (non-last) stage: not streamed, logprobs requested if the scorer reads them."""
+        body = {k: v for k, v in payload.items() if k not in ("routerzoo", "stream", "stream_options")}
+        if self.policy.needs_logprobs:
+            top = self.config.top_logprobs
+            if chat:
+                body["logprobs"] = True
+                asked = payload.get("top_logprobs")
+                want = max(top, asked if isinstance(asked, int) and not isinstance(asked, bool) else 0)
+                if want:
+                    body["top_logprobs"] = want
+            else:
+                asked = payload.get("logprobs")
+                asked = asked if isinstance(asked, int) and not isinstance(asked, bool) else 0
+                body["logprobs"] = max(1, top, asked)
+        return body
+
+    async def _score(self, prompt: str, text: str | None, lps: np.ndarray | None, rid: str) -> float:
+        try:
+            s = await asyncio.to_thread(self.policy.scorer.predict, [prompt], [text], [lps])
+            return float(np.asarray(s, dtype=np.float64).reshape(-1)[0])
+        except Exception as exc:  # noqa: BLE001 - a scorer failure escalates; the request still gets an answer
+            log.warning("request %s: deferral scorer failed (%s); escalating", rid, type(exc).__name__)
+            return float("nan")
+
+    async def handle(self, req, endpoint: str, headers: dict, rid: str, loaded) -> Response:
+        """Answer one request to the served name with the cascade.
+
+        Raises:
+            RequestError: 502 / 429 when no stage's backend could answer.
+        """
+        from routerzoo.serving.app import RequestError
+
+        chat = endpoint == "chat"
+        path = "/chat/completions" if chat else "/completions"
+        upstream = self.state.upstream
+        chain, thresholds = self.policy.config.chain, self.policy.config.thresholds
+        client_logprobs = bool(req.payload.get("logprobs"))
+        if req.options:
+            raise RequestError(400, "routing options do not apply to a cascade (mode: cascade)", param="routerzoo")
+        calls: list[dict] = []
+        failures: list[BackendFailed] = []
+        total = 0.0
+        headers["x-routerzoo-router"] = "cascade"
+
+        def finish(model: str, cost_known: bool) -> dict:
+            headers["x-routerzoo-model"] = model
+            headers["x-routerzoo-calls"] = json.dumps(calls, separators=(",", ":"))
+            if cost_known:
+                headers["x-routerzoo-cost-usd"] = f"{total:.8f}"
+            return headers
+
+        cost_known = True
+        rejected: tuple[str, Answer] | None = None
+        for k, model in enumerate(chain):
+            last = k == len(chain) - 1
+            cfg = self.state.settings.backends[model]
+            stage = str(k)
+            self.calls.labels(stage, model).inc()
+            if last:
+                body = {key: v for key, v in req.payload.items() if key != "routerzoo"}
+            else:
+                body = self._scored_payload(req.payload, chat)
+            body["model"] = cfg.model or model
+            try:
+                answer = await upstream.call(model, path, _dumps(body), stream=req.stream and last, request_id=rid)
+            except BackendFailed as exc:
+                failures.append(exc)
+                calls.append({"model": model, "error": exc.last.reason})
+                if not last:
+                    self.deferrals.labels(stage, model, "backend_failed").inc()
+                    log.info("request %s: cascade stage %d (%s) failed (%s); escalating", rid, k, model, exc.last.reason)
+                continue
+            if isinstance(answer, StreamAnswer):  # the last stage, streamed through
+                self.state.metrics.upstream_latency.labels(model).observe(answer.seconds)
+                calls.append({"model": model, "score": None, "cost_usd": None, "accepted": True})
+                self.accepted.labels(stage, model).inc()
+                finish(model, cost_known=False)
+                headers["x-routerzoo-cost-usd-before-stream"] = f"{total:.8f}"
+                return StreamingResponse(self.state._relay(answer, model, loaded, rid), media_type="text/event-stream",
+                                         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+            if not 200 <= answer.status < 300:  # the request's own fault (4xx): no other model would do better
+                calls.append({"model": model, "status": answer.status})
+                finish(model, cost_known=False)
+                return Response(_dumps(answer.body), status_code=answer.status, media_type="application/json",
+                                headers=headers)
+            self.state.metrics.upstream_latency.labels(model).observe(answer.seconds)
+            usd = self.usage_cost(answer.body.get("usage"), model, loaded)
+            if usd is None:
+                cost_known = False
+            else:
+                total += usd
+            score = None
+            if not last:
+                text, lps = extract_answer(answer.body, chat)
+                score = await self._score(req.text, text, lps, rid)
+            accept = last or score >= thresholds[k]  # NaN >= t is False: an unscorable answer escalates
+            calls.append({"model": model, "score": None if score is None or math.isnan(score) else round(score, 6),
+                          "cost_usd": None if usd is None else round(usd, 10), "accepted": bool(accept)})
+            if not accept:
+                reason = "below_threshold" if not math.isnan(score) else "unscorable"
+                self.deferrals.labels(stage, model, reason).inc()
+                rejected = (model, answer)
+                continue
+            self.accepted.labels(stage, model).inc()
+            return self._answer(req, answer, model, chat, client_logprobs, finish, cost_known)
+        if rejected is not None:
+            # the last stage could not answer: a rejected answer beats none
+            model, answer = rejected
+            for c in calls:
+                if c.get("model") == model and "accepted" in c:
+                    c["accepted"] = True
+            self.accepted.labels(str(chain.index(model)), model).inc()
+            log.info("request %s: every later cascade stage failed; returning %s's rejected answer", rid, model)
+            return self._answer(req, answer, model, chat, client_logprobs, finish, cost_known)
+        tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
+        if failures and all(f.all_rate_limited for f in failures):
+            raise RequestError(429, f"every cascade stage is rate limiting: {tried}", type="rate_limit_error",
+                               code="upstream_rate_limited")
+        raise RequestError(502, f"no cascade stage could answer: {tried}", type="upstream_error", code="upstream_failed")
+
+    def _answer(self, req, answer: Answer, model: str, chat: bool, client_logprobs: bool, finish, cost_known: bool):
+        """The accepted (buffered) answer to the client: JSON, or replayed as events for a stream."""
+        out = answer.body
+        out["model"] = model
+        if not client_logprobs:
+            for choice in out.get("choices") or []:
+                if isinstance(choice, dict) and "logprobs" in choice:
+                    choice["logprobs"] = None
+        headers = finish(model, cost_known)
+        if req.stream:
+            include_usage = bool((req.payload.get("stream_options") or {}).get("include_usage"))
+            events = completion_events(out, chat, include_usage)
+
+            async def replay():
+                for e in events:
+                    yield e
+
+            return StreamingResponse(replay(), media_type="text/event-stream",
+                                     headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+        return Response(_dumps(out), status_code=answer.status, media_type="application/json", headers=headers)

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("assign", help="route a batch of prompts under a budget and capacities (see `routerzoo assign --help`)",
                    add_help=False)
+    sub.add_parser("calibrate-cascade", help="cascade thresholds per stage for a target cost or quality "
+                   "(see `routerzoo calibrate-cascade --help`)", add_help=False)
     return parser
 
 
@@ -319,6 +321,12 @@ def run(argv: list[str]) -> int:
         own = argparse.ArgumentParser(prog="routerzoo")
         calibrate_cli.add_parser(own.add_subparsers(dest="command"))
         return calibrate_cli.run(own.parse_args(argv))
+    if argv and argv[0] == "calibrate-cascade":
+        from routerzoo.training import calibrate_cascade as cascade_cli
+
+        own = argparse.ArgumentParser(prog="routerzoo")
+        cascade_cli.add_parser(own.add_subparsers(dest="command"))
+        return cascade_cli.run(own.parse_args(argv))
     if argv and argv[0] == "assign":
         from routerzoo import assign as assign_cli
 

@@ -22,7 +22,6 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from routerzoo.errors import UserError
 from routerzoo.evaluation.sequential import _stage_scores, run_offline, threshold_grid
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy

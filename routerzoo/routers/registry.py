@@ -79,6 +79,7 @@ KINDS: dict[str, KindSpec] = {
     "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)"),
     "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation"),
     "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
+    "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
     # policies

@@ -82,6 +82,9 @@ KINDS: dict[str, KindSpec] = {
     "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
+    "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)"),
+    "posthoc-deferral": KindSpec("deferral", f"{_R}.posthoc_deferral:PostHocDeferralConfig", f"{_R}.posthoc_deferral:PostHocDeferral", f"{_R}.posthoc_deferral:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)"),
+    "consistency": KindSpec("deferral", f"{_R}.consistency:ConsistencyConfig", f"{_R}.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)"),
     # policies
     "argmax": KindSpec("policy", f"{_R}.policies.argmax:ArgmaxConfig", f"{_R}.policies.argmax:ArgmaxPolicy", None, "argmax of quality - λ·cost per prompt"),
     "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),

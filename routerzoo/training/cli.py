@@ -116,6 +116,10 @@ def main(argv: list[str]) -> int:
         else:
             raise UserError(f"choose a router with --router NAME or a --config whose `kind:` key names one; "
                             f"registered: {sorted(kinds('router'))}")
+    if kind in kinds("deferral"):  # deferral scorers: their own entry (routerzoo/training/train_deferral.py)
+        from routerzoo.training.train_deferral import main as deferral_main
+
+        return deferral_main(kind, argv)
     get_kind(kind, role="router")  # unknown kind → clear error before building a parser
     parser = build_parser(kind)
     try:

@@ -1,0 +1,168 @@
+"""``routerzoo train --router <deferral kind>``: fit (or just configure) a deferral scorer and save it.
+
+A deferral scorer is trained on the answers in a dataset's train split (responses, token logprobs
+and their quality), evaluated on the validation and test splits (AUROC of answer correctness, and
+the deferral curve to ``--next-model`` when given) and written as an artifact of the same form as
+routers (``config.json`` + ``weights.safetensors``, nothing pickled). Unsupervised kinds
+(``logprob-confidence``, ``consistency``) have nothing to fit; they are saved as configured, so a
+cascade can name the artifact directory like any other scorer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.registry import get_kind
+
+
+@dataclass
+class DeferralFitContext:
+    """What a deferral fit reads.
+
+    Attributes:
+        train: training split outcomes (with responses / token logprobs).
+        val: validation split outcomes, or None.
+        encoder: sentence-transformers id for :meth:`embed` (scorers that read prompt embeddings).
+        seed: random seed.
+    """
+
+    train: object
+    val: object | None = None
+    encoder: str | None = None
+    seed: int = 0
+    _encoder: object | None = field(default=None, repr=False)
+
+    def embed(self, prompts: list[str]) -> np.ndarray:
+        """(n, d) prompt embeddings (on-disk cache shared with router training)."""
+        if self._encoder is None:
+            from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder
+
+            self._encoder = Encoder(self.encoder or DEFAULT_ENCODER, show_progress=False, max_cached=None)
+        return self._encoder.encode(prompts)
+
+
+def evaluate_deferral(scorer, matrix, model: str = "", next_model: str = "") -> dict:
+    """AUROC of correctness (quality >= 0.5) of ``model``'s answers (every model's if empty), and with
+    ``next_model`` the deferral curve's AUC against the random and oracle orders."""
+    from routerzoo.evaluation.deferral import auroc, deferral_curve
+    from routerzoo.routers.token_quantile import answers_for_training
+
+    rows, cols, prompts, responses, lps, q = answers_for_training(matrix, model)
+    out: dict = {"n_answers": int(len(rows))}
+    if not len(rows):
+        return out
+    scores = np.asarray(scorer.predict(prompts, responses, lps), dtype=np.float64)
+    out["auroc"] = auroc(scores, q >= 0.5)
+    if next_model:
+        if next_model not in matrix.models:
+            raise UserError(f"--next-model {next_model!r} is not in the dataset; its models: {list(matrix.models)}")
+        k = matrix.models.index(next_model)
+        qn = matrix.quality[rows, k]
+        ok = ~np.isnan(qn)
+        if ok.any():
+            c = deferral_curve(scores[ok], q[ok], qn[ok])
+            out.update({"deferral_auc": c["auc"], "random_auc": c["random_auc"], "oracle_auc": c["oracle_auc"]})
+    return out
+
+
+def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: str | os.PathLike = "", *,
+                   next_model: str = "", overwrite: bool = False, seed: int = 0) -> tuple[object, Path, dict]:
+    """Fit deferral kind ``kind`` on ``data``'s train split, evaluate it on val and test, write ``out``.
+
+    Returns:
+        (scorer, artifact directory, metrics: fit metrics + ``val`` / ``test`` evaluations).
+    """
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.data.fsutil import check_output_dir
+    from routerzoo.routers.deferral_artifact import save_deferral
+
+    spec = get_kind(kind, role="deferral")
+    config = spec.load_config()() if config is None else config
+    check_output_dir(out, overwrite=overwrite, what="deferral scorer artifact")
+    ds = load_dataset(data)
+    if ds.outcomes is None:
+        raise UserError(f"{data}: a deferral scorer trains on benchmark outcomes with responses; this dataset has none")
+    model = getattr(config, "model", "") or ""
+    if model and model not in ds.models:
+        raise UserError(f"--router.model {model!r} is not in the dataset; its models: {list(ds.models)}")
+    ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
+    t0 = time.perf_counter()
+    if spec.fit is None:
+        scorer, metrics = spec.load_class()(config), {}
+    else:
+        np.random.seed(seed)
+        scorer, metrics = spec.load_fit()(config, ctx)
+    metrics["fit_s"] = time.perf_counter() - t0
+    next_model = next_model or getattr(config, "next_model", "") or ""
+    for split in ("val", "test"):
+        m = ds.outcome_matrix(split)
+        if len(m):
+            metrics[split] = evaluate_deferral(scorer, m, model, next_model)
+    lineage = {"dataset": ds.name, "dataset_sha256": ds.manifest.get("sha256"), "split": "train",
+               "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
+    path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
+    return scorer, Path(path), metrics
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(kind: str, argv: list[str]) -> int:
+    """The ``routerzoo train`` command for a deferral kind (``--router.FIELD VALUE`` sets its config)."""
+    from routerzoo.routers.typed_config import config_from_dict
+
+    spec = get_kind(kind, role="deferral")
+    p = argparse.ArgumentParser(prog="routerzoo train", description=f"Train the {kind!r} deferral scorer: "
+                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml).")
+    p.add_argument("--kind", default=kind)
+    p.add_argument("--config", help="YAML with `kind:` and a `router:` mapping of config fields")
+    p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs)")
+    p.add_argument("--out", required=True, help="artifact directory to write")
+    p.add_argument("--next-model", default="", help="also report the deferral curve from the scored model to this one")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--seed", type=int, default=0)
+    known, rest = p.parse_known_args(argv)
+    fields: dict = {}
+    if known.config:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(Path(known.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"--config {known.config}: cannot read ({exc})") from None
+        fields.update(doc.get("router") or {})
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--router."):
+            raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for deferral kind {kind!r}")
+        name, sep, value = arg[len("--router."):].partition("=")
+        if not sep:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"{arg} needs a value")
+            value, i = rest[i + 1], i + 1
+        fields[name] = _parse_value(value)
+        i += 1
+    config = config_from_dict(spec.load_config(), fields, f"{kind} config")
+    _, path, metrics = train_deferral(kind, config, known.data, known.out, next_model=known.next_model,
+                                      overwrite=known.overwrite, seed=known.seed)
+    print(f"deferral scorer {kind!r} written to {path}")
+    print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=float))
+    return 0
+
+
+__all__ = ["DeferralFitContext", "evaluate_deferral", "train_deferral", "main"]

@@ -27,6 +27,7 @@ class LogprobBackend(FakeBackend):
     def __init__(self, name: str, logprob: float = -0.05):
         super().__init__(name)
         self.logprob = logprob
+        self.samples: list[str] = []  # texts of the n choices when a request asks for n > 1
 
     def _completion(self, request: dict, chat: bool) -> dict:
         out = super()._completion(request, chat)
@@ -37,6 +38,10 @@ class LogprobBackend(FakeBackend):
         elif not chat and request.get("logprobs") is not None:
             out["choices"][0]["logprobs"] = {"tokens": tokens, "token_logprobs": [self.logprob] * 3,
                                              "top_logprobs": None, "text_offset": [0, 6, 11]}
+        n = request.get("n") or 1
+        if chat and n > 1:
+            out["choices"] = [{"index": i, "message": {"role": "assistant", "content": self.samples[i % len(self.samples)]},
+                               "finish_reason": "stop"} for i in range(n)]
         return out
 
 
@@ -50,17 +55,17 @@ def fakes():
 @pytest.fixture(autouse=True)
 def _reset(fakes):
     for backend, _ in fakes.values():
-        backend.mode, backend.logprob = "ok", -0.05
+        backend.mode, backend.logprob, backend.samples = "ok", -0.05, []
         backend._script.clear()
         backend.received.clear()
     yield
 
 
-def settings(fakes, threshold: float = 0.5, **extra):
+def settings(fakes, threshold: float = 0.5, scorer: str = "logprob-confidence", **extra):
     backends = {m: {"base_url": t.url + "/v1", "model": f"fake/{m}", "prices": PRICES[m]} for m, (_, t) in fakes.items()}
     return load_config(None, {"backends": backends, "mode": "cascade", "retry": {"max_retries": 0},
                               "cascade": {"chain": ["small", "big"], "thresholds": threshold,
-                                          "scorer": "logprob-confidence"}, **extra})
+                                          "scorer": scorer}, **extra})
 
 
 @contextmanager
@@ -187,3 +192,38 @@ def test_config_errors_are_one_clear_line(fakes, tmp_path):
         resolve_deferral(str(tmp_path / "nope"))
     with pytest.raises(UserError, match="unknown field"):
         resolve_deferral("logprob-confidence", {"statistc": "min"})
+
+
+def test_consistency_scorer_samples_n_answers_and_returns_one(fakes):
+    small = fakes["small"][0]
+    with cascade_server(fakes, threshold=0.6, scorer="consistency") as url:
+        small.samples = ["The answer is (A)", "answer is A", "The answer is (A).", "The answer is (B)", "A"]
+        raw = chat(url)
+        assert raw.headers["x-routerzoo-model"] == "small"
+        assert len(raw.parse().choices) == 1 and raw.parse().choices[0].message.content == "The answer is (A)"
+        assert json.loads(raw.headers["x-routerzoo-calls"])[0]["score"] == pytest.approx(0.75)
+        sent = small.received[-1]
+        assert sent["n"] == 5 and sent["temperature"] == 0.7 and "logprobs" not in sent
+        small.samples = ["The answer is (A)", "The answer is (C)", "The answer is (B)", "(D)", "(A)"]
+        raw = chat(url)
+    assert raw.headers["x-routerzoo-model"] == "big"
+    assert json.loads(raw.headers["x-routerzoo-calls"])[0]["score"] == pytest.approx(0.25)
+
+
+def test_a_trained_scorer_artifact_drives_the_cascade(fakes, tmp_path):
+    from cascade_data import cascade_table
+
+    from routerzoo.data.dataset import make_dataset, save_dataset
+    from routerzoo.routers.token_quantile import TokenQuantileConfig
+    from routerzoo.training.train_deferral import train_deferral
+
+    data = save_dataset(make_dataset(cascade_table(90), name="c"), tmp_path / "ds")
+    _, path, _ = train_deferral("token-quantile", TokenQuantileConfig(model="small"), data, tmp_path / "tq")
+    with cascade_server(fakes, scorer=str(path)) as url:
+        fakes["small"][0].logprob = math.log(0.95)
+        sure = chat(url)
+        fakes["small"][0].logprob = math.log(0.2)
+        unsure = chat(url)
+        ready = httpx.get(url + "/ready").json()
+    assert sure.headers["x-routerzoo-model"] == "small" and unsure.headers["x-routerzoo-model"] == "big"
+    assert ready["cascade"]["scorer"] == "token-quantile"

@@ -79,6 +79,20 @@ def extract_answer(body: dict, chat: bool) -> tuple[str | None, np.ndarray | Non
     return text, (np.asarray(good, dtype=np.float64) if good else None)
 
 
+def sample_texts(body: dict, chat: bool) -> list[str | None]:
+    """Every choice's text, in choice order (the k samples a consistency scorer compares)."""
+    out = []
+    for choice in body.get("choices") or []:
+        if not isinstance(choice, dict):
+            out.append(None)
+        elif chat:
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            out.append(message.get("content") if isinstance(message.get("content"), str) else None)
+        else:
+            out.append(choice.get("text") if isinstance(choice.get("text"), str) else None)
+    return out
+
+
 def completion_events(body: dict, chat: bool, include_usage: bool) -> list[bytes]:
     """A complete answer replayed as the server-sent events a streaming backend would have sent.
 
@@ -190,6 +204,10 @@ class CascadeServer:
     def _scored_payload(self, payload: dict, chat: bool) -> dict:
         """The body for a scored (non-last) stage: not streamed, logprobs requested if the scorer reads them."""
         body = {k: v for k, v in payload.items() if k not in ("routerzoo", "stream", "stream_options")}
+        samples = int(getattr(self.policy.scorer, "samples", 1) or 1)
+        if samples > 1:  # a consistency scorer compares k sampled answers
+            body["n"] = samples
+            body["temperature"] = self.policy.scorer.config.temperature
         if self.policy.needs_logprobs:
             top = self.config.top_logprobs
             if chat:
@@ -282,6 +300,10 @@ class CascadeServer:
             score = None
             if not last:
                 text, lps = extract_answer(answer.body, chat)
+                if getattr(self.policy.scorer, "samples", 1) > 1:
+                    text = sample_texts(answer.body, chat)
+                    keep = req.payload.get("n") if isinstance(req.payload.get("n"), int) else 1
+                    answer.body["choices"] = (answer.body.get("choices") or [])[:max(1, keep)]
                 score = await self._score(req.text, text, lps, rid)
             accept = last or score >= thresholds[k]  # NaN >= t is False: an unscorable answer escalates
             calls.append({"model": model, "score": None if score is None or math.isnan(score) else round(score, 6),

@@ -71,7 +71,6 @@ KINDS: dict[str, KindSpec] = {
     "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
     "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
     "eagle": KindSpec("router", f"{_R}.eagle:EagleConfig", f"{_R}.eagle:EagleRouter", f"{_R}.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)"),
-    "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
     "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs"),
     "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
     "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)"),

@@ -28,13 +28,14 @@ from routerzoo.training.train_deferral import train_deferral
 
 DEFERRAL_KINDS = sorted(kinds("deferral"))
 # the stage each kind scores on the fixture (small → mid); unsupervised kinds take their defaults
-STAGE = {"token-quantile": {"model": "small"}, "posthoc-deferral": {"model": "small", "next_model": "mid"}}
+STAGE = {"token-quantile": {"model": "small"}, "posthoc-deferral": {"model": "small", "next_model": "mid"},
+         "prompt-response": {"model": "small"}}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("deferral")
-    data = save_dataset(make_dataset(cascade_table(240), name="cascade", split=SplitSpec(val=0.2, test=0.3)), root / "ds")
+    data = save_dataset(make_dataset(cascade_table(160), name="cascade", split=SplitSpec(val=0.2, test=0.4)), root / "ds")
     out = {}
     for kind in DEFERRAL_KINDS:
         cfg = kinds("deferral")[kind].load_config()(**STAGE.get(kind, {}))

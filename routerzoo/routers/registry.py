@@ -86,6 +86,7 @@ KINDS: dict[str, KindSpec] = {
     "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)"),
     "posthoc-deferral": KindSpec("deferral", f"{_R}.posthoc_deferral:PostHocDeferralConfig", f"{_R}.posthoc_deferral:PostHocDeferral", f"{_R}.posthoc_deferral:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)"),
     "consistency": KindSpec("deferral", f"{_R}.consistency:ConsistencyConfig", f"{_R}.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)"),
+    "prompt-response": KindSpec("deferral", f"{_R}.prompt_response:PromptResponseConfig", f"{_R}.prompt_response:PromptResponseScorer", f"{_R}.prompt_response:fit_prompt_response", "logistic head on frozen MiniLM embeddings of (prompt, response): no logprobs needed (FrugalGPT-style)"),
     # policies
     "argmax": KindSpec("policy", f"{_R}.policies.argmax:ArgmaxConfig", f"{_R}.policies.argmax:ArgmaxPolicy", None, "argmax of quality - λ·cost per prompt"),
     "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),

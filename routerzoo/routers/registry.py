@@ -81,6 +81,7 @@ KINDS: dict[str, KindSpec] = {
     "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation"),
     "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
     "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
+    "linucb": KindSpec("router", f"{_R}.linucb:LinUCBConfig", f"{_R}.linucb:LinUCBRouter", f"{_R}.linucb:fit_linucb", "contextual bandit (LinUCB or Thompson sampling) on prompt embeddings: offline replay, then update() online"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
     "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)"),

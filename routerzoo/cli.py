@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("assign", help="route a batch of prompts under a budget and capacities (see `routerzoo assign --help`)",
                    add_help=False)
+    sub.add_parser("zoo", help="registry: list, show, register, compare, promote, rm (see `routerzoo zoo --help`)",
+                   add_help=False)
     sub.add_parser("calibrate-cascade", help="cascade thresholds per stage for a target cost or quality "
                    "(see `routerzoo calibrate-cascade --help`)", add_help=False)
     return parser
@@ -333,6 +335,10 @@ def run(argv: list[str]) -> int:
         own = argparse.ArgumentParser(prog="routerzoo")
         assign_cli.add_parser(own.add_subparsers(dest="command"))
         return assign_cli.run(own.parse_args(argv))
+    if argv and argv[0] == "zoo":
+        from routerzoo.zoo.cli import main as zoo_main
+
+        return zoo_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -215,4 +215,9 @@ def load_artifact(path: str | os.PathLike):
         _refuse_pickles(path)
     config = read_config(path)
     tensors = read_weights(path, config.get("weights_sha256"))
-    return build_router(config, tensors, str(path / CONFIG_FILE))
+    router = build_router(config, tensors, str(path / CONFIG_FILE))
+    from routerzoo.routers.encoder_hash import check_encoder
+
+    # after build_router: an artifact that fails its own checks is reported as such first
+    check_encoder(router.encoder, router.lineage.get("encoder_sha256"), str(path / CONFIG_FILE))
+    return router

@@ -204,6 +204,9 @@ def train_router(
     eval_dataset = load_dataset(eval_data) if eval_data is not None else None
     check_eval_dataset(dataset.models, eval_dataset, eval_split)
     ctx = build_context(dataset, features, seed, progress)
+    from routerzoo.zoo.lineage import training_lineage
+
+    ctx.lineage.update(training_lineage(dataset, features.encoder if spec.load_class().uses_embeddings else None, seed))
 
     with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed) as run:
         ctx.lineage.update(run.lineage())

@@ -102,6 +102,26 @@ def log_metrics(metrics: dict, prefix: str = "") -> None:
         mlflow.log_metrics(clean)
 
 
+def log_default_plot(reports: dict, title: str | None = None) -> None:
+    """Log ``reports/cost_quality.png`` of the eval (else val) report, so every run shows its curve."""
+    name = next((n for n in ("eval", "val") if "curve" in reports.get(n, {})), None)
+    if name is None:
+        return
+    import tempfile
+
+    import mlflow
+
+    from routerzoo.errors import UserError
+    from routerzoo.evaluation.plot import plot_report
+
+    with tempfile.TemporaryDirectory(prefix="routerzoo-plot-") as tmp:
+        try:
+            path = plot_report(reports[name], Path(tmp) / "cost_quality.png", title=title or f"{name} split")
+        except UserError:  # matplotlib (the plot extra) not installed: the numbers are logged anyway
+            return
+        mlflow.log_artifact(str(path), "reports")
+
+
 class TrainingRun:
     """The MLflow side of one training run, as a context manager.
 
@@ -188,7 +208,17 @@ class TrainingRun:
             mlflow.log_dict(report, f"reports/{name}.json")
         if plot is not None and "eval" in reports:
             mlflow.log_artifact(str(plot), "reports")
+        else:
+            log_default_plot(reports, plot_title)
         mlflow.log_artifacts(str(router_dir), "router")
+        from routerzoo.routers.artifact import read_config
+        from routerzoo.zoo.lineage import lineage_tags, metric_tags
+
+        lineage = read_config(router_dir).get("lineage", {})
+        mlflow.log_dict(lineage, "lineage.json")
+        headline = {f"{name}_{k}": v for name, report in reports.items() for k, v in summary_metrics(report).items()}
+        tags = lineage_tags(lineage) | metric_tags(headline)
+        mlflow.set_tags(tags)
         if not self.tracking.log_model:
             return {}
         from routerzoo.zoo.pyfunc import log_router_model, set_alias
@@ -196,6 +226,10 @@ class TrainingRun:
         t = self.tracking
         info = log_router_model(router_dir, registered_name=t.register)
         version = info.registered_model_version
+        if version is not None:  # the version shows what it was trained on without opening the run
+            client = mlflow.MlflowClient()
+            for key, value in tags.items():
+                client.set_model_version_tag(t.register, str(version), key, value)
         if t.alias and version is not None:
             set_alias(t.register, t.alias, version)
             mlflow.set_tag("routerzoo.registered", f"{t.register}@{t.alias} (v{version})")

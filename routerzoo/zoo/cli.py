@@ -1,0 +1,167 @@
+"""``routerzoo zoo``: the model registry from the command line.
+
+    routerzoo zoo list
+    routerzoo zoo show NAME[@ALIAS|/VERSION]
+    routerzoo zoo register RUN_ID|ROUTER_DIR --name NAME [--alias A]
+    routerzoo zoo compare NAME/1 NAME/2 ... --data DIR [--split test] [--plot OUT.png]
+    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR] [--force]
+    routerzoo zoo rm NAME[/VERSION|@ALIAS] [--force]
+
+Every subcommand takes ``--tracking-uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
+A refused promotion prints one line saying by how much and exits with status 1; user errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``zoo`` and its subcommands to ``sub`` (an argparse subparsers action)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tracking-uri", help="MLflow tracking URI: a database URI or http://HOST:PORT of a tracking "
+                                               "server (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    zoo = sub.add_parser("zoo", help="list, show, register, compare, promote and remove registered routers",
+                         description="The MLflow model registry as a workflow for routers.")
+    zsub = zoo.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
+    zsub.add_parser("list", parents=[common], help="registered routers, their versions and aliases")
+    show = zsub.add_parser("show", parents=[common], help="a model's versions, or one version's lineage and metrics")
+    show.add_argument("ref", metavar="NAME[@ALIAS|/VERSION]")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    reg = zsub.add_parser("register", parents=[common], help="register a run's router or a router directory")
+    reg.add_argument("source", metavar="RUN_ID|ROUTER_DIR")
+    reg.add_argument("--name", required=True, help="registered model name")
+    reg.add_argument("--alias", help="point NAME@ALIAS at the new version (e.g. challenger)")
+    cmp_ = zsub.add_parser("compare", parents=[common], help="evaluate versions on the same data (table, plot, run)")
+    cmp_.add_argument("refs", nargs="+", metavar="NAME/VERSION")
+    cmp_.add_argument("--data", required=True, help="dataset directory every version is evaluated on")
+    cmp_.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
+    cmp_.add_argument("--plot", help="also write the cost-quality PNG here (it is always logged to the comparison run)")
+    pro = zsub.add_parser("promote", parents=[common], help="point an alias at a version, optionally only if it is better")
+    pro.add_argument("ref", metavar="NAME/VERSION")
+    pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
+    pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on --data")
+    pro.add_argument("--metric", default="gap_closed", help="gate metric (default gap_closed; aiq, apgr, pair_accuracy, ...)")
+    pro.add_argument("--data", help="dataset directory for the gate")
+    pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
+    pro.add_argument("--force", action="store_true", help="promote even if not better (recorded as a version tag)")
+    rm = zsub.add_parser("rm", parents=[common], help="remove a version, a model, or an alias")
+    rm.add_argument("ref", metavar="NAME[/VERSION|@ALIAS]")
+    rm.add_argument("--force", action="store_true", help="also when an alias points at it")
+    return zoo
+
+
+def _print_list(args) -> int:
+    from routerzoo.zoo.registry_ops import list_models
+
+    models = list_models(args.tracking_uri)
+    if not models:
+        print("no registered routers (`routerzoo train --tracking.register NAME` or `routerzoo zoo register`)")
+        return 0
+    width = max(len(m["name"]) for m in models)
+    print(f"{'name':<{width}}  versions  latest  aliases")
+    for m in models:
+        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items())) or "-"
+        print(f"{m['name']:<{width}}  {m['versions']:>8}  {m['latest'] or '-':>6}  {aliases}")
+    return 0
+
+
+def _print_show(args) -> int:
+    from routerzoo.zoo.registry_ops import ModelRef, show
+
+    info = show(ModelRef.parse(args.ref), args.tracking_uri)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    if "versions" in info:
+        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(info["aliases"].items())) or "none"
+        print(f"{info['name']}: {len(info['versions'])} version(s); aliases {aliases}")
+        for v in info["versions"]:
+            gap = v["metrics"].get("eval_gap_closed") or v["metrics"].get("val_gap_closed") or "-"
+            tag = " ".join("@" + a for a in v["aliases"])
+            print(f"  v{v['version']:<4} {v['created']}  dataset {v['dataset'] or '-'}  gap closed {gap}  run {v['run_id']}  {tag}")
+        return 0
+    print(f"{info['name']}/{info['version']}  {' '.join('@' + a for a in info['aliases']) or '(no alias)'}")
+    print(f"kind {info['kind']}  encoder {info['encoder'] or '-'}  run {info['run_id']}  registered {info['created']}")
+    print("candidates and training prices (USD per 1M tokens in/out):")
+    for m in info["candidates"]:
+        p = info["prices"].get(m) or {}
+        price = f"{p.get('input')}/{p.get('output')}" if p else "-"
+        print(f"  {m}: {price}")
+    lineage = {k.removeprefix("routerzoo.lineage."): v for k, v in info["tags"].items() if k.startswith("routerzoo.lineage.")}
+    metrics = {k.removeprefix("routerzoo.metric."): v for k, v in info["tags"].items() if k.startswith("routerzoo.metric.")}
+    others = {k: v for k, v in info["tags"].items() if not k.startswith(("routerzoo.lineage.", "routerzoo.metric."))}
+    for title, block in (("lineage", lineage), ("metrics", metrics), ("tags", others)):
+        if block:
+            print(f"{title}:")
+            for k, v in block.items():
+                print(f"  {k}: {v if len(v) <= 160 else v[:157] + '...'}")
+    if info["plot"]:
+        print(f"plot: {info['plot']}")
+    return 0
+
+
+def _register(args) -> int:
+    from routerzoo.zoo.registry_ops import register
+
+    version = register(args.source, args.name, alias=args.alias, tracking_uri=args.tracking_uri)
+    print(f"registered {args.name}/{version}" + (f" as @{args.alias}" if args.alias else ""))
+    return 0
+
+
+def _compare(args) -> int:
+    from routerzoo.zoo.registry_ops import compare
+
+    result = compare(args.refs, args.data, args.split, plot=args.plot, tracking_uri=args.tracking_uri)
+    any_report = next(iter(result.reports.values()))
+    print(f"{result.dataset}[{result.split}]: {any_report.get('n_prompts')} prompts")
+    print(result.table)
+    print(f"comparison run: {result.run_id}")
+    if result.plot:
+        print(f"plot: {result.plot}")
+    return 0
+
+
+def _promote(args) -> int:
+    from routerzoo.zoo.registry_ops import PromotionRefused, promote
+
+    try:
+        record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
+                         split=args.split, force=args.force, tracking_uri=args.tracking_uri)
+    except PromotionRefused as exc:
+        print(f"routerzoo: {exc}", file=sys.stderr)
+        return 1  # the gate worked: not a usage error, but not a promotion either
+    name = args.ref.removeprefix("models:/").rpartition("/")[0]
+    line = f"promoted {args.ref} to @{args.alias}"
+    if record.get("metric") and record.get("incumbent") is not None:
+        line += (f": {record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for "
+                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f})")
+    elif record.get("note"):
+        line += f" ({record['note']})"
+    if record["forced"]:
+        line += " [forced: recorded as tag routerzoo.promotion.forced]"
+    print(line)
+    return 0
+
+
+def _rm(args) -> int:
+    from routerzoo.zoo.registry_ops import remove
+
+    print(remove(args.ref, force=args.force, tracking_uri=args.tracking_uri))
+    return 0
+
+
+COMMANDS = {"list": _print_list, "show": _print_show, "register": _register, "compare": _compare,
+            "promote": _promote, "rm": _rm}
+
+
+def main(argv: list[str]) -> int:
+    """Parse ``argv`` (after ``zoo``) and run the subcommand; UserErrors propagate to the CLI's handler."""
+    parser = argparse.ArgumentParser(prog="routerzoo")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["zoo", *argv])
+    if args.zoo_command is None:
+        parser.parse_args(["zoo", "--help"])
+    return COMMANDS[args.zoo_command](args)

@@ -69,6 +69,7 @@ KINDS: dict[str, KindSpec] = {
     # routers (quality/cost scorers)
     "knn": KindSpec("router", f"{_R}.knn:KNNConfig", f"{_R}.knn:KNNRouter", f"{_R}.knn:fit_knn", "k-nearest neighbours on prompt embeddings (k by validation AIQ)"),
     "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
+    "routerdc": KindSpec("router", f"{_R}.routerdc:RouterDCConfig", f"{_R}.routerdc:RouterDCRouter", "routerzoo.training.routerdc:fit_routerdc", "dual-contrastive router (RouterDC): learned model embeddings x projected prompt, sample-LLM + sample-sample contrastive losses (Lightning)"),
     "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
     "eagle": KindSpec("router", f"{_R}.eagle:EagleConfig", f"{_R}.eagle:EagleRouter", f"{_R}.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)"),
     "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs"),

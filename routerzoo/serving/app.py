@@ -320,6 +320,12 @@ class ServerState:
             from routerzoo.serving.cascade import CascadeServer
 
             self.cascade = CascadeServer(settings.cascade, self)
+        # POST /v1/feedback: rewards teach an online-learning router (routerzoo/serving/feedback.py)
+        self.feedback = None
+        if settings.feedback is not None:
+            from routerzoo.serving.feedback import FeedbackLearner
+
+            self.feedback = FeedbackLearner(settings.feedback, self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -336,6 +342,8 @@ class ServerState:
                 task.cancel()
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.feedback is not None:  # before the batcher: its last batch is learnt in the prediction thread
+            await self.feedback.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.upstream is not None:
@@ -359,6 +367,8 @@ class ServerState:
             else:
                 loaded = await asyncio.to_thread(load_for_serving, s.router, s)
             await self.warm(loaded.router)
+            if self.feedback is not None:  # restore what feedback taught it before it routes
+                await self.feedback.attach(loaded)
             self.holder.swap(loaded)
             self.ready = True
             log.info("serving %s (%s router, candidates %s) as %r", loaded.label, loaded.router.kind,
@@ -477,6 +487,8 @@ class ServerState:
                     log.info("request %s: %s failed (%s); falling back to %s", rid, model, exc.last.reason, order[i + 1])
                 continue
             headers["x-routerzoo-model"] = model
+            if routed and self.feedback is not None:
+                self.feedback.record(rid, req.text, model)
             if isinstance(answer, StreamAnswer):
                 self.metrics.upstream_latency.labels(model).observe(answer.seconds)
                 return StreamingResponse(self._relay(answer, model, loaded, rid), media_type="text/event-stream",
@@ -698,6 +710,12 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request):
         return await state.handle(request, "completions")
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        if state.feedback is None:
+            raise RequestError(404, "feedback is off; add a feedback section to the serve config", code="feedback_off")
+        return await state.feedback.handle(request)
 
     @app.get("/v1/models")
     async def list_models():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from routerzoo.errors import ConfigError
 from routerzoo.serving.cascade_config import SERVE_MODES, CascadeServeConfig
+from routerzoo.serving.feedback_config import FeedbackConfig
 
 ROUTING_INPUTS = ("last_user", "conversation")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -315,6 +316,7 @@ class ServeConfig:
         mode: ``route`` (the router picks one model per request) or ``cascade`` (the ``cascade``
             section's chain is called in order until its deferral scorer accepts; no router needed).
         cascade: the cascade served in ``cascade`` mode (docs/serving.md, "Cascade mode").
+        feedback: ``POST /v1/feedback`` for a router that learns online (``linucb``); None: off.
     """
 
     router: str = ""
@@ -337,6 +339,7 @@ class ServeConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     mode: str = "route"
     cascade: CascadeServeConfig | None = None
+    feedback: FeedbackConfig | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.strip():

@@ -1,0 +1,235 @@
+"""``POST /v1/feedback``: rewards from clients teach an online-learning router (the ``linucb`` bandit).
+
+Enabled by the serve config's ``feedback`` section (:class:`~routerzoo.serving.feedback_config.FeedbackConfig`).
+Flow:
+
+1. every routed request that a backend answered is remembered (request id → routing text and the
+   model that answered; the most recent ``max_tracked``) in memory;
+2. ``POST /v1/feedback`` with ``{"request_id": "...", "reward": 0.8}`` (the id from the
+   ``x-routerzoo-request-id`` header; the reward on the router's quality scale) is checked (400
+   naming the field, 404 for an unknown id, 409 for a second reward of the same request), then
+   appended to ``feedback.jsonl`` and synced to disk *before* the 200 reply: an accepted reward is
+   durable;
+3. pending rewards are learnt in batches (``router.update(prompts, models, rewards)``, in the
+   prediction thread, so never during a prediction) once ``flush_every`` are pending or every
+   ``flush_interval_s``; the router's state is then written atomically to ``state.safetensors``
+   (with the last learnt sequence number in its metadata) and only then is the log emptied;
+4. on start-up the state is restored into the served router and every log entry newer than it is
+   learnt again. A crash at any point loses no accepted reward and learns none twice.
+
+The request id → text map is memory only: feedback for a request routed before a restart gets 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from routerzoo.serving.app import RequestError
+from routerzoo.serving.feedback_config import FeedbackConfig
+
+log = logging.getLogger("routerzoo.serving.feedback")
+
+LOG_FILE = "feedback.jsonl"
+STATE_FILE = "state.safetensors"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
+
+
+class FeedbackLearner:
+    """The feedback endpoint's state for one app.
+
+    Args:
+        config: the ``feedback`` section.
+        state: the app's :class:`~routerzoo.serving.app.ServerState` (for its batcher and body limits).
+    """
+
+    def __init__(self, config: FeedbackConfig, state):
+        self.config = config
+        self.state = state
+        self.dir = Path(config.state_dir)
+        self.router = None
+        self._routed: OrderedDict[str, list] = OrderedDict()  # id → [text, model, rewarded]
+        self._pending: list[dict] = []
+        self._seq = 0
+        self._lock: asyncio.Lock | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def attach(self, loaded) -> None:
+        """Restore the learnt state into ``loaded.router``, learn the log's newer entries, start flushing."""
+        router = loaded.router
+        if not (callable(getattr(router, "update", None)) and hasattr(router, "state")):
+            log.warning("feedback: the %r router does not learn online; POST /v1/feedback will refuse", router.kind)
+            return
+        self._lock, self._wake = asyncio.Lock(), asyncio.Event()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        applied = await self.state.batcher.run_in_worker(self._restore, router)
+        entries = [e for e in self._read_log() if e["seq"] > applied]
+        self._seq = max([applied, *(e["seq"] for e in entries)]) + 1
+        self.router = router
+        if entries:
+            log.info("feedback: learning %d reward(s) logged after the last saved state", len(entries))
+            self._pending = entries
+            await self.flush()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-feedback")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.router is not None and self._pending:
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the log still holds them: the next start learns them
+                log.exception("feedback: could not learn pending rewards at shutdown")
+
+    def _restore(self, router) -> int:
+        """Load ``state.safetensors`` into ``router``; the last sequence number it includes (0: none)."""
+        path = self.dir / STATE_FILE
+        if not path.exists():
+            return 0
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        if meta.get("models") != json.dumps(router.models) or meta.get("kind") != router.kind:
+            raise RuntimeError(f"feedback: {path} holds a {meta.get('kind')} router over {meta.get('models')}, "
+                               f"not this {router.kind} router over {router.models}; move it away to start afresh")
+        router.load_state(load_file(str(path)))
+        return int(meta.get("seq", 0))
+
+    def _read_log(self) -> list[dict]:
+        path = self.dir / LOG_FILE
+        if not path.exists():
+            return []
+        entries = []
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                # only the last line can be torn (a crash mid-append, before its reply): skip it
+                log.warning("feedback: %s line %d is incomplete; skipped", path, i + 1)
+        return entries
+
+    # -- requests --------------------------------------------------------------------------------
+    def record(self, rid: str, text: str, model: str) -> None:
+        """Remember a routed request answered by ``model`` (called by the app)."""
+        if self.router is None:
+            return
+        self._routed[rid] = [text, model, False]
+        while len(self._routed) > self.config.max_tracked:
+            self._routed.popitem(last=False)
+
+    async def handle(self, request: Request) -> JSONResponse:
+        """``POST /v1/feedback``."""
+        if self.router is None:
+            raise RequestError(400, "the served router does not learn from feedback (serve a 'linucb' router with a "
+                                    "feedback section)", code="feedback_unsupported")
+        body = await self.state.read_body(request)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(payload, dict):
+            raise RequestError(400, "the request body must be a JSON object with request_id and reward")
+        rid, reward = payload.get("request_id"), payload.get("reward")
+        if not isinstance(rid, str) or not rid:
+            raise RequestError(400, "request_id must be the x-routerzoo-request-id of a routed request", param="request_id")
+        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
+            raise RequestError(400, "reward must be a finite number", param="reward")
+        lo, hi = self.router.quality_range
+        if not lo <= reward <= hi:
+            raise RequestError(400, f"reward must be on the router's quality scale [{lo:g}, {hi:g}], got {reward}", param="reward")
+        seen = self._routed.get(rid)
+        if seen is None:
+            raise RequestError(404, f"no routed request {rid!r} is remembered (unknown, not routed, or too old)",
+                               param="request_id", code="unknown_request_id")
+        if seen[2]:
+            raise RequestError(409, f"request {rid!r} already has a reward", param="request_id", code="duplicate_feedback")
+        seen[2] = True  # before any await: a concurrent duplicate sees it
+        entry = {"seq": 0, "request_id": rid, "model": seen[1], "reward": float(reward), "text": seen[0]}
+        try:
+            async with self._lock:
+                entry["seq"] = self._seq
+                await asyncio.to_thread(self._append, entry)
+                self._seq += 1
+                self._pending.append(entry)
+        except BaseException:
+            seen[2] = False
+            raise
+        if len(self._pending) >= self.config.flush_every:
+            self._wake.set()
+        return JSONResponse({"status": "accepted", "request_id": rid, "model": seen[1], "pending": len(self._pending)})
+
+    def _append(self, entry: dict) -> None:
+        with open(self.dir / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # durable before the client hears "accepted"
+
+    # -- learning --------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep serving; the log keeps the rewards for a retry
+                log.exception("feedback: learning a batch failed; it stays pending")
+
+    async def flush(self) -> int:
+        """Learn every pending reward, save the state, empty the log; the number learnt."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                await self.state.batcher.run_in_worker(self._learn_and_save, batch)
+            except BaseException:
+                self._pending = batch + self._pending
+                raise
+            # the state now includes every logged entry (appends wait for the lock): empty the log
+            await asyncio.to_thread(_write_atomic, self.dir / LOG_FILE, b"")
+        log.info("feedback: learnt %d reward(s)", len(batch))
+        return len(batch)
+
+    def _learn_and_save(self, batch: list[dict]) -> None:
+        from safetensors.numpy import save
+
+        router = self.router
+        router.update([e["text"] for e in batch], [e["model"] for e in batch], [e["reward"] for e in batch])
+        meta = {"seq": str(batch[-1]["seq"]), "kind": router.kind, "models": json.dumps(router.models)}
+        tensors = {k: np.ascontiguousarray(v) for k, v in router.state().items()}
+        _write_atomic(self.dir / STATE_FILE, save(tensors, metadata=meta))

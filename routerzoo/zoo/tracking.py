@@ -233,4 +233,4 @@ class TrainingRun:
         if t.alias and version is not None:
             set_alias(t.register, t.alias, version)
             mlflow.set_tag("routerzoo.registered", f"{t.register}@{t.alias} (v{version})")
-        return {"model_uri": info.model_uri, "version": version}
+        return {"model_uri": info.model_uri, "version": None if version is None else int(version)}  # a str over HTTP

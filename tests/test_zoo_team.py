@@ -1,0 +1,146 @@
+"""Team mode: `mlflow server` on a PostgreSQL backend store with --serve-artifacts, on loopback.
+
+train → register → compare → gated promote → load, all over HTTP; two trainings logging at once lose
+nothing. Where PostgreSQL (or its driver) is not installed or cannot start, the tests say so and skip.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from routerzoo.cli import main
+from routerzoo.routers.baselines import BestSingleConfig
+from routerzoo.routers.knn import KNNConfig
+from routerzoo.training.train import TrackingConfig, train_router
+from routerzoo.zoo import processes
+
+PROMPTS = ["Compute the integral of 3x^2 from 0 to 2.", "Which treaty ended the war that began in 1618?",
+           "Factor the polynomial x^2 + 5x + 6.", "Why did the dynasty founded in 220 BC collapse?"]
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    """PostgreSQL + `mlflow server --serve-artifacts` on free loopback ports; yields the server's URI."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is missing: pip install routerzoo[team]")
+    from routerzoo.errors import UserError
+    from routerzoo.zoo.team_server import PostgresServer, postgres_bindir, start_mlflow_server
+
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed here; CI installs them")
+    root = tmp_path_factory.mktemp("team")
+    # as root, PostgreSQL runs as `nobody`, which cannot enter pytest's private temp folders
+    pg_dir = Path(tempfile.mkdtemp(prefix="routerzoo-pg-"))
+    pg = PostgresServer(pg_dir, processes.free_port(), fast=True)
+    try:
+        pg_s = pg.start()
+        backend = pg.create_database("mlflow")
+    except UserError as exc:
+        pg.stop()
+        pytest.skip(f"PostgreSQL could not start here: {exc}")
+    port = processes.free_port()
+    log = root / "mlflow-server.log"
+    t0 = time.monotonic()
+    server = start_mlflow_server(backend, root / "artifacts", port, log=log)
+    try:
+        processes.wait_http(f"http://127.0.0.1:{port}/health", server, timeout=240, log=log)
+        print(f"\nPostgreSQL up in {pg_s:.1f} s, mlflow server in {time.monotonic() - t0:.1f} s")
+        yield {"uri": f"http://127.0.0.1:{port}", "root": root, "artifacts": root / "artifacts"}
+    finally:
+        processes.stop(server, timeout=3)  # graceful enough: every request has been answered
+        pg.stop()
+        import shutil
+
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from conftest import topic_outcomes
+
+    from routerzoo.data.dataset import make_dataset, save_dataset
+    from routerzoo.data.splits import SplitSpec
+
+    root = tmp_path_factory.mktemp("team-data")
+    return save_dataset(make_dataset(topic_outcomes(40), name="topics", split=SplitSpec(val=0.2, test=0.3, stratify=True)),
+                        root / "topics")
+
+
+def test_train_register_compare_promote_load_over_http(team, data, tmp_path, capsys):
+    uri = team["uri"]
+    tracking = TrackingConfig(tracking_uri=uri, register="team-router")
+    weak = train_router("best-single", BestSingleConfig(), data, tmp_path / "v1", eval_data=data, tracking=tracking, progress=False)
+    strong = train_router("knn", KNNConfig(k=7), data, tmp_path / "v2", eval_data=data, tracking=tracking, progress=False)
+    assert (weak.registered_version, strong.registered_version) == (1, 2)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    # artifacts went through the server into its artifact folder, not to this client's disk
+    assert client.get_run(strong.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
+    assert list(team["artifacts"].rglob("weights.safetensors"))
+    assert len(client.get_model_version("team-router", "2").tags["routerzoo.lineage.encoder_sha256"]) == 64
+
+    def zoo(*args):
+        code = main(["zoo", *args, "--tracking-uri", uri])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = zoo("compare", "team-router/1", "team-router/2", "--data", str(data))
+    assert code == 0 and "team-router/2" in out and "comparison run:" in out, out
+    gate = ("--alias", "champion", "--if-better-than", "champion", "--data", str(data))
+    assert zoo("promote", "team-router/1", *gate)[0] == 0  # no champion yet
+    code, out = zoo("promote", "team-router/2", *gate)
+    assert code == 0 and "(delta +" in out, out
+    code, out = zoo("promote", "team-router/1", *gate)
+    assert code == 1 and "worse by" in out, out
+    assert str(client.get_model_version_by_alias("team-router", "champion").version) == "2"
+
+    from routerzoo.routers import load_router
+
+    router = load_router("models:/team-router@champion", tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/team-router@champion")
+    assert router.kind == "knn"
+    assert model.predict(pd.DataFrame({"prompt": PROMPTS}))["model"].tolist() == router.route(PROMPTS)
+    assert "team-router" in zoo("list")[1]
+
+
+def test_two_trainings_logging_at_once_lose_nothing(team, data, tmp_path):
+    uri = team["uri"]
+    results, errors = {}, []
+
+    def train(i: int) -> None:
+        try:
+            tracking = TrackingConfig(tracking_uri=uri, register="concurrent", run_name=f"run-{i}")
+            results[i] = train_router("best-single", BestSingleConfig(), data, tmp_path / f"r{i}", eval_data=data,
+                                      tracking=tracking, progress=False)
+        except Exception as exc:  # reported below: a thread's exception would otherwise vanish
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert sorted(r.registered_version for r in results.values()) == [1, 2]
+    for r in results.values():
+        run = client.get_run(r.run_id)
+        assert run.info.status == "FINISHED"
+        assert {"eval_aiq", "eval_gap_closed", "fit_s"} <= set(run.data.metrics)
+        files = {a.path for a in client.list_artifacts(r.run_id)}
+        assert {"router", "lineage.json", "config.json", "reports"} <= files, files
+        mv = client.get_model_version("concurrent", str(r.registered_version))
+        assert mv.run_id == r.run_id and mv.tags["routerzoo.lineage.dataset"] == "topics"
+        lineage = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=r.run_id, artifact_path="lineage.json",
+                                                                      dst_path=str(tmp_path / r.run_id))).read_text())
+        assert lineage["dataset"] == "topics"

@@ -283,10 +283,11 @@ def cmd_eval(args) -> int:
 def cmd_routers(args) -> int:
     from routerzoo.routers.registry import ROLES, kinds
 
+    headings = {"router": "routers", "deferral": "deferral scorers", "policy": "policies"}
     for role in ROLES:
         if args.role and role != args.role:
             continue
-        print(f"{role}s:")
+        print(f"{headings[role]}:")
         for name, spec in kinds(role).items():
             print(f"  {name:<20} {spec.summary}")
     print("\n`routerzoo train --router NAME --help` lists a router's options.")

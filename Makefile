@@ -51,3 +51,12 @@ lint: $(STAMP)
 
 clean:
 	rm -rf routerzoo-demo .pytest_cache .ruff_cache
+
+# Team mode (docs/zoo.md): PostgreSQL + `mlflow server --serve-artifacts` on loopback, data in
+# $(TRACKING_ROOT); Ctrl-C stops both. Clients: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(TRACKING_PORT)
+TRACKING_ROOT ?= .tracking
+TRACKING_PORT ?= 5000
+TRACKING_PG_PORT ?= 5433
+.PHONY: tracking-server
+tracking-server: $(STAMP)
+	$(BIN)/python -m routerzoo.zoo.team_server --root $(TRACKING_ROOT) --port $(TRACKING_PORT) --pg-port $(TRACKING_PG_PORT)

@@ -149,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-port", type=int, default=5433, help="PostgreSQL port on 127.0.0.1 (default 5433)")
     parser.add_argument("--workers", type=int, default=2, help="tracking server worker processes (default 2)")
     args = parser.parse_args(argv)
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and a plain `kill` from a supervisor, both stop the two servers (see finally below);
+    # a shell starting us in the background would otherwise leave SIGINT ignored
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     root = Path(args.root).resolve()
     pg = PostgresServer(root / "postgres", args.pg_port)
     server = None

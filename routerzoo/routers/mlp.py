@@ -15,6 +15,7 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
+from routerzoo.routers.features import PromptFeatures, feature_matrix
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -36,6 +37,7 @@ class MLPConfig:
         accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
         devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
         strategy: Lightning strategy ("auto", "ddp", ...).
+        features: inputs beyond the prompt embedding (prompt length, category); off by default.
     """
 
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -50,6 +52,7 @@ class MLPConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
+    features: PromptFeatures = field(default_factory=PromptFeatures)
 
     def __post_init__(self):
         if not 0 <= self.dropout < 1:
@@ -137,7 +140,23 @@ class MLPRouter(Router):
         net.load_state_dict({k: torch.from_numpy(np.array(tensors[f"net.{k}"])) for k in expected})
         self.set_network(net, self._tensor(tensors, "log_cost_mean", (m,)), self._tensor(tensors, "log_cost_std", (m,)))
 
+    def _predict_prompts(self, prompts: list[str], categories=None) -> tuple[np.ndarray, np.ndarray | None]:
+        emb = self.embed(prompts)
+        if self.config.features.width:
+            emb = np.hstack([emb, feature_matrix(self.config.features, prompts, categories)])
+        return self._predict_embeddings(emb)
+
+    def predict_with_categories(self, prompts: Sequence[str], categories: Sequence[str | None]):
+        """:meth:`predict` for callers that know each prompt's category (None: unknown), shapes (n, m)."""
+        from routerzoo.routers.base import check_prompts
+
+        prompts = check_prompts(prompts)
+        self._check_fitted()
+        quality, cost = self._predict_prompts(prompts, categories)
+        return self._finish(quality, cost, len(prompts))
+
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """From embeddings (n, d), or with :attr:`MLPConfig.features` on, embeddings and features (n, d + k)."""
         import torch
 
         in_dim = next(self.net_.parameters()).shape[1]

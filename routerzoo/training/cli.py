@@ -18,6 +18,7 @@ from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig
 from routerzoo.training.train import EVAL_SPLITS, TrackingConfig
+from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
 
 DESCRIPTION = """Train a router on a dataset's train split (validation split for early stopping and
 model selection), write its artifact directory (config.json + weights.safetensors) and log the run
@@ -100,6 +101,8 @@ def build_parser(kind: str):
     parser.add_class_arguments(config_cls, "router", help=f"hyper-parameters of the {kind!r} router")
     parser.add_class_arguments(FeatureConfig, "features", help="prompt features (embedding encoder)")
     parser.add_class_arguments(TrackingConfig, "tracking", help="MLflow tracking")
+    parser.add_class_arguments(TrainerConfig, "trainer", help="Lightning settings for Lightning-trained routers "
+                               "(override the router's own; e.g. --trainer.strategy ddp --trainer.devices 2)")
     return parser
 
 
@@ -141,9 +144,11 @@ def main(argv: list[str]) -> int:
     result = train_router(
         kind, init.router, cfg.data, cfg.out,
         eval_data=cfg.eval_data, eval_split=cfg.eval_split,
-        features=init.features, tracking=init.tracking, seed=cfg.seed,
+        features=init.features, tracking=init.tracking, seed=cfg.seed, trainer=init.trainer,
         resolved_config=resolved_dict, plot=cfg.plot, overwrite=cfg.overwrite,
     )
+    if ddp_worker():  # rank 0 reports; a DDP worker only trained its share
+        return 0
     print(f"router {kind!r} written to {result.router_dir}")
     if result.run_id:
         print(f"MLflow run {result.run_id} (experiment {init.tracking.experiment!r})")

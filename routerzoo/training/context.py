@@ -55,6 +55,8 @@ class FitContext:
         seed: global seed.
         logger: a Lightning logger (MLflow) or None.
         progress: show progress bars.
+        trainer: ``--trainer.*`` Lightning settings overriding the router's own
+            (a :class:`~routerzoo.training.trainer_config.TrainerConfig`), or None.
     """
 
     models: list[str]
@@ -69,6 +71,7 @@ class FitContext:
     logger: object | None = None
     progress: bool = True
     encoder: object | None = None
+    trainer: object | None = None
     _embeddings: dict = field(default_factory=dict, repr=False)
 
     # -- features --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from routerzoo.routers.finetune import (
     build_network,
 )
 from routerzoo.training.context import FitContext
-from routerzoo.training.lightning_utils import check_accelerator, quiet_lightning, run_fit
+from routerzoo.training.lightning_utils import quiet_lightning, run_fit, trainer_kwargs
 from routerzoo.training.mlp import KeepBest, log_cost_stats
 
 
@@ -190,9 +190,9 @@ def fit_finetune(config: FinetuneConfig, ctx: FitContext) -> tuple[FinetuneRoute
     """Fine-tune; returns the router (base encoder and precision resolved) with the best validation
     epoch's weights, and fit metrics."""
     train = ctx.require_outcomes("finetune")
-    check_accelerator(config.accelerator)
+    tk = trainer_kwargs(config, ctx)
     base = config.base_encoder or ctx.features.encoder
-    precision = resolve_precision(config.precision, config.accelerator)
+    precision = tk["precision"] = resolve_precision(tk.get("precision", config.precision), tk.get("accelerator", "auto"))
     config = replace(config, base_encoder=base, precision=precision)
     L.seed_everything(ctx.seed, workers=True, verbose=False)
     encoder, tokenizer, max_seq = load_base(base)
@@ -211,8 +211,7 @@ def fit_finetune(config: FinetuneConfig, ctx: FitContext) -> tuple[FinetuneRoute
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_bce", patience=config.patience, mode="min"))
     quiet_lightning()
     trainer = L.Trainer(
-        max_epochs=config.max_epochs, accelerator=config.accelerator, devices=config.devices,
-        strategy=config.strategy, precision=precision, accumulate_grad_batches=config.accumulate_grad_batches,
+        max_epochs=config.max_epochs, **tk, accumulate_grad_batches=config.accumulate_grad_batches,
         logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False, callbacks=callbacks,
         enable_checkpointing=False, enable_progress_bar=ctx.progress, enable_model_summary=False,
         log_every_n_steps=1, deterministic=True, num_sanity_val_steps=0,
@@ -235,7 +234,7 @@ def fit_finetune(config: FinetuneConfig, ctx: FitContext) -> tuple[FinetuneRoute
     router.load_state({k: np.ascontiguousarray(v) for k, v in router.state().items()})
     metrics = {"best_epoch": keep.best_epoch, "epochs": trainer.current_epoch, "precision": precision,
                "trainable_params": int(sum(p.numel() for p in net.parameters() if p.requires_grad)),
-               "encoder_layers": n_layers, "steps": int(trainer.global_step)}
+               "encoder_layers": n_layers, "steps": int(trainer.global_step), "world_size": int(trainer.world_size)}
     if has_val:
         metrics["val_bce"] = keep.best_score
     return router, metrics

@@ -20,6 +20,16 @@ def check_accelerator(accelerator: str) -> None:
         raise ConfigError("router.accelerator 'mps': no Apple MPS device is available on this machine")
 
 
+def trainer_kwargs(config, ctx) -> dict:
+    """Trainer keywords (accelerator, devices, strategy, precision, num_nodes): ``--trainer.*`` where
+    set, else the router config's own fields; the accelerator checked to exist."""
+    from routerzoo.training.trainer_config import TrainerConfig
+
+    kwargs = (ctx.trainer or TrainerConfig()).resolve(config)
+    check_accelerator(kwargs.get("accelerator", "auto"))
+    return kwargs
+
+
 def quiet_lightning() -> None:
     """Lightning's banners ("GPU available", tips) are noise for a router fit; warnings still show."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from routerzoo.errors import ConfigError
+from routerzoo.routers.features import PromptFeatures, feature_matrix
 from routerzoo.routers.mlp import MLPConfig, MLPRouter
 from routerzoo.training.context import FitContext
 
@@ -46,12 +47,12 @@ class SuccessModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         bce, mse = self._losses(batch)
         loss = bce + self.cost_loss_weight * mse
-        self.log_dict({"train_bce": bce, "train_cost_mse": mse}, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self.log_dict({"train_bce": bce, "train_cost_mse": mse}, on_step=False, on_epoch=True, batch_size=len(batch[0]), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         bce, mse = self._losses(batch)
-        self.log_dict({"val_bce": bce, "val_cost_mse": mse}, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        self.log_dict({"val_bce": bce, "val_cost_mse": mse}, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -95,20 +96,43 @@ def log_cost_stats(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
+def resolve_features(spec: PromptFeatures, train) -> PromptFeatures:
+    """``spec`` with the training categories as its vocabulary (empty when the data has none)."""
+    if not spec.category:
+        return replace(spec, categories=[])
+    return replace(spec, categories=sorted({c for c in train.categories if c is not None and c == c}))
+
+
+def with_features(spec: PromptFeatures, emb: np.ndarray, matrix, hide: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Embeddings (n, d) with the prompt features appended (n, d + k); a ``hide`` share of the
+    categories replaced by "unknown" (seeded), so the network learns to route without one."""
+    if not spec.width:
+        return emb
+    cats = list(matrix.categories) if spec.category else None
+    if cats is not None and hide > 0:
+        hidden = np.random.default_rng(seed).random(len(cats)) < hide
+        cats = [None if h else c for c, h in zip(cats, hidden, strict=True)]
+    if cats is not None:
+        cats = [c if c in spec.categories else None for c in cats]  # a category unseen in training: unknown
+    return np.hstack([emb, feature_matrix(spec, matrix.prompts, cats)])
+
+
 def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     """Train; returns the router with the best validation epoch's weights and fit metrics."""
     train = ctx.require_outcomes("mlp")
-    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"router.accelerator {config.accelerator!r}: no CUDA device is visible to torch on this machine")
-    if config.accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("router.accelerator 'mps': no Apple MPS device is available on this machine")
+    from routerzoo.training.lightning_utils import trainer_kwargs
+
+    tk = trainer_kwargs(config, ctx)  # --trainer.* over router.accelerator/devices/strategy; checked to exist
     L.seed_everything(ctx.seed, workers=True, verbose=False)
+    config = replace(config, features=resolve_features(config.features, train))
     router = MLPRouter(config, **ctx.router_kwargs(encoder=True))
-    net = router.network(ctx.train_embeddings.shape[1])
+    train_x = with_features(config.features, ctx.train_embeddings, train, hide=config.features.category_dropout, seed=ctx.seed)
+    net = router.network(train_x.shape[1])
     mean, std = log_cost_stats(train.cost)
-    train_ds = _tensors(ctx.train_embeddings, train.quality, train.cost, mean, std)
+    train_ds = _tensors(train_x, train.quality, train.cost, mean, std)
     has_val = ctx.val is not None and len(ctx.val) > 0
-    val_ds = _tensors(ctx.val_embeddings, ctx.val.quality, ctx.val.cost, mean, std) if has_val else None
+    val_ds = (_tensors(with_features(config.features, ctx.val_embeddings, ctx.val), ctx.val.quality, ctx.val.cost, mean, std)
+              if has_val else None)
     module = SuccessModule(net, config.lr, config.weight_decay, config.cost_loss_weight)
     keep = KeepBest("val_bce")
     callbacks: list = [keep]
@@ -120,9 +144,7 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     trainer = L.Trainer(
         max_epochs=config.max_epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
+        **tk,
         logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
         callbacks=callbacks,
         enable_checkpointing=False,
@@ -147,7 +169,7 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     if keep.best_state is not None:
         net.load_state_dict(keep.best_state)
     router.set_network(net.cpu(), mean, std)
-    metrics = {"best_epoch": keep.best_epoch, "epochs": trainer.current_epoch}
+    metrics = {"best_epoch": keep.best_epoch, "epochs": trainer.current_epoch, "world_size": int(trainer.world_size)}
     if has_val:
         metrics["val_bce"] = keep.best_score
     return router, metrics

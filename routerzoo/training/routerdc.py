@@ -24,7 +24,7 @@ from routerzoo.routers.cluster import spherical_kmeans
 from routerzoo.routers.mf import fit_log_cost
 from routerzoo.routers.routerdc import RouterDCConfig, RouterDCRouter
 from routerzoo.training.context import FitContext
-from routerzoo.training.lightning_utils import check_accelerator, quiet_lightning, run_fit
+from routerzoo.training.lightning_utils import quiet_lightning, run_fit, trainer_kwargs
 from routerzoo.training.mlp import KeepBest
 
 
@@ -164,7 +164,7 @@ def _as_t(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
 def fit_routerdc(config: RouterDCConfig, ctx: FitContext) -> tuple[RouterDCRouter, dict]:
     """Train on the training outcomes; returns the router and fit metrics."""
     train = ctx.require_outcomes("routerdc")
-    check_accelerator(config.accelerator)
+    tk = trainer_kwargs(config, ctx)
     L.seed_everything(ctx.seed, workers=True, verbose=False)
     pos, neg = contrast_masks(train.quality, config.top_k, config.last_k)
     if not pos.any():
@@ -186,8 +186,7 @@ def fit_routerdc(config: RouterDCConfig, ctx: FitContext) -> tuple[RouterDCRoute
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=config.patience, mode="min"))
     quiet_lightning()
     trainer = L.Trainer(
-        max_epochs=config.max_epochs, accelerator=config.accelerator, devices=config.devices,
-        strategy=config.strategy, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
+        max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
         callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=ctx.progress,
         enable_model_summary=False, log_every_n_steps=1, deterministic=True,
     )  # fmt: skip
@@ -208,7 +207,7 @@ def fit_routerdc(config: RouterDCConfig, ctx: FitContext) -> tuple[RouterDCRoute
     platt = fit_platt(router.similarity_scores(emb), train.quality)
     router.set_params(*params, np.stack([platt.slope, platt.intercept]), cost_w, cost_s)
     metrics = {"best_epoch": keep.best_epoch, "epochs": trainer.current_epoch,
-               "contrast_prompts": int(pos.any(axis=1).sum())}
+               "contrast_prompts": int(pos.any(axis=1).sum()), "world_size": int(trainer.world_size)}
     if has_val:
         metrics["val_loss"] = keep.best_score
     return router, metrics

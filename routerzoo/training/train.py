@@ -19,6 +19,7 @@ from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
 from routerzoo.routers.registry import get_kind
 from routerzoo.training.context import FeatureConfig, FitContext
+from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
 
 EVAL_SPLITS = ("train", "val", "test", "all")
 
@@ -170,6 +171,7 @@ def train_router(
     progress: bool | None = None,
     plot: str | os.PathLike | None = None,
     overwrite: bool = False,
+    trainer: TrainerConfig | None = None,
 ) -> TrainResult:
     """Train router ``kind`` on ``data``'s train split and write the artifact to ``out``.
 
@@ -181,6 +183,7 @@ def train_router(
         router_config: the kind's typed config; None for its defaults.
         data: dataset directory.
         out: artifact directory to write (refused if it exists and is not empty, unless ``overwrite``).
+        trainer: ``--trainer.*`` Lightning settings (devices, strategy, ...) for Lightning-trained routers.
     """
     from routerzoo.data.fsutil import check_output_dir
     from routerzoo.zoo.tracking import TrainingRun
@@ -193,6 +196,9 @@ def train_router(
     features = features or FeatureConfig()
     tracking = tracking or TrackingConfig()
     progress = sys.stderr.isatty() if progress is None else progress
+    worker = ddp_worker()
+    if worker:  # a DDP process of rank > 0 trains its share; rank 0 tracks, evaluates and writes the artifact
+        tracking, progress = TrackingConfig(enabled=False), False
 
     # everything a user can get wrong, before any encoding or fitting
     check_output_dir(out, overwrite=overwrite, what="router artifact")
@@ -204,6 +210,7 @@ def train_router(
     eval_dataset = load_dataset(eval_data) if eval_data is not None else None
     check_eval_dataset(dataset.models, eval_dataset, eval_split)
     ctx = build_context(dataset, features, seed, progress)
+    ctx.trainer = trainer
     from routerzoo.zoo.lineage import training_lineage
 
     ctx.lineage.update(training_lineage(dataset, features.encoder if spec.load_class().uses_embeddings else None, seed))
@@ -214,6 +221,8 @@ def train_router(
         t0 = time.perf_counter()
         router, fit_metrics = fit(router_config, ctx)
         timings = {"fit_s": time.perf_counter() - t0}
+        if worker:
+            return TrainResult(router, Path(out), None, {**fit_metrics, **timings})
         if ctx.encoder is not None and router.encoder is not None:
             router.set_encoder(ctx.encoder)  # its memory cache already holds the split's prompts
         reports = evaluate_after_fit(router, dataset, eval_dataset, eval_split)

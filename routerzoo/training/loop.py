@@ -42,7 +42,9 @@ def fit_module(module: L.LightningModule, train_ds: Dataset, val_ds: Dataset | N
     Returns:
         fit metrics: best_epoch, epochs, and the best ``monitor`` value when validated.
     """
-    check_accelerator(config.accelerator)
+    from routerzoo.training.lightning_utils import trainer_kwargs
+
+    tk = trainer_kwargs(config, ctx)  # --trainer.* over the config's accelerator/devices/strategy, checked
     keep = KeepBest(monitor)
     callbacks: list = [keep]
     if val_ds is not None:
@@ -51,8 +53,7 @@ def fit_module(module: L.LightningModule, train_ds: Dataset, val_ds: Dataset | N
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     trainer = L.Trainer(
-        max_epochs=config.max_epochs, accelerator=config.accelerator, devices=config.devices,
-        strategy=config.strategy, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
+        max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
         callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=ctx.progress,
         enable_model_summary=False, log_every_n_steps=1, deterministic=True,
     )  # fmt: skip

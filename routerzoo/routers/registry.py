@@ -94,6 +94,7 @@ KINDS: dict[str, KindSpec] = {
     "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),
     "assignment": KindSpec("policy", f"{_R}.policies.assignment:AssignmentConfig", f"{_R}.policies.assignment:AssignmentPolicy", None, "batch assignment under a budget and per-model capacity (MILP)"),
     "cascade": KindSpec("policy", f"{_R}.policies.cascade:CascadeConfig", f"{_R}.policies.cascade:CascadePolicy", None, "call models in order, escalate while the deferral scorer rejects"),
+    "mdp": KindSpec("policy", f"{_R}.policies.mdp:MDPConfig", f"{_R}.policies.mdp:MDPPolicy", "routerzoo.training.mdp:fit_mdp", "MDP router: accept or call model k, from prompt, calls so far and their scores (fitted Q-iteration, Lightning)"),
 }
 
 

@@ -123,6 +123,10 @@ def main(argv: list[str]) -> int:
         from routerzoo.training.train_deferral import main as deferral_main
 
         return deferral_main(kind, argv)
+    if kind == "mdp":  # the MDP router, a sequential policy trained by fitted Q-iteration
+        from routerzoo.training.mdp_cli import main as mdp_main
+
+        return mdp_main(argv)
     get_kind(kind, role="router")  # unknown kind → clear error before building a parser
     parser = build_parser(kind)
     try:

@@ -121,6 +121,34 @@ def _parse_value(text: str):
         return text
 
 
+def parse_router_fields(config_path: str | None, rest: list[str], kind: str) -> dict:
+    """Config fields from a YAML's ``router:`` mapping, overridden by ``--router.FIELD VALUE`` flags."""
+    fields: dict = {}
+    if config_path:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(Path(config_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"--config {config_path}: cannot read ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("router") or {}, dict):
+            raise UserError(f"--config {config_path}: expected `kind:` and a `router:` mapping")
+        fields.update(doc.get("router") or {})
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--router."):
+            raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for {kind!r}")
+        name, sep, value = arg[len("--router."):].partition("=")
+        if not sep:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"{arg} needs a value")
+            value, i = rest[i + 1], i + 1
+        fields[name] = _parse_value(value)
+        i += 1
+    return fields
+
+
 def main(kind: str, argv: list[str]) -> int:
     """The ``routerzoo train`` command for a deferral kind (``--router.FIELD VALUE`` sets its config)."""
     from routerzoo.routers.typed_config import config_from_dict
@@ -136,27 +164,7 @@ def main(kind: str, argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--seed", type=int, default=0)
     known, rest = p.parse_known_args(argv)
-    fields: dict = {}
-    if known.config:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(Path(known.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"--config {known.config}: cannot read ({exc})") from None
-        fields.update(doc.get("router") or {})
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if not arg.startswith("--router."):
-            raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for deferral kind {kind!r}")
-        name, sep, value = arg[len("--router."):].partition("=")
-        if not sep:
-            if i + 1 >= len(rest):
-                raise ConfigError(f"{arg} needs a value")
-            value, i = rest[i + 1], i + 1
-        fields[name] = _parse_value(value)
-        i += 1
+    fields = parse_router_fields(known.config, rest, kind)
     config = config_from_dict(spec.load_config(), fields, f"{kind} config")
     _, path, metrics = train_deferral(kind, config, known.data, known.out, next_model=known.next_model,
                                       overwrite=known.overwrite, seed=known.seed)
@@ -165,4 +173,4 @@ def main(kind: str, argv: list[str]) -> int:
     return 0
 
 
-__all__ = ["DeferralFitContext", "evaluate_deferral", "train_deferral", "main"]
+__all__ = ["DeferralFitContext", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]

@@ -1,0 +1,285 @@
+"""MDP router (AutoMix, Aggarwal et al. 2024; DER, Hu et al. 2024): decide step by step which model
+to call next and when to stop.
+
+State: the prompt's embedding (reduced by PCA fitted on the training prompts), which models have
+been called, which one answered last, the deferral score of every answer so far (from a deferral
+scorer, when one is configured) and whether the answers agree with the last one (the extracted
+answer: choice letter, number or text; free "self-consistency across models" on tables with
+responses but no logprobs). Actions: *accept* the last answer, or *call* a model not called yet
+(at most ``max_calls`` calls; then accepting is forced). Reward: the accepted answer's quality
+minus ``cost_weight`` × the summed cost of every call made.
+
+The Q-function is a small MLP trained offline by fitted Q-iteration (``routerzoo.training.mdp``);
+inference here is numpy (no torch needed to serve it). The policy is a
+:class:`~routerzoo.routers.policies.base.SequentialPolicy`: it runs through the same
+:class:`~routerzoo.routers.policies.clients.ModelClient` interface as cascades, offline (answers
+looked up in a benchmark table) or against real backends, and is evaluated with
+:mod:`routerzoo.evaluation.sequential` like cascades.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.consistency import extract
+from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.policies.base import Call, SequentialPolicy, Trace
+
+__all__ = ["MDPConfig", "MDPPolicy", "state_features", "save_mdp", "load_mdp"]
+
+
+@dataclass
+class MDPConfig:
+    """An MDP router.
+
+    Attributes:
+        models: the models it may call (default: every model of the training table).
+        cost_weight: λ, quality per USD: reward = quality − λ · summed cost.
+        max_calls: most calls per prompt (>= 1).
+        scorer: deferral kind or scorer artifact whose scores enter the state; empty = none.
+        encoder: sentence-transformers id or folder embedding prompts.
+        pca_dims: prompt-embedding dimensions kept (PCA on the training prompts).
+        hidden: hidden units of the Q-network.
+        iterations: fitted Q-iteration rounds (>= max_calls makes the finite horizon exact).
+        epochs: training epochs per round.
+        lr: Adam learning rate.
+        batch_size: states per gradient step.
+        paths: random call sequences sampled per training prompt for states deeper than one call.
+    """
+
+    models: list[str] = field(default_factory=list)
+    cost_weight: float = 0.0
+    max_calls: int = 2
+    scorer: str = ""
+    encoder: str = DEFAULT_ENCODER
+    pca_dims: int = 32
+    hidden: int = 128
+    iterations: int = 3
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 64
+    paths: int = 6
+
+    def __post_init__(self):
+        if self.max_calls < 1:
+            raise ConfigError(f"max_calls must be >= 1, got {self.max_calls}")
+        if not self.cost_weight >= 0:
+            raise ConfigError(f"cost_weight must be >= 0, got {self.cost_weight}")
+        for name in ("pca_dims", "hidden", "iterations", "epochs", "paths", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"models repeat: {self.models}")
+
+
+def state_features(emb: np.ndarray, seqs: Sequence[Sequence[int]], scores: np.ndarray, answers: np.ndarray,
+                   max_calls: int) -> np.ndarray:
+    """Features of n states.
+
+    Args:
+        emb: (n, p) reduced prompt embeddings.
+        seqs: n call sequences (model indices, in calling order).
+        scores: (n, m) deferral score of each model's answer (read only where called).
+        answers: (n, m) object array of extracted answers (None when unknown; read only where called).
+        max_calls: the horizon (the depth feature is ``len(seq) / max_calls``).
+
+    Returns:
+        (n, p + 4m + 2): embedding, called mask, last-called one-hot, scores of called answers,
+        agreement of each called answer with the last, share of earlier answers agreeing with the
+        last, depth.
+    """
+    n, m = scores.shape
+    out = np.zeros((n, emb.shape[1] + 4 * m + 2), dtype=np.float64)
+    out[:, : emb.shape[1]] = emb
+    o = emb.shape[1]
+    for i, seq in enumerate(seqs):
+        if not seq:
+            continue
+        last = seq[-1]
+        for j in seq:
+            out[i, o + j] = 1.0
+            out[i, o + 2 * m + j] = scores[i, j]
+            same = answers[i, j] is not None and answers[i, j] == answers[i, last]
+            out[i, o + 3 * m + j] = float(same)
+        out[i, o + m + last] = 1.0
+        if len(seq) > 1:
+            out[i, o + 4 * m] = (out[i, o + 3 * m: o + 4 * m].sum() - 1.0) / (len(seq) - 1)
+        out[i, o + 4 * m + 1] = len(seq) / max_calls
+    return out
+
+
+def valid_actions(seqs: Sequence[Sequence[int]], m: int, max_calls: int) -> np.ndarray:
+    """(n, m + 1) bool: column 0 accept (needs an answer), column 1 + k call model k (not yet called, under the cap)."""
+    ok = np.zeros((len(seqs), m + 1), dtype=bool)
+    for i, seq in enumerate(seqs):
+        ok[i, 0] = len(seq) > 0
+        if len(seq) < max_calls:
+            ok[i, 1:] = True
+            ok[i, [1 + j for j in seq]] = False
+    return ok
+
+
+class MDPPolicy(SequentialPolicy):
+    """Greedy policy of a fitted Q-network.
+
+    Args:
+        config: an :class:`MDPConfig` (``models`` filled in by training).
+        params: the Q-network and PCA arrays (``pca_mean``, ``pca_components``, ``w1``, ``b1``,
+            ``w2``, ``b2``, ``w3``, ``b3``).
+        scorer: the deferral scorer named by ``config.scorer`` (None when empty).
+    """
+
+    kind = "mdp"
+    Config = MDPConfig
+
+    def __init__(self, config: MDPConfig | None = None, params: dict[str, np.ndarray] | None = None, scorer=None):
+        super().__init__(config)
+        self.params = params
+        self.scorer = scorer
+        self._encoder = None
+
+    # -- the Q-function -------------------------------------------------------------------------------
+    def reduce(self, emb: np.ndarray) -> np.ndarray:
+        """(n, d) embeddings → (n, p) PCA coordinates."""
+        p = self.params
+        return (np.asarray(emb, dtype=np.float64) - p["pca_mean"]) @ p["pca_components"].T
+
+    def q_values(self, feats: np.ndarray) -> np.ndarray:
+        """(n, f) state features → (n, m + 1) action values."""
+        p = self.params
+        h = np.maximum(feats @ p["w1"].T + p["b1"], 0.0)
+        h = np.maximum(h @ p["w2"].T + p["b2"], 0.0)
+        return h @ p["w3"].T + p["b3"]
+
+    def embed(self, prompts: list[str]) -> np.ndarray:
+        if self._encoder is None:
+            from routerzoo.routers.encoder import Encoder
+
+            self._encoder = Encoder(self.config.encoder, show_progress=False, cache_dir="")
+        return self._encoder.encode(prompts)
+
+    def choose(self, feats: np.ndarray, seqs) -> np.ndarray:
+        """(n,) greedy actions (0 accept, 1 + k call model k) among the valid ones."""
+        q = self.q_values(feats)
+        q[~valid_actions(seqs, len(self.config.models), self.config.max_calls)] = -np.inf
+        return np.argmax(q, axis=1)
+
+    # -- running ---------------------------------------------------------------------------------------
+    def run(self, prompts: Sequence[str], client) -> list[Trace]:
+        """Answer every prompt: call models as the Q-network says until it accepts.
+
+        Batched per step and model: one ``client.complete`` per (step, model) over the prompts that
+        chose it, one scorer call per (step, model).
+        """
+        if self.params is None:
+            raise UserError("the MDP router is not trained (routerzoo train --router mdp)")
+        prompts = list(prompts)
+        models = self.config.models
+        n, m = len(prompts), len(models)
+        traces = [Trace() for _ in prompts]
+        if not n:
+            return traces
+        emb = self.reduce(self.embed(prompts))
+        seqs: list[list[int]] = [[] for _ in range(n)]
+        scores = np.zeros((n, m))
+        answers = np.full((n, m), None, dtype=object)
+        last_comp: list = [None] * n
+        pending = np.arange(n)
+        while pending.size:
+            feats = state_features(emb[pending], [seqs[i] for i in pending], scores[pending], answers[pending],
+                                   self.config.max_calls)
+            act = self.choose(feats, [seqs[i] for i in pending])
+            for i in pending[act == 0]:
+                traces[i].completion = last_comp[i]
+                traces[i].answer = len(traces[i].calls) - 1
+            still = []
+            for k in np.unique(act[act > 0]) - 1:
+                idx = pending[act == k + 1]
+                comps = client.complete(models[k], [prompts[i] for i in idx])
+                if len(comps) != idx.size:
+                    raise UserError(f"client returned {len(comps)} completions for {idx.size} prompts of {models[k]!r}")
+                got = [j for j, c in enumerate(comps) if c is not None]
+                s = np.zeros(len(comps))
+                if self.scorer is not None and got:
+                    s[got] = self.scorer.predict([prompts[idx[j]] for j in got], [comps[j].text for j in got],
+                                                 [comps[j].token_logprobs for j in got])
+                for j, i in enumerate(idx):
+                    c = comps[j]
+                    if c is None:  # offline: no outcome recorded; the prompt cannot be scored
+                        traces[i].calls.append(Call(models[k], float("nan"), None))
+                        traces[i].answer, traces[i].known, traces[i].completion = len(traces[i].calls) - 1, False, None
+                        continue
+                    seqs[i].append(int(k))
+                    scores[i, k] = s[j]
+                    answers[i, k] = extract(c.text)
+                    traces[i].calls.append(Call(models[k], float(c.cost), float(s[j]) if self.scorer else None))
+                    last_comp[i] = c
+                    still.append(i)
+            pending = np.array(sorted(still), dtype=int)
+        return traces
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "config": asdict(self.config)}
+
+
+# -- artifacts ---------------------------------------------------------------------------------------------
+MDP_SCHEMA_VERSION = 1
+_PARAMS = ("pca_mean", "pca_components", "w1", "b1", "w2", "b2", "w3", "b3")
+
+
+def save_mdp(policy: MDPPolicy, path: str | os.PathLike, *, lineage: dict | None = None, overwrite: bool = False) -> Path:
+    """``config.json`` + ``weights.safetensors`` (nothing pickled), written all-or-nothing."""
+    from safetensors.numpy import save_file
+
+    from routerzoo import __version__
+    from routerzoo.data.fsutil import atomic_directory, file_sha256
+    from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE
+
+    path = Path(path)
+    cfg = {"schema_version": MDP_SCHEMA_VERSION, "role": "policy", "kind": "mdp", "config": asdict(policy.config),
+           "lineage": lineage or {}, "routerzoo_version": __version__}
+    with atomic_directory(path, overwrite=overwrite, what="MDP router artifact") as tmp:
+        save_file({k: np.ascontiguousarray(policy.params[k]) for k in _PARAMS}, str(tmp / WEIGHTS_FILE))
+        cfg["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
+def load_mdp(path: str | os.PathLike) -> MDPPolicy:
+    """Load an MDP router artifact (checked, never unpickled); its scorer is resolved as configured."""
+    from routerzoo.routers.artifact import CONFIG_FILE, ArtifactError, _refuse_pickles, read_weights
+    from routerzoo.routers.typed_config import config_from_dict
+
+    path = Path(path)
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ArtifactError(f"{path}: not an MDP router artifact (no {CONFIG_FILE})")
+    _refuse_pickles(path)
+    try:
+        doc = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{cfg_path}: cannot read ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "mdp":
+        raise ArtifactError(f"{cfg_path}: field 'kind' must be \"mdp\"")
+    config = config_from_dict(MDPConfig, doc.get("config") or {}, f"{cfg_path}: config")
+    tensors = read_weights(path, doc.get("weights_sha256"))
+    missing = [k for k in _PARAMS if k not in tensors]
+    if missing:
+        raise ArtifactError(f"{path}: weights lack tensor(s) {missing}")
+    params = {k: np.asarray(tensors[k], dtype=np.float64) for k in _PARAMS}
+    m = len(config.models)
+    if params["w3"].shape[0] != m + 1:
+        raise ArtifactError(f"{path}: Q-network has {params['w3'].shape[0]} outputs for {m} models (+ accept)")
+    scorer = None
+    if config.scorer:
+        from routerzoo.routers.deferral_artifact import resolve_deferral
+
+        scorer = resolve_deferral(config.scorer)
+    return MDPPolicy(config, params, scorer)

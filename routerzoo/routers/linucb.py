@@ -50,6 +50,9 @@ class LinUCBConfig:
             replay (0: quality alone).
         replay_batch: prompts decided together before their outcomes are learnt (as a server batches
             feedback).
+        dims: principal components of the training prompts' embeddings the bandit reads (0: the full
+            embedding). A linear arm needs on the order of D rewards before its estimate means much,
+            so fewer dimensions learn much faster from bandit feedback (and A is D×D per model).
     """
 
     exploration: str = "ucb"
@@ -58,6 +61,7 @@ class LinUCBConfig:
     offline: str = "replay"
     replay_cost_weight: float = 0.0
     replay_batch: int = 16
+    dims: int = 32
 
     def __post_init__(self):
         if self.exploration not in EXPLORATION:
@@ -72,18 +76,27 @@ class LinUCBConfig:
             raise ConfigError(f"router.replay_cost_weight must be >= 0, got {self.replay_cost_weight}")
         if self.replay_batch < 1:
             raise ConfigError(f"router.replay_batch must be >= 1, got {self.replay_batch}")
+        if self.dims < 0:
+            raise ConfigError(f"router.dims must be >= 0 (0: the full embedding), got {self.dims}")
 
 
-def _features(embeddings: np.ndarray) -> np.ndarray:
-    """(n, d) embeddings → (n, d + 1) with a bias column."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    return np.hstack([x, np.ones((len(x), 1))])
+def pca(embeddings: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(center (d,), projection (d, k)) onto the top ``k = min(dims, d, n)`` principal components;
+    dims = 0 keeps the embedding as it is (zero center, identity)."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    d = emb.shape[1]
+    if dims == 0 or dims >= d or len(emb) < 2:
+        return np.zeros(d), np.eye(d)
+    center = emb.mean(axis=0)
+    _, _, vt = np.linalg.svd(emb - center, full_matrices=False)
+    return center, vt[:min(dims, len(vt))].T.copy()
 
 
 class LinUCBRouter(Router):
     """Disjoint linear bandit over prompt embeddings (see the module docstring).
 
-    State: ``A`` (m, D, D) and ``b`` (m, D) with D = d + 1, ``counts`` (m,) rewards learnt per model.
+    State: ``A`` (m, D, D) and ``b`` (m, D) with D = k + 1, ``counts`` (m,) rewards learnt per model,
+    ``center`` (d,) and ``projection`` (d, k) mapping an embedding to the bandit's k features.
     """
 
     kind = "linucb"
@@ -91,18 +104,30 @@ class LinUCBRouter(Router):
     uses_embeddings = True
 
     # -- state -----------------------------------------------------------------------------------
-    def init_state(self, dim: int, prior: float) -> LinUCBRouter:
-        """An untrained bandit for d-dimensional embeddings: every arm's quality starts at ``prior``."""
-        m, big_d = len(self.models), dim + 1
+    def init_state(self, dim: int, prior: float, center: np.ndarray | None = None,
+                   projection: np.ndarray | None = None) -> LinUCBRouter:
+        """An untrained bandit for d-dimensional embeddings: every arm's quality starts at ``prior``.
+
+        Args:
+            dim: embedding size d.
+            prior: initial predicted quality of every model.
+            center, projection: (d,) and (d, k) feature map (see :func:`pca`); None: identity.
+        """
+        center = np.zeros(dim) if center is None else center
+        projection = np.eye(dim) if projection is None else projection
+        m, big_d = len(self.models), projection.shape[1] + 1
         a = np.broadcast_to(self.config.ridge * np.eye(big_d), (m, big_d, big_d)).copy()
         b = np.zeros((m, big_d))
         b[:, -1] = self.config.ridge * float(prior)
-        return self.set_state(a, b, np.zeros(m))
+        return self.set_state(a, b, np.zeros(m), center, projection)
 
-    def set_state(self, a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> LinUCBRouter:
+    def set_state(self, a: np.ndarray, b: np.ndarray, counts: np.ndarray, center: np.ndarray,
+                  projection: np.ndarray) -> LinUCBRouter:
         self.A_ = np.asarray(a, dtype=np.float64)
         self.b_ = np.asarray(b, dtype=np.float64)
         self.counts_ = np.asarray(counts, dtype=np.float64)
+        self.center_ = np.asarray(center, dtype=np.float64)
+        self.projection_ = np.asarray(projection, dtype=np.float64)
         self._refresh()
         return self
 
@@ -112,10 +137,11 @@ class LinUCBRouter(Router):
         self.theta_ = np.einsum("mij,mj->mi", self.A_inv_, self.b_)
 
     def fitted_attributes(self) -> list[str]:
-        return ["A_", "b_", "counts_"]
+        return ["A_", "b_", "counts_", "projection_"]
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"A": self.A_, "b": self.b_, "counts": self.counts_}
+        return {"A": self.A_, "b": self.b_, "counts": self.counts_, "center": self.center_,
+                "projection": self.projection_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         m = len(self.models)
@@ -125,16 +151,20 @@ class LinUCBRouter(Router):
             raise UserError(f"weights: tensor 'A' has shape {a.shape}, expected ({m}, D, D) with D >= 2")
         b = self._tensor(tensors, "b", (m, big_d))
         counts = self._tensor(tensors, "counts", (m,))
-        if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            raise UserError("weights: tensors 'A' and 'b' must be finite")
-        self.set_state(a, b, counts)
+        projection = self._tensor(tensors, "projection", (None, big_d - 1))
+        center = self._tensor(tensors, "center", (projection.shape[0],))
+        if not all(np.isfinite(t).all() for t in (a, b, projection, center)):
+            raise UserError("weights: tensors 'A', 'b', 'center' and 'projection' must be finite")
+        self.set_state(a, b, counts, center, projection)
 
     # -- prediction ------------------------------------------------------------------------------
     def _x(self, embeddings: np.ndarray) -> np.ndarray:
-        d = self.A_.shape[1] - 1
+        """(n, d) embeddings → (n, k + 1) features: projected, with a bias column."""
+        d = self.projection_.shape[0]
         if embeddings.ndim != 2 or embeddings.shape[1] != d:
             raise ValueError(f"embeddings of shape {embeddings.shape}; this router needs (n, {d})")
-        return _features(embeddings)
+        z = (np.asarray(embeddings, dtype=np.float64) - self.center_) @ self.projection_
+        return np.hstack([z, np.ones((len(z), 1))])
 
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, None]:
         quality = self._x(embeddings) @ self.theta_.T
@@ -144,7 +174,8 @@ class LinUCBRouter(Router):
         """(n, m) posterior standard deviation of each arm's mean reward, sqrt(xᵀA_j⁻¹x)."""
         self._check_fitted()
         x = self._x(np.asarray(embeddings, dtype=np.float32))
-        return np.sqrt(np.maximum(np.einsum("ni,mij,nj->nm", x, self.A_inv_, x), 0.0))
+        quad = (np.matmul(x[None], self.A_inv_) * x[None]).sum(axis=2)  # (m, n): batched BLAS, not einsum loops
+        return np.sqrt(np.maximum(quad.T, 0.0))
 
     # -- the bandit ------------------------------------------------------------------------------
     def select_embeddings(self, embeddings: np.ndarray, cost_weight: float = 0.0,
@@ -191,13 +222,22 @@ class LinUCBRouter(Router):
             raise UserError(f"update: reward {int(np.flatnonzero(~np.isfinite(rewards))[0])} is not a finite number")
         if arms.size and (arms.min() < 0 or arms.max() >= len(self.models)):
             raise UserError(f"update: model index out of range 0..{len(self.models) - 1}")
-        for j in np.unique(arms):
-            rows = arms == j
-            self.A_[j] += x[rows].T @ x[rows]
-            self.b_[j] += rewards[rows] @ x[rows]
-            self.counts_[j] += rows.sum()
+        self._accumulate(x, arms, rewards)
         self._refresh()
         return self
+
+    def _accumulate(self, x: np.ndarray, arms: np.ndarray, rewards: np.ndarray) -> None:
+        """Add rows to (A, b) and keep A⁻¹ and θ current by the Woodbury identity (k rows: O(k·D²)
+        per arm instead of a D³ inverse). Public updates then recompute them exactly (:meth:`_refresh`)."""
+        for j in np.unique(arms):
+            rows = arms == j
+            xj = x[rows]
+            self.A_[j] += xj.T @ xj
+            self.b_[j] += rewards[rows] @ xj
+            self.counts_[j] += rows.sum()
+            ax = self.A_inv_[j] @ xj.T  # (D, k)
+            self.A_inv_[j] -= ax @ np.linalg.solve(np.eye(len(xj)) + xj @ ax, ax.T)
+            self.theta_[j] = self.A_inv_[j] @ self.b_[j]
 
     def update(self, prompts: Sequence[str], models: Sequence[str], rewards: Sequence[float]) -> LinUCBRouter:
         """Learn online from (prompt, model, reward) triples; the next decisions use them.
@@ -249,7 +289,8 @@ class LinUCBRouter(Router):
             known = ~np.isnan(reward)
             arms[start:start + step], learnt[start:start + step] = chosen, known
             if known.any():
-                self.update_embeddings(embeddings[idx][known], chosen[known], reward[known])
+                self._accumulate(self._x(embeddings[idx][known]), chosen[known], reward[known])
+        self._refresh()  # exact A⁻¹ and θ from (A, b), as a loaded bandit computes them
         return arms, learnt
 
 
@@ -259,7 +300,8 @@ def fit_linucb(config: LinUCBConfig, ctx: FitContext) -> tuple[LinUCBRouter, dic
     router = LinUCBRouter(config, **ctx.router_kwargs(encoder=True))
     emb = ctx.train_embeddings
     prior = float(np.nanmean(train.quality)) if (~np.isnan(train.quality)).any() else 0.0
-    router.init_state(emb.shape[1], prior)
+    center, projection = pca(emb, config.dims)
+    router.init_state(emb.shape[1], prior, center, projection)
     if config.offline == "full":
         rows, cols = np.nonzero(~np.isnan(train.quality))
         router.update_embeddings(emb[rows], cols, train.quality[rows, cols])

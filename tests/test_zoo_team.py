@@ -144,3 +144,43 @@ def test_two_trainings_logging_at_once_lose_nothing(team, data, tmp_path):
         lineage = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=r.run_id, artifact_path="lineage.json",
                                                                       dst_path=str(tmp_path / r.run_id))).read_text())
         assert lineage["dataset"] == "topics"
+
+
+def test_server_hot_reload_follows_the_alias_on_the_tracking_server(team, data, tmp_path):
+    """`routerzoo serve models:/NAME@champion` against the team server swaps to the version the alias moves to."""
+    import httpx
+
+    from routerzoo.serving.app import create_app
+    from routerzoo.serving.config import load_config
+    from routerzoo.serving.testing import FakeBackend, ServerThread
+
+    uri = team["uri"]
+    tracking = TrackingConfig(tracking_uri=uri, register="reloaded")
+    for i in (1, 2):
+        train_router("best-single", BestSingleConfig(), data, tmp_path / f"r{i}", tracking=tracking, progress=False)
+    assert main(["zoo", "promote", "reloaded/1", "--alias", "champion", "--tracking-uri", uri]) == 0
+    with ServerThread(FakeBackend("A")) as fake:
+        backends = {m: {"base_url": fake.url + "/v1", "model": f"fake/{m}"} for m in ("math-small", "history-small", "big")}
+        cfg = load_config(None, {"router": "models:/reloaded@champion", "tracking_uri": uri, "backends": backends,
+                                 "reload": {"poll_interval_s": 0.2}})
+        with ServerThread(create_app(cfg)) as server:
+
+            def served_version(want: str, timeout: float = 60.0) -> str:
+                deadline, seen = time.monotonic() + timeout, None
+                while time.monotonic() < deadline:
+                    try:
+                        answer = httpx.get(server.url + "/ready", timeout=5)
+                        seen = answer.json()["router"]["version"] if answer.status_code == 200 else seen
+                    except httpx.HTTPError:
+                        pass
+                    if seen == want:
+                        break
+                    time.sleep(0.1)
+                return seen
+
+            assert served_version("1") == "1"
+            assert main(["zoo", "promote", "reloaded/2", "--alias", "champion", "--tracking-uri", uri]) == 0
+            assert served_version("2") == "2"
+            reply = httpx.post(server.url + "/v1/chat/completions", timeout=30, json={
+                "model": "routerzoo", "messages": [{"role": "user", "content": PROMPTS[0]}]})
+            assert reply.status_code == 200

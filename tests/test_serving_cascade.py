@@ -227,3 +227,36 @@ def test_a_trained_scorer_artifact_drives_the_cascade(fakes, tmp_path):
         ready = httpx.get(url + "/ready").json()
     assert sure.headers["x-routerzoo-model"] == "small" and unsure.headers["x-routerzoo-model"] == "big"
     assert ready["cascade"]["scorer"] == "token-quantile"
+
+
+def test_the_mdp_router_is_served_by_the_same_sequential_path(fakes, tmp_path):
+    from cascade_data import cascade_table
+
+    from routerzoo.data.dataset import make_dataset, save_dataset
+    from routerzoo.routers.policies.mdp import MDPConfig
+    from routerzoo.training.mdp import train_mdp
+
+    df = cascade_table(90)
+    df = df[df["model"].isin(["small", "large"])].replace({"model": {"large": "big"}})
+    data = save_dataset(make_dataset(df, name="two"), tmp_path / "ds")
+    fast = {"epochs": 25, "iterations": 2, "hidden": 32, "pca_dims": 8, "batch_size": 32}
+    thrifty = train_mdp(MDPConfig(cost_weight=3000.0, **fast), data, tmp_path / "thrifty")[1]
+    lavish = train_mdp(MDPConfig(cost_weight=0.0, **fast), data, tmp_path / "lavish")[1]
+    for path, want in ((thrifty, "small"), (lavish, "big")):
+        app = create_app(load_config(None, {
+            "backends": {m: {"base_url": t.url + "/v1", "prices": PRICES[m]} for m, (_, t) in fakes.items()},
+            "mode": "cascade", "cascade": {"policy": str(path)}}))
+        before = len(fakes["big"][0].received)
+        with ServerThread(app) as server:
+            for _ in range(3000):
+                if httpx.get(server.url + "/ready").status_code == 200:
+                    break
+            raw = chat(server.url)
+        calls = json.loads(raw.headers["x-routerzoo-calls"])
+        assert raw.headers["x-routerzoo-router"] == "mdp" and raw.headers["x-routerzoo-model"] == want
+        assert calls[-1]["model"] == want and calls[-1]["accepted"] is True
+        assert float(raw.headers["x-routerzoo-cost-usd"]) == pytest.approx(sum(usd(c["model"]) for c in calls))
+        if want == "small":
+            assert [c["model"] for c in calls] == ["small"] and len(fakes["big"][0].received) == before
+    with pytest.raises(ConfigError, match="not both"):
+        settings(fakes, cascade={"chain": ["small", "big"], "policy": str(lavish)})

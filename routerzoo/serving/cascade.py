@@ -34,6 +34,7 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Counter
 
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
+from routerzoo.routers.policies.clients import Completion
 from routerzoo.serving.cascade_config import CascadeServeConfig
 from routerzoo.serving.upstream import Answer, BackendFailed, StreamAnswer
 
@@ -156,12 +157,26 @@ class CascadeServer:
         from routerzoo.routers.deferral_artifact import resolve_deferral
 
         c = self.config
+        if c.policy:  # a trained sequential policy (the MDP router): its models come from the artifact
+            from routerzoo.errors import ConfigError
+            from routerzoo.routers.policies.mdp import load_mdp
+
+            policy = load_mdp(c.policy)
+            missing = [m for m in policy.config.models if m not in self.state.settings.backends]
+            if missing:
+                raise ConfigError(f"cascade.policy {c.policy}: model(s) {missing} have no backend; "
+                                  f"backends: {sorted(self.state.settings.backends)}")
+            self.policy = policy
+            return
         scorer = resolve_deferral(c.scorer, c.scorer_config)
         self.policy = CascadePolicy(CascadeConfig(chain=list(c.chain), thresholds=list(c.thresholds)), scorer)
 
     def describe(self) -> dict:
         """What ``/ready`` shows."""
         c = self.config
+        if c.policy:
+            return {"policy": getattr(self.policy, "kind", "mdp"), "source": c.policy,
+                    "models": list(self.policy.config.models) if self.policy else None}
         return {"chain": list(c.chain), "thresholds": list(c.thresholds),
                 "scorer": getattr(self.policy.scorer, "kind", c.scorer) if self.policy else c.scorer}
 
@@ -208,7 +223,7 @@ class CascadeServer:
         if samples > 1:  # a consistency scorer compares k sampled answers
             body["n"] = samples
             body["temperature"] = self.policy.scorer.config.temperature
-        if self.policy.needs_logprobs:
+        if getattr(self.policy.scorer, "needs_logprobs", False):
             top = self.config.top_logprobs
             if chat:
                 body["logprobs"] = True
@@ -231,24 +246,29 @@ class CascadeServer:
             return float("nan")
 
     async def handle(self, req, endpoint: str, headers: dict, rid: str, loaded) -> Response:
-        """Answer one request to the served name with the cascade.
+        """Answer one request to the served name with the sequential policy (cascade or MDP router).
+
+        The policy's :class:`~routerzoo.routers.policies.base.Steps` say which model to call next;
+        every answer that may still be rejected is fetched whole and scored, the one the policy
+        will return whatever it is (``final``) is sent as the client asked (streamed through).
 
         Raises:
-            RequestError: 502 / 429 when no stage's backend could answer.
+            RequestError: 502 / 429 when no call could be answered.
         """
         from routerzoo.serving.app import RequestError
 
         chat = endpoint == "chat"
         path = "/chat/completions" if chat else "/completions"
         upstream = self.state.upstream
-        chain, thresholds = self.policy.config.chain, self.policy.config.thresholds
+        policy = self.policy
         client_logprobs = bool(req.payload.get("logprobs"))
         if req.options:
-            raise RequestError(400, "routing options do not apply to a cascade (mode: cascade)", param="routerzoo")
+            raise RequestError(400, f"routing options do not apply in mode: cascade (a {policy.kind} policy)",
+                               param="routerzoo")
         calls: list[dict] = []
         failures: list[BackendFailed] = []
         total = 0.0
-        headers["x-routerzoo-router"] = "cascade"
+        headers["x-routerzoo-router"] = policy.kind
 
         def finish(model: str, cost_known: bool) -> dict:
             headers["x-routerzoo-model"] = model
@@ -257,31 +277,41 @@ class CascadeServer:
                 headers["x-routerzoo-cost-usd"] = f"{total:.8f}"
             return headers
 
+        try:
+            steps = await asyncio.to_thread(policy.begin, req.text)
+        except Exception as exc:  # noqa: BLE001 - e.g. the MDP's encoder failing on an odd text
+            log.error("request %s: the %s policy failed to start: %s", rid, policy.kind, type(exc).__name__)
+            raise RequestError(503, "routing failed; retry the request", type="server_error",
+                               code="routing_failed") from None
         cost_known = True
-        rejected: tuple[str, Answer] | None = None
-        for k, model in enumerate(chain):
-            last = k == len(chain) - 1
+        last_ok: tuple[str, Answer] | None = None  # the latest answer received (what "accept" returns)
+        stage = -1
+        nxt = steps.next_call()
+        while nxt is not None:
+            model, final = nxt
+            stage += 1
+            label = str(stage)
             cfg = self.state.settings.backends[model]
-            stage = str(k)
-            self.calls.labels(stage, model).inc()
-            if last:
+            self.calls.labels(label, model).inc()
+            if final:
                 body = {key: v for key, v in req.payload.items() if key != "routerzoo"}
             else:
                 body = self._scored_payload(req.payload, chat)
             body["model"] = cfg.model or model
             try:
-                answer = await upstream.call(model, path, _dumps(body), stream=req.stream and last, request_id=rid)
+                answer = await upstream.call(model, path, _dumps(body), stream=req.stream and final, request_id=rid)
             except BackendFailed as exc:
                 failures.append(exc)
                 calls.append({"model": model, "error": exc.last.reason})
-                if not last:
-                    self.deferrals.labels(stage, model, "backend_failed").inc()
-                    log.info("request %s: cascade stage %d (%s) failed (%s); escalating", rid, k, model, exc.last.reason)
+                self.deferrals.labels(label, model, "backend_failed").inc()
+                log.info("request %s: %s stage %d (%s) failed (%s)", rid, policy.kind, stage, model, exc.last.reason)
+                steps.observe(model, None, None)
+                nxt = steps.next_call()
                 continue
-            if isinstance(answer, StreamAnswer):  # the last stage, streamed through
+            if isinstance(answer, StreamAnswer):  # the final call, streamed through
                 self.state.metrics.upstream_latency.labels(model).observe(answer.seconds)
                 calls.append({"model": model, "score": None, "cost_usd": None, "accepted": True})
-                self.accepted.labels(stage, model).inc()
+                self.accepted.labels(label, model).inc()
                 finish(model, cost_known=False)
                 headers["x-routerzoo-cost-usd-before-stream"] = f"{total:.8f}"
                 return StreamingResponse(self.state._relay(answer, model, loaded, rid), media_type="text/event-stream",
@@ -298,37 +328,42 @@ class CascadeServer:
             else:
                 total += usd
             score = None
-            if not last:
-                text, lps = extract_answer(answer.body, chat)
-                if getattr(self.policy.scorer, "samples", 1) > 1:
+            text, lps = extract_answer(answer.body, chat)
+            if not final and policy.scorer is not None:
+                if getattr(policy.scorer, "samples", 1) > 1:
                     text = sample_texts(answer.body, chat)
                     keep = req.payload.get("n") if isinstance(req.payload.get("n"), int) else 1
                     answer.body["choices"] = (answer.body.get("choices") or [])[:max(1, keep)]
                 score = await self._score(req.text, text, lps, rid)
-            accept = last or score >= thresholds[k]  # NaN >= t is False: an unscorable answer escalates
+            comp = Completion(text if isinstance(text, str) else (text[0] if text else None), lps, usd or 0.0)
+            steps.observe(model, comp, None if score is None or math.isnan(score) else score)
             calls.append({"model": model, "score": None if score is None or math.isnan(score) else round(score, 6),
-                          "cost_usd": None if usd is None else round(usd, 10), "accepted": bool(accept)})
-            if not accept:
-                reason = "below_threshold" if not math.isnan(score) else "unscorable"
-                self.deferrals.labels(stage, model, reason).inc()
-                rejected = (model, answer)
-                continue
-            self.accepted.labels(stage, model).inc()
-            return self._answer(req, answer, model, chat, client_logprobs, finish, cost_known)
-        if rejected is not None:
-            # the last stage could not answer: a rejected answer beats none
-            model, answer = rejected
-            for c in calls:
-                if c.get("model") == model and "accepted" in c:
-                    c["accepted"] = True
-            self.accepted.labels(str(chain.index(model)), model).inc()
-            log.info("request %s: every later cascade stage failed; returning %s's rejected answer", rid, model)
-            return self._answer(req, answer, model, chat, client_logprobs, finish, cost_known)
-        tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
-        if failures and all(f.all_rate_limited for f in failures):
-            raise RequestError(429, f"every cascade stage is rate limiting: {tried}", type="rate_limit_error",
-                               code="upstream_rate_limited")
-        raise RequestError(502, f"no cascade stage could answer: {tried}", type="upstream_error", code="upstream_failed")
+                          "cost_usd": None if usd is None else round(usd, 10), "accepted": False})
+            last_ok = (model, answer)
+            nxt = steps.next_call()
+            if nxt is not None:  # this answer was passed over: a deferral at this stage
+                unscored = calls[-1]["score"] is None and policy.scorer is not None
+                reason = "unscorable" if unscored else "below_threshold" if policy.kind == "cascade" else "policy"
+                self.deferrals.labels(label, model, reason).inc()
+        if last_ok is None:
+            tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
+            if failures and all(f.all_rate_limited for f in failures):
+                raise RequestError(429, f"every {policy.kind} stage is rate limiting: {tried}", type="rate_limit_error",
+                                   code="upstream_rate_limited")
+            raise RequestError(502, f"no {policy.kind} stage could answer: {tried}", type="upstream_error",
+                               code="upstream_failed")
+        model, answer = last_ok
+        for c in reversed(calls):
+            if c.get("model") == model and "accepted" in c:
+                c["accepted"] = True
+                break
+        self.accepted.labels(str(self._stage_of(calls, model)), model).inc()
+        return self._answer(req, answer, model, chat, client_logprobs, finish, cost_known)
+
+    @staticmethod
+    def _stage_of(calls: list[dict], model: str) -> int:
+        """Index in ``calls`` of the last call to ``model``."""
+        return max(i for i, c in enumerate(calls) if c.get("model") == model)
 
     def _answer(self, req, answer: Answer, model: str, chat: bool, client_logprobs: bool, finish, cost_known: bool):
         """The accepted (buffered) answer to the client: JSON, or replayed as events for a stream."""

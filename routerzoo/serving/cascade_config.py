@@ -33,6 +33,9 @@ class CascadeServeConfig:
         scorer_config: the kind's config fields (only with a kind; an artifact holds its own).
         top_logprobs: alternatives per token asked of chat backends (0: only the chosen token's
             logprob; scorers reading max-softmax / entropy / margin need >= 2).
+        policy: directory of a trained sequential policy (``routerzoo train --router mdp``) run
+            instead of a chain: it picks the models (its own), the scorer is its own; leave
+            ``chain`` empty.
     """
 
     chain: list[str] = field(default_factory=list)
@@ -40,8 +43,13 @@ class CascadeServeConfig:
     scorer: str = "logprob-confidence"
     scorer_config: dict[str, Any] = field(default_factory=dict)
     top_logprobs: int = 0
+    policy: str = ""
 
     def __post_init__(self):
+        if self.policy:
+            if self.chain:
+                raise ConfigError("give cascade.policy (a trained MDP router) or cascade.chain, not both")
+            return
         # the cascade policy's own config owns the chain / thresholds rules (one set of checks)
         from routerzoo.routers.policies.cascade import CascadeConfig
 

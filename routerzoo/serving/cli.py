@@ -109,7 +109,8 @@ def run(args) -> int:
     app = create_app(config, router=loaded)
     if config.mode == "cascade":
         app.state.routerzoo.cascade.load()  # a bad scorer ends here, before the port is bound
-        what = f"a cascade over {' -> '.join(config.cascade.chain)}"
+        c = config.cascade
+        what = f"the sequential policy {c.policy}" if c.policy else f"a cascade over {' -> '.join(c.chain)}"
     else:
         what = f"{loaded.label} (candidates: {', '.join(loaded.routable)})"
     print(f"routerzoo: serving {what} as {config.name!r} on http://{config.host}:{config.port}/v1",

@@ -99,8 +99,34 @@ class Trace:
         return self.calls[self.answer].model if self.calls else None
 
 
+class Steps:
+    """One prompt's decisions, taken one call at a time (how the server runs a sequential policy).
+
+    The caller alternates :meth:`next_call` (which model to call next, or None: return the last
+    answer observed) and :meth:`observe` (what that call gave). Offline, :meth:`SequentialPolicy.run`
+    batches the same decisions over many prompts.
+    """
+
+    def next_call(self) -> tuple[str, bool] | None:
+        """(model, final) to call next, ``final`` when its answer will be returned whatever it is
+        (so a server may stream it); None when the last observed answer is accepted (or nothing is left)."""
+        raise NotImplementedError
+
+    def observe(self, model: str, completion, score: float | None) -> None:
+        """Record a call's result: its :class:`~routerzoo.routers.policies.clients.Completion`
+        (None when the backend failed) and the deferral score of its answer (None if not scored)."""
+        raise NotImplementedError
+
+
 class SequentialPolicy(Policy):
     """Calls models one after another until an answer is accepted."""
+
+    #: the deferral scorer whose scores the decisions read (None: none)
+    scorer = None
+
+    def begin(self, prompt: str) -> Steps:
+        """The step-by-step decisions for one prompt (may run an encoder: call it off the event loop)."""
+        raise NotImplementedError
 
     def run(self, prompts: list[str], client) -> list[Trace]:
         """Answer every prompt; one :class:`Trace` each.

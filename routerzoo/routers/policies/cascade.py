@@ -18,7 +18,7 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.deferral import DeferralScorer
-from routerzoo.routers.policies.base import Call, SequentialPolicy, Trace
+from routerzoo.routers.policies.base import Call, SequentialPolicy, Steps, Trace
 
 __all__ = ["CascadeConfig", "CascadePolicy"]
 
@@ -63,6 +63,30 @@ class CascadeConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"thresholds[{k}] must be a finite number, got {v!r}")
         self.thresholds = [float(v) for v in t]
+
+
+class _CascadeSteps(Steps):
+    """Stage k calls ``chain[k]``; an answer scoring at least ``thresholds[k]`` (or the last stage's)
+    is accepted; a failed call or a low / NaN score moves on to the next stage."""
+
+    def __init__(self, chain: list[str], thresholds: list[float]):
+        self.chain, self.thresholds = chain, thresholds
+        self.k = 0
+        self.accepted = False
+
+    def next_call(self) -> tuple[str, bool] | None:
+        if self.accepted or self.k >= len(self.chain):
+            return None
+        return self.chain[self.k], self.k == len(self.chain) - 1
+
+    def observe(self, model: str, completion, score: float | None) -> None:
+        k = self.k
+        self.k += 1
+        if completion is None:
+            return
+        last = k == len(self.chain) - 1
+        if last or (score is not None and score >= self.thresholds[k]):
+            self.accepted = True
 
 
 def client_models(client) -> list[str] | None:
@@ -173,6 +197,10 @@ class CascadePolicy(SequentialPolicy):
                     trace.completion = comp
             pending = pending[answered & ~accept]
         return traces
+
+    def begin(self, prompt: str) -> _CascadeSteps:
+        """Stage-by-stage decisions for one prompt (what the server runs); same rule as :meth:`run`."""
+        return _CascadeSteps(self.config.chain, self.config.thresholds)
 
     def to_dict(self) -> dict[str, Any]:
         """Kind, config and the scorer's own ``{"kind", "config"}``."""

@@ -30,7 +30,7 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.consistency import extract
 from routerzoo.routers.encoder import DEFAULT_ENCODER
-from routerzoo.routers.policies.base import Call, SequentialPolicy, Trace
+from routerzoo.routers.policies.base import Call, SequentialPolicy, Steps, Trace
 
 __all__ = ["MDPConfig", "MDPPolicy", "state_features", "save_mdp", "load_mdp"]
 
@@ -225,8 +225,50 @@ class MDPPolicy(SequentialPolicy):
             pending = np.array(sorted(still), dtype=int)
         return traces
 
+    def begin(self, prompt: str) -> _MDPSteps:
+        """Step-by-step decisions for one prompt (embeds it: call off the event loop)."""
+        if self.params is None:
+            raise UserError("the MDP router is not trained (routerzoo train --router mdp)")
+        return _MDPSteps(self, self.reduce(self.embed([prompt]))[0])
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "config": asdict(self.config)}
+
+
+class _MDPSteps(Steps):
+    """The greedy Q-policy for one prompt; a model whose backend failed is never chosen again."""
+
+    def __init__(self, policy: MDPPolicy, emb: np.ndarray):
+        m = len(policy.config.models)
+        self.policy, self.emb = policy, emb
+        self.seq: list[int] = []
+        self.scores = np.zeros((1, m))
+        self.answers = np.full((1, m), None, dtype=object)
+        self.failed: set[int] = set()
+
+    def next_call(self) -> tuple[str, bool] | None:
+        p = self.policy
+        m, cap = len(p.config.models), p.config.max_calls
+        feats = state_features(self.emb[None, :], [self.seq], self.scores, self.answers, cap)
+        q = p.q_values(feats)[0]
+        ok = valid_actions([self.seq], m, cap)[0]
+        for k in self.failed:
+            ok[1 + k] = False
+        if not ok.any():
+            return None
+        a = int(np.argmax(np.where(ok, q, -np.inf)))
+        if a == 0:
+            return None
+        return p.config.models[a - 1], len(self.seq) + 1 >= cap
+
+    def observe(self, model: str, completion, score: float | None) -> None:
+        k = self.policy.config.models.index(model)
+        if completion is None:
+            self.failed.add(k)
+            return
+        self.seq.append(k)
+        self.scores[0, k] = 0.0 if score is None else score
+        self.answers[0, k] = extract(completion.text)
 
 
 # -- artifacts ---------------------------------------------------------------------------------------------

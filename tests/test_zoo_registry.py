@@ -110,25 +110,8 @@ def test_compare_gate_promote_refuse_force(zoo, capsys, tmp_path):
     assert zoo_cli(zoo, capsys, "promote", "router/2", "--alias", "champion")[0] == 0
 
 
-def invoke(url: str, params: dict | None) -> list[str]:
-    """POST the prompts to a scoring server's /invocations; the chosen model per prompt."""
-    import urllib.request
-
-    body = {"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in PROMPTS]}}
-    if params:
-        body["params"] = params
-    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as resp:
-        return [row["model"] for row in json.loads(resp.read())["predictions"]]
-
-
 def test_champion_answers_alike_through_routerzoo_pyfunc_and_mlflow_models_serve(zoo, capsys):
     """`mlflow models serve -m models:/router@champion --env-manager local` on loopback, a real process."""
-    import os
-    import sys
-    import time
-
     from routerzoo.routers import load_router
     from routerzoo.zoo import processes
     from routerzoo.zoo.pyfunc import load_registered
@@ -141,21 +124,14 @@ def test_champion_answers_alike_through_routerzoo_pyfunc_and_mlflow_models_serve
     assert router.kind == "knn" and router.lineage["dataset"] == "topics"
     assert len(set(router.route(PROMPTS, cost_weight=0.0))) > 1  # decisions that depend on the prompt
 
-    port = processes.free_port()
-    log = zoo["root"] / "serve.log"
-    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH: the venv's, as when activated
-    env = dict(os.environ, MLFLOW_TRACKING_URI=zoo["uri"], PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    t0 = time.monotonic()
-    proc = processes.start([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", "models:/router@champion",
-                            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], log, env=env)
+    proc, url, started = processes.mlflow_models_serve("models:/router@champion", zoo["uri"], zoo["root"] / "serve.log")
     try:
-        processes.wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180, log=log)
         with capsys.disabled():
-            print(f"\nmlflow models serve answered /ping after {time.monotonic() - t0:.1f} s")
+            print(f"\nmlflow models serve answered /ping after {started:.1f} s")
         for params in (None, {"cost_weight": 0.0}, {"cost_weight": 1e9}):
             expected = router.route(PROMPTS, **(params or {}))
             assert model.predict(pd.DataFrame({"prompt": PROMPTS}), params=params)["model"].tolist() == expected
-            assert invoke(f"http://127.0.0.1:{port}", params) == expected, params
+            assert processes.invoke_prompts(url, PROMPTS, params) == expected, params
     finally:
         processes.stop(proc)
     assert proc.returncode is not None

@@ -184,3 +184,23 @@ def test_server_hot_reload_follows_the_alias_on_the_tracking_server(team, data, 
             reply = httpx.post(server.url + "/v1/chat/completions", timeout=30, json={
                 "model": "routerzoo", "messages": [{"role": "user", "content": PROMPTS[0]}]})
             assert reply.status_code == 200
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_from_the_tracking_server(team, data, tmp_path):
+    """`mlflow models serve -m models:/NAME@champion` with the model fetched over HTTP answers like load_router.
+
+    Slow (a third process importing MLflow, about 20 s here): the same check runs by default against
+    SQLite in test_zoo_registry.py."""
+    from routerzoo.routers import load_router
+
+    uri = team["uri"]
+    train_router("knn", KNNConfig(k=5), data, tmp_path / "knn", progress=False,
+                 tracking=TrackingConfig(tracking_uri=uri, register="served-team", alias="champion"))
+    router = load_router("models:/served-team@champion", tracking_uri=uri)
+    proc, url, _ = processes.mlflow_models_serve("models:/served-team@champion", uri, tmp_path / "serve.log")
+    try:
+        for params in (None, {"cost_weight": 1e9}):
+            assert processes.invoke_prompts(url, PROMPTS, params) == router.route(PROMPTS, **(params or {}))
+    finally:
+        processes.stop(proc)

@@ -76,3 +76,38 @@ def stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             pass
+
+
+def mlflow_models_serve(model_uri: str, tracking_uri: str, log: str | os.PathLike, timeout: float = 180.0):
+    """Start ``mlflow models serve -m MODEL_URI --env-manager local`` on a free loopback port.
+
+    Returns:
+        ``(process, url, seconds until /ping answered)``; stop it with :func:`stop`.
+    """
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH: this environment's
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    port = free_port()
+    t0 = time.monotonic()
+    proc = start([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+                  "--host", "127.0.0.1", "--port", str(port)], log, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=timeout, log=log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, f"http://127.0.0.1:{port}", time.monotonic() - t0
+
+
+def invoke_prompts(url: str, prompts: list[str], params: dict | None = None, timeout: float = 120.0) -> list[str]:
+    """POST ``prompts`` to a pyfunc scoring server's ``/invocations``; the chosen model per prompt."""
+    import json
+
+    body: dict = {"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}}
+    if params:
+        body["params"] = params
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return [row["model"] for row in json.loads(resp.read())["predictions"]]

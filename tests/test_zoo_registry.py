@@ -87,7 +87,8 @@ def test_compare_gate_promote_refuse_force(zoo, capsys, tmp_path):
     assert run.data.metrics["router_v2_gap_closed"] > run.data.metrics["router_v1_gap_closed"]
     assert {"comparison.png", "comparison.txt", "reports.json"} <= {a.path for a in client.list_artifacts(run_id)}
 
-    # no champion yet: nothing to beat
+    # no champion yet (whichever tests ran before): nothing to beat
+    zoo_cli(zoo, capsys, "rm", "router@champion")
     code, out, _ = zoo_cli(zoo, capsys, "promote", "router/1", "--alias", "champion", "--if-better-than", "champion", "--data", data)
     assert code == 0 and "nothing to beat" in out
     # the kNN beats it on the same data
@@ -160,7 +161,7 @@ def test_errors_are_one_line_and_rm_guards_aliases(zoo, capsys):
         (("promote", "router@champion", "--alias", "x"), "name the candidate as NAME/VERSION"),
         (("compare", "router/1", "router/99", "--data", str(zoo["data"])), "no version 99"),
         (("promote", "router/1", "--alias", "champion", "--if-better-than", "champion", "--data", str(zoo["data"]),
-          "--metric", "nonsense"), "available: "),
+          "--metric", "nonsense"), "--metric 'nonsense': choose one of gap_closed, aiq"),
     ]
     for args, message in cases:
         code, _, err = zoo_cli(zoo, capsys, *args)
@@ -173,6 +174,7 @@ def test_errors_are_one_line_and_rm_guards_aliases(zoo, capsys):
     assert zoo_cli(zoo, capsys, "rm", "scratch@champion")[0] == 0
     assert zoo_cli(zoo, capsys, "rm", "scratch")[1].strip() == "removed scratch (1 version)"
     assert zoo_cli(zoo, capsys, "show", "scratch")[0] == 2
+    assert main(["zoo"]) == 2 and "SUBCOMMAND" in capsys.readouterr().err  # no subcommand: help, status 2
 
 
 def test_different_encoder_behind_the_same_id_is_refused(zoo, tmp_path):

@@ -160,8 +160,9 @@ COMMANDS = {"list": _print_list, "show": _print_show, "register": _register, "co
 def main(argv: list[str]) -> int:
     """Parse ``argv`` (after ``zoo``) and run the subcommand; UserErrors propagate to the CLI's handler."""
     parser = argparse.ArgumentParser(prog="routerzoo")
-    add_parser(parser.add_subparsers(dest="command"))
+    zoo = add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["zoo", *argv])
     if args.zoo_command is None:
-        parser.parse_args(["zoo", "--help"])
+        zoo.print_help(sys.stderr)
+        return 2
     return COMMANDS[args.zoo_command](args)

@@ -24,6 +24,9 @@ PROMOTION_TAG = "routerzoo.promotion."
 FORCED_TAG = "routerzoo.promotion.forced"
 #: metrics where a smaller value is better; every other summary metric is "higher is better"
 LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80"})
+#: what a gate can compare: the headline numbers of routerzoo.training.train.summary_metrics
+GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
+                "pair_accuracy", "pair_log_loss")
 
 
 class PromotionRefused(UserError):
@@ -348,6 +351,8 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         raise UserError(f"zoo promote {ref}: name the candidate as NAME/VERSION")
     if if_better_than is not None and data is None:
         raise UserError("--if-better-than needs --data DIR: the data both versions are evaluated on")
+    if if_better_than is not None and metric not in GATE_METRICS:
+        raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")
     mlflow, client = _client(tracking_uri)
     mv = resolve_version(client, parsed)
     label = f"{parsed.name}/{mv.version}"

@@ -61,7 +61,7 @@ class RouterDCConfig:
     """
 
     dim: int = 64
-    temperature: float = 0.2
+    temperature: float = 0.5
     top_k: int = 3
     last_k: int = 3
     sample_weight: float = 1.0

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", help="dataset directory (default: the bundled MMLU-Pro sample)")
     ap.add_argument("--split", default="train", help="split to replay (default train)")
-    ap.add_argument("--alpha", type=float, default=0.5, help="exploration width")
+    ap.add_argument("--alpha", type=float, default=0.1, help="exploration width")
     ap.add_argument("--cost-weight", type=float, default=0.0, help="λ: rewards are quality - λ·cost")
     ap.add_argument("--dims", type=int, default=32, help="principal components the bandit reads (0: all)")
     ap.add_argument("--seed", type=int, default=0)

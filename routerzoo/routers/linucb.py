@@ -56,7 +56,7 @@ class LinUCBConfig:
     """
 
     exploration: str = "ucb"
-    alpha: float = 0.5
+    alpha: float = 0.1
     ridge: float = 1.0
     offline: str = "replay"
     replay_cost_weight: float = 0.0

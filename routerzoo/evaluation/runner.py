@@ -29,6 +29,21 @@ def has_split(dataset: RoutingDataset, split: str, models: list[str]) -> bool:
     return False
 
 
+def use_embedding_cache(router) -> None:
+    """Let a loaded router encode through the on-disk embedding cache that training fills.
+
+    A router loaded from an artifact keeps embeddings in memory only (a server must never fill a
+    disk), so evaluating or calibrating it would re-encode every prompt of the split: minutes on a
+    CPU for a few thousand prompts that training already encoded. Offline tools (eval, calibrate,
+    benchmarks) call this first; it does nothing for routers without an encoder or with one loaded.
+    """
+    encoder_id = getattr(router, "encoder", None)
+    if isinstance(router, Router) and isinstance(encoder_id, str) and encoder_id and router.loaded_encoder is None:
+        from routerzoo.routers.encoder import Encoder
+
+        router.set_encoder(Encoder(encoder_id, cache_dir=None, show_progress=False))
+
+
 def _check_models(router: Router, dataset: RoutingDataset) -> None:
     missing = [m for m in router.models if m not in dataset.models]
     if missing:
@@ -61,6 +76,7 @@ def evaluate_router(
     dropped = 0
     if dataset.outcomes is not None:
         matrix, dropped = evaluation_matrix(router, dataset, split)
+        use_embedding_cache(router)
         pred = router.predict(matrix.prompts)
         report = evaluate_predictions(pred.quality, pred.cost, matrix.quality, matrix.cost, matrix.models,
                                       strong=strong, weak=weak, bootstrap=bootstrap)

@@ -99,13 +99,14 @@ SPLITS = ("train", "val", "test")
 
 def _split_predictions(router, dataset, split: str):
     """Predictions and outcomes of one split, or of several joined by commas ("train,val")."""
-    from routerzoo.evaluation.runner import evaluation_matrix
+    from routerzoo.evaluation.runner import evaluation_matrix, use_embedding_cache
     from routerzoo.routers.prediction import Prediction
 
     parts = [p.strip() for p in split.split(",")]
     bad = [p for p in parts if p not in SPLITS + ("all",)] + (["all"] if "all" in parts and len(parts) > 1 else [])
     if bad or len(set(parts)) != len(parts):
         raise UserError(f"split {split!r}: give one of {list(SPLITS + ('all',))} or several of {list(SPLITS)} joined by commas")
+    use_embedding_cache(router)
     preds, qs, cs = [], [], []
     for part in parts:
         matrix, _ = evaluation_matrix(router, dataset, part)

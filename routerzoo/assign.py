@@ -139,12 +139,14 @@ def assign(router, prompts: list[str], budget: float, capacity: dict[str, float]
     Raises:
         InfeasibleError: no assignment meets the budget and capacities (one line, with the shortfall).
     """
+    from routerzoo.evaluation.runner import use_embedding_cache
     from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
     from routerzoo.routers.prediction import Prediction
 
     if not (math.isfinite(cost_weight) and cost_weight >= 0):
         raise UserError(f"--cost-weight must be a finite number >= 0, got {cost_weight}")
     policy = AssignmentPolicy(AssignmentConfig(budget=budget, capacity=capacity, time_limit_s=time_limit_s))
+    use_embedding_cache(router)  # an offline batch job: reuse (and fill) the on-disk embedding cache
     pred = router.predict(prompts)
     # λ enters the objective only: the budget still bounds the predicted cost itself
     objective = Prediction(pred.quality - cost_weight * pred.cost, pred.cost) if cost_weight else pred

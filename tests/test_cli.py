@@ -70,6 +70,16 @@ def two_datasets(tmp_path_factory):
     return root
 
 
+def test_train_without_router_trains_the_default(two_datasets, capsys):
+    from routerzoo.routers.registry import DEFAULT_ROUTER, KINDS
+
+    assert KINDS[DEFAULT_ROUTER].role == "router"
+    out = two_datasets / "default"
+    assert main(["train", "--data", str(two_datasets / "a"), "--out", str(out), "--tracking.enabled", "false"]) == 0
+    assert f"training the default router {DEFAULT_ROUTER!r}" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["kind"] == DEFAULT_ROUTER
+
+
 def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
     root = two_datasets
     proc = run_cli(
@@ -111,7 +121,6 @@ def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):
     "args,message",
     [
         (["train", "--router", "nope", "--data", "x", "--out", "y"], "unknown router 'nope'"),
-        (["train", "--data", "x", "--out", "y"], "choose a router"),
         (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--router.k", "abc"], "router.k"),
         (["train", "--router", "knn", "--data", "{a}", "--out", "{tmp}/o", "--router.k", "0"], "router.k must be >= 1"),
         (["train", "--router", "knn", "--data", "{tmp}/missing", "--out", "{tmp}/o"], "not a routerzoo dataset"),

@@ -98,6 +98,12 @@ KINDS: dict[str, KindSpec] = {
 }
 
 
+#: What ``routerzoo train`` trains when no router is named. Chosen by bench/routing_quality.py on held-out
+#: test splits: kNN generalised best across MMLU-Pro, the RouteLLM caches and RouterArena. Routers
+#: that looked better on validation (mf, stack, cluster, routerdc) fell behind it on test.
+DEFAULT_ROUTER = "knn"
+
+
 def kinds(role: str | None = None) -> dict[str, KindSpec]:
     """Registered kinds, optionally of one role."""
     return {name: spec for name, spec in KINDS.items() if role is None or spec.role == role}

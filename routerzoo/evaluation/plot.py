@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,20 @@ import numpy as np
 from routerzoo.evaluation.metrics import EvaluationInputError, _hull
 
 __all__ = ["plot_report", "plot_reports"]
+
+# matplotlib's text layout (mathtext's pyparsing grammar, the font cache) is not thread-safe: two
+# trainings in one process (threads logging to one tracking server) failed with ParseException when
+# they drew at the same moment. Drawing is a few hundred ms, so rendering is serialised.
+_RENDER_LOCK = threading.Lock()
+
+
+def _serialised(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _RENDER_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _xy(points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +50,7 @@ def plot_report(report: dict, path, title: str | None = None) -> Path:
     return plot_reports({str(report.get("name", "router")): report}, path, title=title)
 
 
+@_serialised
 def plot_reports(reports: dict[str, dict], path, title: str | None = None) -> Path:
     """Write a PNG of mean cost per prompt (x) against mean quality (y).
 

@@ -66,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a router on cost-quality curves", description=(
         "Sweep the cost weight λ and report AIQ (router, zero router, oracle), the share of the "
-        "zero-router→oracle gap closed, best single model, and with --strong/--weak APGR and CPT."))
-    ev.add_argument("routers", nargs="+", metavar="ROUTER", help="router artifact directory; several are compared side by side")
+        "zero-router→oracle gap closed, best single model, and with --strong/--weak APGR and CPT. "
+        "A deferral scorer artifact gets AUROC and deferral-curve AUC; an MDP router artifact or a "
+        "cascade YAML (from `routerzoo calibrate-cascade --out`) is run offline: mean quality, mean "
+        "summed cost, calls per prompt, AIQ and cascade AUC (docs/cascades.md)."))
+    ev.add_argument("routers", nargs="+", metavar="ROUTER", help="router artifact directory; several are compared side by side "
+                    "(or one deferral scorer / MDP router artifact, or one cascade YAML)")
     ev.add_argument("--data", required=True, help="dataset directory to evaluate on")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
     ev.add_argument("--json", dest="json_out", help="write the full report (with the curve) as JSON here")
@@ -77,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% confidence intervals (default 0: off)")
     ev.add_argument("--prices", help="decide at these prices (YAML/JSON, $ per 1M input/output tokens per model) "
                                      "instead of the training prices; no retraining needed")
+    ev.add_argument("--model", help="deferral scorer: the model whose answers are scored (default: the scorer's own)")
+    ev.add_argument("--next-model", help="deferral scorer: the model deferred to, for the deferral curve "
+                                         "(default: the scorer's own, or the other model of a two-model table)")
 
     rt = sub.add_parser("routers", help="list registered kinds", description=(
         "List every registered kind: routers (`routerzoo train --router NAME`), deferral scorers and policies."))
@@ -220,6 +227,13 @@ def cmd_eval(args) -> int:
     from routerzoo.routers import load_router
 
     _eval_paths(args)
+    from routerzoo.evaluation.artifact_eval import artifact_role
+
+    roles = {path: artifact_role(path) for path in args.routers}
+    if any(role != "router" for role in roles.values()):
+        from routerzoo.evaluation.artifact_eval import eval_command
+
+        return eval_command(args, roles)
     prices = None
     if args.prices:
         from routerzoo.data.prices import load_price_file

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_flags(split)
     fmts = dsub.add_parser("formats", help="list import formats", description="List the formats `routerzoo data import` reads, or describe one.")
     fmts.add_argument("format", nargs="?", help="describe this format's input in full")
+    from routerzoo.data import generate as data_generate  # argparse only: httpx is imported when it runs
+
+    data_generate.add_parser(dsub)
 
     sub.add_parser("train", help="train a router (see `routerzoo train --help`)", add_help=False)
 
@@ -315,11 +318,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_data_generate(args) -> int:
+    from routerzoo.data.generate import run as generate_run
+
+    return generate_run(args)
+
+
 COMMANDS = {
     ("data", "import"): cmd_data_import,
     ("data", "show"): cmd_data_show,
     ("data", "split"): cmd_data_split,
     ("data", "formats"): cmd_data_formats,
+    ("data", "generate"): cmd_data_generate,
     ("eval", None): cmd_eval,
     ("routers", None): cmd_routers,
     ("demo", None): cmd_demo,

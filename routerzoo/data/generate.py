@@ -567,6 +567,11 @@ def add_parser(dsub) -> None:
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as a Bearer token)")
     p.add_argument("--prices", help="price file (YAML/JSON, $ per 1M input/output tokens); default: cost 0")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty (default: refuse)")
+    p.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
+    p.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="split seed (default 0); splits hash the prompt id, so the defaults agree with an unstratified "
+                        "`routerzoo data import` of the same questions")
 
 
 def run(args) -> int:
@@ -575,6 +580,7 @@ def run(args) -> int:
     from routerzoo.data.splits import SplitSpec
 
     _httpx()
+    split = SplitSpec(val=args.val, test=args.test, seed=args.seed)
     check_output_dir(args.out, overwrite=args.overwrite, what="dataset directory")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
@@ -608,7 +614,7 @@ def run(args) -> int:
               "instruction": config.instruction}
     dataset = build_dataset(answers, model=model, scorer=scorer, scorer_name=scorer_name,
                             name=args.name or Path(args.out).resolve().name, prices=args.prices, sources=[source],
-                            split=SplitSpec())
+                            split=split)
     failures = [a for a in answers if a.error is not None]
     result = GenerateResult(dataset, failures, scorer_name)
     save_dataset(dataset, args.out, overwrite=args.overwrite,

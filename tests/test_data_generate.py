@@ -94,7 +94,7 @@ def test_multiple_choice_scores_logprobs_and_deferral_eval(backend, mc_questions
     assert "generated 6 answers of smol" in stdout and "accuracy 0.500 (choice)" in stdout
     assert "6/6 answered (0 failed)" in stderr  # progress
     sent = fake.received[-1]
-    assert sent["logprobs"] is True and sent["model"] == "smol" and "the answer is (X)" in sent["messages"][0]["content"]
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 1 and sent["model"] == "smol" and "the answer is (X)" in sent["messages"][0]["content"]
 
     ds = load_dataset(out)
     df = ds.outcomes.set_index("prompt_id")

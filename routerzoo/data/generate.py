@@ -385,7 +385,9 @@ def _ask(client, config: GenerateConfig, question: Question) -> Answer:
     """One question, retried on transient failures; never raises for a request problem."""
     httpx = _httpx()
     body = {"model": config.model, "messages": [{"role": "user", "content": config.instruction.format(prompt=question.prompt)}],
-            "max_tokens": config.max_tokens, "temperature": config.temperature, "logprobs": True}
+            "max_tokens": config.max_tokens, "temperature": config.temperature, "logprobs": True,
+            # llama-cpp-python's server returns no logprobs for logprobs: true without top_logprobs
+            "top_logprobs": 1}
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     answer = Answer(question)
     for attempt in range(config.retries + 1):

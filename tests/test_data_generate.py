@@ -212,3 +212,10 @@ def test_extraction():
     assert extract_number("first 3 then 7") == 7
     assert extract_number("#### -12") == -12
     assert extract_number("none") is None
+
+
+def test_missing_httpx_names_the_extra(tmp_path, capsys, monkeypatch, mc_questions):
+    monkeypatch.setitem(__import__("sys").modules, "httpx", None)  # as if the [serve] extra were not installed
+    rc, _, stderr = run_cli(capsys, "--questions", mc_questions, "--endpoint", "http://127.0.0.1:9", "--model", "m",
+                            "--out", tmp_path / "gen")
+    assert rc == 2 and "pip install 'routerzoo[serve]'" in stderr and not (tmp_path / "gen").exists()

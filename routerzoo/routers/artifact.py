@@ -90,7 +90,9 @@ def write_artifact(router, path: str | os.PathLike, *, overwrite: bool = False) 
     return path
 
 
-def _refuse_pickles(path: Path) -> None:
+def refuse_pickles(path: Path) -> None:
+    """Refuse a folder holding a pickled file (by suffix, or pickle bytes under any other name but the
+    safetensors weights): shared by every artifact loader (routers, deferral scorers, MDP policies)."""
     for p in sorted(path.rglob("*")):
         if not p.is_file():
             continue
@@ -212,7 +214,7 @@ def load_artifact(path: str | os.PathLike):
     """Load a router artifact directory (checked, never unpickled)."""
     path = Path(path)
     if path.is_dir():
-        _refuse_pickles(path)
+        refuse_pickles(path)
     config = read_config(path)
     tensors = read_weights(path, config.get("weights_sha256"))
     router = build_router(config, tensors, str(path / CONFIG_FILE))

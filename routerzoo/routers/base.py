@@ -106,6 +106,25 @@ class Router:
             raise UserError(f"weights: tensor {name!r} has shape {tuple(arr.shape)}, expected {want} for {len(self.models)} models")
         return arr
 
+    @staticmethod
+    def _module_state(module, prefix: str = "net.") -> dict[str, np.ndarray]:
+        """A torch module's tensors as numpy arrays named ``prefix + name`` (for :meth:`state`)."""
+        return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+    def _load_module(self, module, tensors: dict[str, np.ndarray], what: str, prefix: str = "net.") -> None:
+        """Load ``module``'s parameters from ``tensors[prefix + name]``: every tensor's shape is checked
+        against the module built from the config, and tensors the module does not have are refused
+        (``what`` names the network in that error)."""
+        import torch
+
+        expected = module.state_dict()
+        for name, value in expected.items():
+            self._tensor(tensors, f"{prefix}{name}", tuple(value.shape))
+        extra = sorted(k for k in tensors if k.startswith(prefix) and k[len(prefix):] not in expected)
+        if extra:
+            raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for {what}")
+        module.load_state_dict({k: torch.from_numpy(np.array(tensors[f"{prefix}{k}"])) for k in expected})
+
     def _check_fitted(self) -> None:
         missing = [name for name in self.fitted_attributes() if not hasattr(self, name)]
         if missing:

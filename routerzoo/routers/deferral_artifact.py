@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from routerzoo.errors import UserError
-from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError, _refuse_pickles, read_weights
+from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError, read_weights, refuse_pickles
 from routerzoo.routers.typed_config import config_from_dict, config_to_dict
 
 DEFERRAL_SCHEMA_VERSION = 1
@@ -61,7 +61,7 @@ def load_deferral(path: str | os.PathLike):
     cfg_path = path / CONFIG_FILE
     if not path.is_dir() or not cfg_path.is_file():
         raise ArtifactError(f"{path}: not a deferral scorer artifact (no {CONFIG_FILE})")
-    _refuse_pickles(path)
+    refuse_pickles(path)
     try:
         config = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:

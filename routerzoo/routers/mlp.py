@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from routerzoo.errors import ConfigError, UserError
+from routerzoo.errors import ConfigError
 from routerzoo.routers.base import Router
 from routerzoo.routers.features import PromptFeatures, feature_matrix
 
@@ -119,25 +119,17 @@ class MLPRouter(Router):
         return ["net_"]
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        out = self._module_state(self.net_)
         out["log_cost_mean"] = self.log_cost_mean_
         out["log_cost_std"] = self.log_cost_std_
         return out
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        import torch
-
         m = len(self.models)
         first = "net.trunk.0.weight" if self.config.hidden else "net.quality_head.weight"
         in_dim = self._tensor(tensors, first, (self.config.hidden[0] if self.config.hidden else m, None)).shape[1]
         net = self.network(in_dim)
-        expected = net.state_dict()
-        for name, value in expected.items():
-            self._tensor(tensors, f"net.{name}", tuple(value.shape))
-        extra = sorted(k for k in tensors if k.startswith("net.") and k[4:] not in expected)
-        if extra:
-            raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for an MLP with hidden={self.config.hidden}")
-        net.load_state_dict({k: torch.from_numpy(np.array(tensors[f"net.{k}"])) for k in expected})
+        self._load_module(net, tensors, f"an MLP with hidden={self.config.hidden}")
         self.set_network(net, self._tensor(tensors, "log_cost_mean", (m,)), self._tensor(tensors, "log_cost_std", (m,)))
 
     def _predict_prompts(self, prompts: list[str], categories=None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -139,24 +139,16 @@ class ScalarisedRouter(Router):
         return ["net_", "cost_scale_"]
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        out = self._module_state(self.net_)
         out["cost_scale"] = np.array([self.cost_scale_], dtype=np.float64)
         return out
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        import torch
-
         first = "net.trunk.0.weight" if self.config.hidden else "net.quality_head.weight"
         rows = self.config.hidden[0] if self.config.hidden else len(self.models)
         in_dim = self._tensor(tensors, first, (rows, None)).shape[1] - 2
         net = self.network(in_dim)
-        expected = net.state_dict()
-        for name, value in expected.items():
-            self._tensor(tensors, f"net.{name}", tuple(value.shape))
-        extra = sorted(k for k in tensors if k.startswith("net.") and k[4:] not in expected)
-        if extra:
-            raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for hidden={self.config.hidden}")
-        net.load_state_dict({k: torch.from_numpy(np.array(tensors[f"net.{k}"])) for k in expected})
+        self._load_module(net, tensors, f"hidden={self.config.hidden}")
         scale = float(self._tensor(tensors, "cost_scale", (1,))[0])
         if not (math.isfinite(scale) and scale > 0):
             raise UserError(f"weights: cost_scale must be a positive number, got {scale}")

@@ -161,23 +161,15 @@ class ZooterRouter(Router):
         return ["net_", "quality_scale_"]
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        out = self._module_state(self.net_)
         out["quality_scale"] = np.array([self.quality_scale_], dtype=np.float64)
         return out
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        import torch
-
         first = "net.trunk.0.weight" if self.config.hidden else "net.logits_head.weight"
         rows = self.config.hidden[0] if self.config.hidden else len(self.models)
         net = self.network(self._tensor(tensors, first, (rows, None)).shape[1])
-        expected = net.state_dict()
-        for name, value in expected.items():
-            self._tensor(tensors, f"net.{name}", tuple(value.shape))
-        extra = sorted(k for k in tensors if k.startswith("net.") and k[4:] not in expected)
-        if extra:
-            raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for hidden={self.config.hidden}")
-        net.load_state_dict({k: torch.from_numpy(np.array(tensors[f"net.{k}"])) for k in expected})
+        self._load_module(net, tensors, f"hidden={self.config.hidden}")
         scale = float(self._tensor(tensors, "quality_scale", (1,))[0])
         if not (math.isfinite(scale) and scale >= 0):
             raise UserError(f"weights: quality_scale must be a number >= 0, got {scale}")

@@ -296,14 +296,14 @@ def save_mdp(policy: MDPPolicy, path: str | os.PathLike, *, lineage: dict | None
 
 def load_mdp(path: str | os.PathLike) -> MDPPolicy:
     """Load an MDP router artifact (checked, never unpickled); its scorer is resolved as configured."""
-    from routerzoo.routers.artifact import CONFIG_FILE, ArtifactError, _refuse_pickles, read_weights
+    from routerzoo.routers.artifact import CONFIG_FILE, ArtifactError, read_weights, refuse_pickles
     from routerzoo.routers.typed_config import config_from_dict
 
     path = Path(path)
     cfg_path = path / CONFIG_FILE
     if not cfg_path.is_file():
         raise ArtifactError(f"{path}: not an MDP router artifact (no {CONFIG_FILE})")
-    _refuse_pickles(path)
+    refuse_pickles(path)
     try:
         doc = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:

@@ -31,6 +31,14 @@ class KindSpec:
         cls: ``module:Class`` of the inference class.
         fit: ``module:function`` ``fit(config, ctx) -> (fitted, metrics)``, or None when not trained.
         summary: one line for ``routerzoo routers``.
+        trains_from: what the fit reads: ``"outcomes"`` (benchmark tables) and/or ``"pairs"``
+            (preference pairs). Generic code checks a dataset against this before fitting, so a kind
+            that cannot learn from what it is given refuses it with one line instead of a
+            per-kind branch.
+        reads: what inference reads per query: ``"prompt"``, ``"response"``, ``"logprobs"`` (token
+            logprobs of the response), ``"samples"`` (k sampled responses).
+        mode: ``"one-shot"`` (scores every candidate from the prompt), ``"batch"`` (decides over a
+            whole batch) or ``"sequential"`` (calls models in turn).
     """
 
     role: str
@@ -38,6 +46,16 @@ class KindSpec:
     cls: str
     fit: str | None
     summary: str
+    trains_from: tuple[str, ...] = ("outcomes",)
+    reads: tuple[str, ...] = ("prompt",)
+    mode: str = "one-shot"
+
+    def __post_init__(self):
+        # a typo here would silently change what the contract suite expects
+        assert self.role in ROLES, self.role
+        assert set(self.trains_from) <= {"outcomes", "pairs"}, self.trains_from
+        assert set(self.reads) <= {"prompt", "response", "logprobs", "samples"}, self.reads
+        assert self.mode in ("one-shot", "batch", "sequential"), self.mode
 
     @staticmethod
     def _resolve(ref: str):
@@ -71,30 +89,30 @@ KINDS: dict[str, KindSpec] = {
     "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
     "routerdc": KindSpec("router", f"{_R}.routerdc:RouterDCConfig", f"{_R}.routerdc:RouterDCRouter", "routerzoo.training.routerdc:fit_routerdc", "dual-contrastive router (RouterDC): learned model embeddings x projected prompt, sample-LLM + sample-sample contrastive losses (Lightning)"),
     "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
-    "eagle": KindSpec("router", f"{_R}.eagle:EagleConfig", f"{_R}.eagle:EagleRouter", f"{_R}.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)"),
-    "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs"),
+    "eagle": KindSpec("router", f"{_R}.eagle:EagleConfig", f"{_R}.eagle:EagleRouter", f"{_R}.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)", trains_from=("outcomes", "pairs")),
+    "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs", trains_from=("outcomes", "pairs")),
     "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
-    "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)"),
+    "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)", trains_from=("outcomes", "pairs")),
     "oracle": KindSpec("router", f"{_R}.baselines:OracleConfig", f"{_R}.baselines:OracleRouter", f"{_R}.baselines:fit_oracle", "true outcomes of seen prompts (the ceiling; evaluation only)"),
-    "mf": KindSpec("router", f"{_R}.mf:MFConfig", f"{_R}.mf:MFRouter", "routerzoo.training.mf:fit_mf", "matrix factorisation: model embeddings x projected prompt embedding (BCE on outcomes, Bradley-Terry on pairs)"),
+    "mf": KindSpec("router", f"{_R}.mf:MFConfig", f"{_R}.mf:MFRouter", "routerzoo.training.mf:fit_mf", "matrix factorisation: model embeddings x projected prompt embedding (BCE on outcomes, Bradley-Terry on pairs)", trains_from=("outcomes", "pairs")),
     "cluster": KindSpec("router", f"{_R}.cluster:ClusterConfig", f"{_R}.cluster:ClusterRouter", f"{_R}.cluster:fit_cluster", "k-means on prompt embeddings, each cluster's quality and cost per model (k by validation AIQ)"),
-    "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)"),
-    "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation"),
+    "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)", trains_from=("outcomes", "pairs")),
+    "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation", trains_from=("outcomes", "pairs")),
     "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
     "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
     "linucb": KindSpec("router", f"{_R}.linucb:LinUCBConfig", f"{_R}.linucb:LinUCBRouter", f"{_R}.linucb:fit_linucb", "contextual bandit (LinUCB or Thompson sampling) on prompt embeddings: offline replay, then update() online"),
     # deferral scorers
-    "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)"),
-    "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)"),
-    "posthoc-deferral": KindSpec("deferral", f"{_R}.posthoc_deferral:PostHocDeferralConfig", f"{_R}.posthoc_deferral:PostHocDeferral", f"{_R}.posthoc_deferral:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)"),
-    "consistency": KindSpec("deferral", f"{_R}.consistency:ConsistencyConfig", f"{_R}.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)"),
-    "prompt-response": KindSpec("deferral", f"{_R}.prompt_response:PromptResponseConfig", f"{_R}.prompt_response:PromptResponseScorer", f"{_R}.prompt_response:fit_prompt_response", "logistic head on frozen MiniLM embeddings of (prompt, response): no logprobs needed (FrugalGPT-style)"),
+    "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)", reads=("prompt", "response", "logprobs")),
+    "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)", reads=("prompt", "response", "logprobs")),
+    "posthoc-deferral": KindSpec("deferral", f"{_R}.posthoc_deferral:PostHocDeferralConfig", f"{_R}.posthoc_deferral:PostHocDeferral", f"{_R}.posthoc_deferral:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)", reads=("prompt",)),  # token logprobs sharpen it when present; not required
+    "consistency": KindSpec("deferral", f"{_R}.consistency:ConsistencyConfig", f"{_R}.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)", reads=("prompt", "samples")),
+    "prompt-response": KindSpec("deferral", f"{_R}.prompt_response:PromptResponseConfig", f"{_R}.prompt_response:PromptResponseScorer", f"{_R}.prompt_response:fit_prompt_response", "logistic head on frozen MiniLM embeddings of (prompt, response): no logprobs needed (FrugalGPT-style)", reads=("prompt", "response")),
     # policies
     "argmax": KindSpec("policy", f"{_R}.policies.argmax:ArgmaxConfig", f"{_R}.policies.argmax:ArgmaxPolicy", None, "argmax of quality - λ·cost per prompt"),
     "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),
-    "assignment": KindSpec("policy", f"{_R}.policies.assignment:AssignmentConfig", f"{_R}.policies.assignment:AssignmentPolicy", None, "batch assignment under a budget and per-model capacity (MILP)"),
-    "cascade": KindSpec("policy", f"{_R}.policies.cascade:CascadeConfig", f"{_R}.policies.cascade:CascadePolicy", None, "call models in order, escalate while the deferral scorer rejects"),
-    "mdp": KindSpec("policy", f"{_R}.policies.mdp:MDPConfig", f"{_R}.policies.mdp:MDPPolicy", "routerzoo.training.mdp:fit_mdp", "MDP router: accept or call model k, from prompt, calls so far and their scores (fitted Q-iteration, Lightning)"),
+    "assignment": KindSpec("policy", f"{_R}.policies.assignment:AssignmentConfig", f"{_R}.policies.assignment:AssignmentPolicy", None, "batch assignment under a budget and per-model capacity (MILP)", mode="batch"),
+    "cascade": KindSpec("policy", f"{_R}.policies.cascade:CascadeConfig", f"{_R}.policies.cascade:CascadePolicy", None, "call models in order, escalate while the deferral scorer rejects", mode="sequential"),
+    "mdp": KindSpec("policy", f"{_R}.policies.mdp:MDPConfig", f"{_R}.policies.mdp:MDPPolicy", "routerzoo.training.mdp:fit_mdp", "MDP router: accept or call model k, from prompt, calls so far and their scores (fitted Q-iteration, Lightning)", mode="sequential"),
 }
 
 

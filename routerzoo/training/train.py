@@ -17,7 +17,7 @@ from pathlib import Path
 from routerzoo.data.dataset import RoutingDataset, load_dataset
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
-from routerzoo.routers.registry import get_kind
+from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig, FitContext
 from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
 
@@ -131,6 +131,18 @@ def build_context(dataset: RoutingDataset, features: FeatureConfig, seed: int, p
                       seed=seed, progress=progress)
 
 
+def check_trains_from(kind: str, trains_from: tuple[str, ...], ctx: FitContext) -> None:
+    """Refuse, before fitting, a dataset holding none of what the kind declares it learns from."""
+    has = {"outcomes": ctx.train is not None and len(ctx.train) > 0,
+           "pairs": (ctx.train_prefs is not None and len(ctx.train_prefs) > 0)
+           # pairs are derived from outcome tables, so an outcome table also feeds a pair learner
+           or (ctx.train is not None and len(ctx.train) > 0)}
+    if not any(has[t] for t in trains_from):
+        pair_kinds = sorted(name for name, s in kinds("router").items() if "pairs" in s.trains_from)
+        raise UserError(f"router {kind!r} trains on benchmark outcomes, and this dataset has none in its train split "
+                        f"(preference-pair datasets train {', '.join(repr(k) for k in pair_kinds)})")
+
+
 def check_eval_dataset(models: list[str], eval_dataset: RoutingDataset | None, split: str) -> None:
     """Before fitting: the evaluation dataset has every candidate model and the split exists."""
     if split not in EVAL_SPLITS:
@@ -210,6 +222,7 @@ def train_router(
     eval_dataset = load_dataset(eval_data) if eval_data is not None else None
     check_eval_dataset(dataset.models, eval_dataset, eval_split)
     ctx = build_context(dataset, features, seed, progress)
+    check_trains_from(kind, spec.trains_from, ctx)
     ctx.trainer = trainer
     from routerzoo.zoo.lineage import training_lineage
 

@@ -34,7 +34,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from routerzoo.serving.app import RequestError
+from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
 
 log = logging.getLogger("routerzoo.serving.feedback")
@@ -149,14 +149,10 @@ class FeedbackLearner:
 
     async def handle(self, request: Request) -> JSONResponse:
         """``POST /v1/feedback``."""
+        payload = decode_body(await self.state.read_body(request))  # a hostile body is 400 whatever the router
         if self.router is None:
             raise RequestError(400, "the served router does not learn from feedback (serve a 'linucb' router with a "
                                     "feedback section)", code="feedback_unsupported")
-        body = await self.state.read_body(request)
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(payload, dict):
             raise RequestError(400, "the request body must be a JSON object with request_id and reward")
         rid, reward = payload.get("request_id"), payload.get("reward")

@@ -369,6 +369,7 @@ class ServerState:
     async def _load_and_warm(self) -> None:
         s = self.settings
         try:
+            await self.batcher.run_in_worker(self._set_threads)
             if self.cascade is not None:
                 if self.cascade.policy is None:
                     await self.batcher.run_in_worker(self.cascade.load)
@@ -398,15 +399,22 @@ class ServerState:
             log.exception("could not load the router %s; /ready stays 503", s.router or "(given)")
             return
         if parse_alias_uri(s.router) is not None and s.reload.poll_interval_s > 0:
-            self.watcher = AliasWatcher(s, self.holder, self.warm, self.metrics)
+            self.watcher = AliasWatcher(s, self.holder, self.warm, self.metrics,
+                                        before_swap=self.feedback.attach if self.feedback is not None else None)
             self.watcher.start()
+
+    def _set_threads(self) -> None:
+        if self.settings.threads:
+            from routerzoo.routers.encoder import set_threads
+
+            set_threads(self.settings.threads)
 
     async def warm(self, router) -> None:
         """One prediction in the prediction thread: loads the encoder and compiles kernels before traffic."""
         await self.batcher.run_in_worker(router.predict, ["Warm-up: what is 2 + 2?"])
 
     def _on_swap(self, loaded: LoadedRouter) -> None:
-        self.metrics.set_router(loaded.name, loaded.router.kind, loaded.version or "-", loaded.source or "-")
+        self.metrics.set_router(loaded.name, loaded.router.kind, loaded.version or "-")
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
@@ -699,7 +707,7 @@ class AdmissionMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        guarded = not path.startswith(_OPEN_PATHS)
+        guarded = not path.startswith(_OPEN_PATHS) or (path == "/metrics" and st.settings.auth.protect_metrics)
         if guarded and st.key_hashes and not self._authorized(scope):
             await self._refuse(send_wrapper, RequestError(401, "invalid or missing API key; send Authorization: Bearer KEY",
                                                           code="invalid_api_key"))
@@ -728,10 +736,10 @@ class AdmissionMiddleware:
                 await self._refuse(send_wrapper, RequestError(500, f"internal error (request id {rid})",
                                                               type="server_error", code="internal_error"))
         finally:
-            if admitted[0]:
+            st.metrics.requests.labels(endpoint, str(status_box[0])).inc()
+            if admitted[0]:  # last: a request out of flight has been counted
                 st.in_flight -= 1
                 st.metrics.in_flight.dec()
-            st.metrics.requests.labels(endpoint, str(status_box[0])).inc()
 
     def _authorized(self, scope) -> bool:
         for key, value in scope.get("headers", []):
@@ -822,9 +830,16 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
             return {"status": "ready", "cascade": state.cascade.describe()}
         if not state.ready or current is None:
             return JSONResponse({"status": "loading"}, status_code=503)
+        # name and version, never the artifact's path on this host
         return {"status": "ready", "router": {"name": current.name, "version": current.version,
-                                              "kind": current.router.kind, "source": current.source,
-                                              "routable": current.routable}}
+                                              "kind": current.router.kind, "routable": current.routable}}
+
+    @app.get("/health/backends")
+    async def backend_health():
+        view = state.upstream.health() if state.upstream is not None else {}
+        healthy = [n for n, b in view.items() if b["state"] == "healthy"]
+        status = "ok" if len(healthy) == len(view) else "degraded" if healthy else "down"
+        return JSONResponse({"status": status, "backends": view}, status_code=200 if healthy else 503)
 
     @app.get("/metrics")
     async def metrics():

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from fastapi.responses import Response, StreamingResponse
@@ -186,7 +187,7 @@ class CascadeServer:
         """What ``/ready`` shows."""
         c = self.config
         if c.policy:
-            return {"policy": getattr(self.policy, "kind", "mdp"), "source": c.policy,
+            return {"policy": getattr(self.policy, "kind", "mdp"), "name": Path(c.policy).name,
                     "models": list(self.policy.config.models) if self.policy else None}
         return {"chain": list(c.chain), "thresholds": list(c.thresholds),
                 "scorer": getattr(self.policy.scorer, "kind", c.scorer) if self.policy else c.scorer}

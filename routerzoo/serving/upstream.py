@@ -257,6 +257,11 @@ class Upstream:
             b.probe_task = asyncio.get_running_loop().create_task(self._probe(b), name=f"probe-{name}")
         return False
 
+    def health(self) -> dict[str, dict]:
+        """Each backend's state (``healthy``, ``cooldown``, ``probing``) and failures in a row, for
+        ``GET /health/backends`` (no URLs: the view is unauthenticated)."""
+        return {n: {"state": b.state, "failures": b.failures} for n, b in self.backends.items()}
+
     def in_cooldown(self) -> list[str]:
         """Backends out of rotation."""
         return [n for n, b in self.backends.items() if b.state != HEALTHY]

@@ -228,7 +228,7 @@ class RequestLog:
         self._con: sqlite3.Connection | None = None
         self._created = 0.0
         self._salt = b""
-        self._recent: OrderedDict[str, str | None] = OrderedDict()  # request id → model that answered
+        self._recent: OrderedDict[str, tuple] = OrderedDict()  # request id → (model that answered, router)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -383,7 +383,7 @@ class RequestLog:
             con.execute("COMMIT")
             self.written += len(rows)
             for r in records:
-                self._recent[r["request_id"]] = r.get("model")
+                self._recent[r["request_id"]] = (r.get("model"), r.get("router"))
             while len(self._recent) > self.config.max_tracked:
                 self._recent.popitem(last=False)
         for entry, fut in feedback:
@@ -429,7 +429,13 @@ class RequestLog:
         cur = con.execute("INSERT INTO feedback (time, request_id, kind, reward, other_request_id, winner, source) "
                           "VALUES (:time, :request_id, :kind, :reward, :other_request_id, :winner, :source)", row)
         con.execute("COMMIT")  # synchronous=FULL: on disk before the caller acknowledges it
-        return {"id": cur.lastrowid, **row, "model": self._recent.get(rid)}
+        model, version = self._recent.get(rid) or self._lookup(rid)
+        return {"id": cur.lastrowid, **row, "model": model, "version": version}
+
+    def _lookup(self, rid: str) -> tuple:
+        """(model, router) of a request no longer remembered, from the current segment (else unknown)."""
+        found = self._con.execute("SELECT model, router FROM requests WHERE request_id = ?", (rid,)).fetchone()
+        return tuple(found) if found else (None, None)
 
     # -- rotation ------------------------------------------------------------------------------------
     def _size(self) -> int:

@@ -13,14 +13,18 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
 from test_serving import MATH, backends_for, fakes, knn_dir, router, serving, wait_ready  # noqa: F401  (fixtures)
+from test_serving_feedback import bandit_dir, encoder, fresh_router  # noqa: F401  (fixtures)
 
 from routerzoo.data.importers import import_files
+from routerzoo.serving.app import create_app
+from routerzoo.serving.config import load_config
 from routerzoo.serving.request_log import segment_files
-from routerzoo.serving.testing import free_port
+from routerzoo.serving.testing import ServerThread, free_port
 
 SECRET = "Integrate the zebra polynomial 4417 over the unit disc."
 
@@ -133,3 +137,26 @@ def test_sigkill_under_load_loses_no_acknowledged_feedback(knn_dir, fakes, tmp_p
     prices.write_text("".join(f"{m}: {{input: 1.0, output: 2.0}}\n" for m in backends))
     ds = import_files([log_dir], "serve-log", prices=prices)
     assert len(ds.outcomes) >= 30 and ds.outcomes["quality"].between(0, 1).all()
+
+
+def test_a_bandit_still_learns_online_from_feedback_kept_in_the_log(bandit_dir, encoder, fakes, tmp_path):  # noqa: F811
+    bandit = fresh_router(bandit_dir, encoder)
+    base = bandit.counts_.sum()
+    url = fakes["A"][1].url + "/v1"
+    overrides = {"backends": {m: {"base_url": url} for m in bandit.models},
+                 "feedback": {"state_dir": str(tmp_path / "fb"), "flush_every": 1, "flush_interval_s": 0.05},
+                 "log": {"dir": str(tmp_path / "log"), "flush_interval_s": 0.05}}
+    app = create_app(load_config(None, overrides), router=bandit)
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        wait_ready(server.url)
+        rid = _chat(http, MATH).headers["x-routerzoo-request-id"]
+        r = http.post("/v1/feedback", json={"request_id": rid, "reward": 1.0})
+        assert r.status_code == 200 and r.json()["learnt"] is True
+        state = app.state.routerzoo
+        deadline = time.monotonic() + 10
+        while state.feedback.router.counts_.sum() == base:
+            assert time.monotonic() < deadline, "the bandit never learnt the reward"
+            time.sleep(0.05)
+    con = sqlite3.connect(tmp_path / "log" / "requests.db")
+    assert con.execute("SELECT request_id, reward FROM feedback").fetchall() == [(rid, 1.0)]
+    con.close()

@@ -62,15 +62,19 @@ def backend(name: str):
 
 
 @contextmanager
-def server(router: str, models: list[str], url_a: str, url_b: str, work: Path, extra: list[str] = ()):
-    """``routerzoo serve`` in its own process; half the candidates on backend A, half on B."""
+def server(router: str, models: list[str], url_a: str, url_b: str, work: Path, extra: list[str] = (),
+           config_lines: list[str] = ()):
+    """``routerzoo serve`` in its own process; half the candidates on backend A, half on B.
+
+    ``config_lines``: more YAML lines for the serve config (e.g. a ``log:`` section).
+    """
     from routerzoo.serving.testing import free_port
 
     port = free_port()
     lines = ["backends:"]
     for i, m in enumerate(models):
         lines += [f"  {m!r}:", f"    base_url: {(url_a if i % 2 == 0 else url_b)}/v1"]
-    lines += ["logging:", "  level: warning", "cooldown:", "  cooldown_s: 60"]
+    lines += ["logging:", "  level: warning", "cooldown:", "  cooldown_s: 60", *config_lines]
     config = work / f"serve-{port}.yaml"
     config.write_text("\n".join(lines) + "\n")
     exe = Path(sys.executable).with_name("routerzoo")
@@ -217,6 +221,20 @@ def measure(router_dir: str, models: list[str], work: Path, prompts: Prompts, sc
     return rows
 
 
+def bench_router(work: Path) -> tuple[str, list[str], list[str]]:
+    """A kNN router trained on the bundled MMLU-Pro sample: (artifact dir, candidates, sample prompts)."""
+    from routerzoo.data.dataset import save_dataset
+    from routerzoo.data.importers import import_files
+    from routerzoo.demo import sample_dir
+    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    ds = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="bench")
+    data = save_dataset(ds, work / "data")
+    result = train_router("knn", KNNConfig(), data, work / "knn", tracking=TrackingConfig(enabled=False), progress=False)
+    return str(result.router_dir), list(result.router.models), list(ds.outcome_matrix().prompts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
@@ -230,18 +248,7 @@ def main() -> None:
     os.environ["ROUTERZOO_CACHE"] = str(work / "cache")
     scale = 0.25 if args.quick else 1.0
 
-    from routerzoo.data.dataset import save_dataset
-    from routerzoo.data.importers import import_files
-    from routerzoo.demo import sample_dir
-    from routerzoo.routers.knn import KNNConfig
-    from routerzoo.training.train import TrackingConfig, train_router
-
-    ds = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="bench")
-    data = save_dataset(ds, work / "data")
-    base = list(ds.outcome_matrix().prompts)
-    result = train_router("knn", KNNConfig(), data, work / "knn", tracking=TrackingConfig(enabled=False), progress=False)
-    router_dir = str(result.router_dir)
-    models = list(result.router.models)
+    router_dir, models, base = bench_router(work)
     prompts = Prompts(base)
     print(f"router: kNN over {len(models)} candidates, {len(base)} sample prompts "
           f"(mean {statistics.mean(len(p) for p in base):.0f} chars); 2 CPU cores shared by clients, server and backends")

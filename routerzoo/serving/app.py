@@ -350,6 +350,12 @@ class ServerState:
             from routerzoo.serving.traffic import TrafficRecorder
 
             self.traffic = TrafficRecorder(settings.log, self)
+        # shadow / canary: a challenger beside the champion (routerzoo/serving/rollout.py)
+        self.rollout = None
+        if settings.shadow or settings.canary is not None:
+            from routerzoo.serving.rollout import Rollout
+
+            self.rollout = Rollout(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -374,6 +380,8 @@ class ServerState:
             await self.batcher.stop()
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.rollout is not None:
+            await asyncio.to_thread(self.rollout.stop)
         if self.traffic is not None:  # last: every request has been recorded
             await self.traffic.stop()
 
@@ -400,6 +408,8 @@ class ServerState:
             await self.warm(loaded.router)
             if self.feedback is not None:  # restore what feedback taught it before it routes
                 await self.feedback.attach(loaded)
+            if self.rollout is not None:  # before ready: the canary's share holds from the first request
+                await self.rollout.start(loaded)
             self.holder.swap(loaded)
             self.ready = True
             log.info("serving %s (%s router, candidates %s) as %r", loaded.label, loaded.router.kind,
@@ -494,6 +504,8 @@ class ServerState:
         payload = decode_body(body)
         req = parse_request(payload, endpoint, s.routing_input)
         note(requested_model=req.model, stream=req.stream, text=req.text)
+        if self.rollout is not None and req.model == s.name:
+            loaded = self.rollout.pick(loaded, req.payload, req.text)
         headers = {"x-routerzoo-request-id": rid}
         if req.model == s.name and self.cascade is not None:
             arrival.release()  # a cascade asks the router nothing
@@ -526,6 +538,8 @@ class ServerState:
             headers["x-routerzoo-router"] = loaded.label
             note(router=loaded.label, router_version=loaded.version or None, chosen=order[0],
                  scores={m: float(v) for m, v in zip(loaded.router.models, quality, strict=True)})
+            if self.rollout is not None:
+                self.rollout.observe(rid, loaded, req.text, order[0])
             routed = True
         elif req.model in s.backends:
             arrival.release()  # no prediction needed: the batcher need not wait for this one

@@ -22,6 +22,7 @@ from routerzoo.errors import ConfigError
 from routerzoo.serving.cascade_config import SERVE_MODES, CascadeServeConfig
 from routerzoo.serving.feedback_config import FeedbackConfig
 from routerzoo.serving.request_log import RequestLogConfig
+from routerzoo.serving.rollout import CanaryConfig
 
 ROUTING_INPUTS = ("last_user", "conversation")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -348,6 +349,9 @@ class ServeConfig:
         cascade: the cascade served in ``cascade`` mode (docs/serving.md, "Cascade mode").
         feedback: ``POST /v1/feedback`` for a router that learns online (``linucb``); None: off.
         log: the request log and feedback store (docs/request-log.md); None: off.
+        shadow: a challenger router (``models:/NAME@ALIAS`` or a directory) whose decision on every
+            routed request is computed off the hot path and logged; empty: none.
+        canary: a challenger that routes a stable hash-chosen share of requests; None: none.
     """
 
     router: str = ""
@@ -373,6 +377,8 @@ class ServeConfig:
     cascade: CascadeServeConfig | None = None
     feedback: FeedbackConfig | None = None
     log: RequestLogConfig | None = None
+    shadow: str = ""
+    canary: CanaryConfig | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.strip():

@@ -99,10 +99,20 @@ SCHEMA = (
         source TEXT NOT NULL CHECK (source IN ('client', 'judge'))
     )""",
     "CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id)",
+    """CREATE TABLE IF NOT EXISTS shadow (
+        request_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        router TEXT NOT NULL,
+        chosen TEXT,
+        agree INTEGER,
+        scores TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS shadow_request ON shadow(request_id)",
 )
 REQUEST_COLUMNS = ("request_id", "time", "endpoint", "requested_model", "router", "router_version", "scores",
                    "chosen", "model", "fallbacks", "input_tokens", "output_tokens", "cost", "latency_ms",
                    "status", "stream", "prompt_hash", "prompt", "extra")
+SHADOW_COLUMNS = ("request_id", "time", "router", "chosen", "agree", "scores")
 _JSON_COLUMNS = ("scores", "fallbacks", "extra")
 
 
@@ -220,7 +230,7 @@ class RequestLog:
         self.dir = Path(config.dir)
         self.dropped = 0
         self.written = 0
-        self._records: deque[dict] = deque()
+        self._records: deque[tuple[str, dict]] = deque()  # (table, record)
         self._feedback: deque[tuple[dict, concurrent.futures.Future]] = deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -300,11 +310,18 @@ class RequestLog:
     # -- request path ------------------------------------------------------------------------------
     def log(self, record: dict) -> bool:
         """Queue one request's record for writing; never blocks. False (and counted) when the queue is full."""
+        return self._queue("requests", record)
+
+    def log_shadow(self, record: dict) -> bool:
+        """Queue a challenger's shadow decision (``SHADOW_COLUMNS``); never blocks."""
+        return self._queue("shadow", record)
+
+    def _queue(self, table: str, record: dict) -> bool:
         with self._cv:
             if len(self._records) >= self.config.queue_size or self._stopping:
                 self.dropped += 1
                 return False
-            self._records.append(record)
+            self._records.append((table, record))
         return True
 
     def add_feedback(self, entry: dict) -> concurrent.futures.Future:
@@ -375,14 +392,20 @@ class RequestLog:
 
     def _write(self, records: list[dict], feedback: list) -> None:
         con = self._con
+        requests = [r for t, r in records if t == "requests"]
+        shadow = [r for t, r in records if t == "shadow"]
         if records:
-            rows = [self._row(r) for r in records]
+            rows = [self._row(r) for r in requests]
             con.execute("BEGIN")
             con.executemany(f"INSERT OR REPLACE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
                             f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})", rows)
+            con.executemany(f"INSERT INTO shadow ({', '.join(SHADOW_COLUMNS)}) VALUES "
+                            f"({', '.join('?' * len(SHADOW_COLUMNS))})",
+                            [tuple(json.dumps(r[c], separators=(",", ":")) if c == "scores" else r.get(c)
+                                   for c in SHADOW_COLUMNS) for r in shadow])
             con.execute("COMMIT")
             self.written += len(rows)
-            for r in records:
+            for r in requests:
                 self._recent[r["request_id"]] = (r.get("model"), r.get("router"))
             while len(self._recent) > self.config.max_tracked:
                 self._recent.popitem(last=False)

@@ -1,0 +1,153 @@
+"""What the request log costs a request, and what MLflow Tracing would have cost (CPU, loopback).
+
+Everything is a difference or ratio against a baseline measured in the same run:
+  1. in process, per request: :meth:`RequestLog.log` (what the request path pays) vs nothing, and
+     MLflow Tracing with asynchronous logging (one trace, a decision span and a backend span, to a
+     local SQLite tracking store) vs nothing; plus how fast each drains to storage;
+  2. end to end (bench/serving.py's setup: kNN router over 15 candidates, fake backends, ``routerzoo
+     serve`` in its own process): p50 / p99 latency of one client through a server with ``log:``
+     (prompts: full, the most work) vs the same server without, in interleaved rounds
+     (goal: p50 added within 1 ms of logging off), routed and by a backend's name (no encoder: a
+     quieter signal on a busy machine).
+
+    python bench/request_log.py [--quick] [--no-mlflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import Prompts, backend, bench_router, pct, run_load, server  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _record(i: int) -> dict:
+    return {"request_id": f"{i:032x}", "time": time.time(), "endpoint": "chat", "requested_model": "routerzoo",
+            "router": "bench@1", "router_version": "1", "scores": {f"m{j}": 0.5 for j in range(15)},
+            "chosen": "m3", "model": "m3", "fallbacks": [], "input_tokens": 120, "output_tokens": 16, "cost": 1e-5,
+            "latency_ms": 3.0, "status": 200, "stream": False, "text": f"What is the capital of country {i}? " * 8}
+
+
+def per_call(fn, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def in_process(work: Path, n: int, mlflow_n: int) -> list[tuple[str, str, str]]:
+    from routerzoo.serving.request_log import RequestLog, RequestLogConfig
+
+    rows = []
+    base = per_call(lambda i: _record(i), n)  # the baseline: building the record alone
+    lg = RequestLog(RequestLogConfig(dir=str(work / "log-micro"), prompts="full", queue_size=n + 1))
+    lg.start()
+    logged = per_call(lambda i: lg.log(_record(i)), n)
+    t0 = time.perf_counter()
+    lg.stop(timeout=120)
+    drain = time.perf_counter() - t0
+    added = (statistics.median(logged) - statistics.median(base)) * 1e6
+    print(f"1. in process, {n} records")
+    print(f"   RequestLog.log added  p50 {added:6.1f} us   p99 {(pct(logged, 99) - pct(base, 99)) * 1e6:7.1f} us "
+          f"(dropped {lg.dropped}); writer drained the rest in {drain:.2f} s ({lg.written / max(drain, 1e-9):.0f} rows/s "
+          f"after the calls)")
+    rows.append(("RequestLog.log added p50", f"{added:.1f} us", "vs building the record"))
+    if mlflow_n:
+        os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "true"
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
+        mlflow.set_experiment("request-log-bench")
+
+        @mlflow.trace(name="request")
+        def traced(i):
+            rec = _record(i)
+            with mlflow.start_span(name="decide") as s:
+                s.set_inputs({"text": rec["text"]})
+                s.set_outputs({"chosen": rec["chosen"], "scores": rec["scores"]})
+            with mlflow.start_span(name="backend") as s:
+                s.set_attributes({k: rec[k] for k in ("model", "input_tokens", "output_tokens", "cost")})
+
+        per_call(traced, 20)  # warm
+        traced_t = per_call(traced, mlflow_n)
+        base_m = base[:mlflow_n]
+        t0 = time.perf_counter()
+        flush = getattr(mlflow, "flush_trace_async_logging", None)
+        if flush is not None:
+            flush()
+        drain = time.perf_counter() - t0
+        added_m = (statistics.median(traced_t) - statistics.median(base_m)) * 1e6
+        print(f"   MLflow trace added    p50 {added_m:6.1f} us   p99 {(pct(traced_t, 99) - pct(base_m, 99)) * 1e6:7.1f} us; "
+              f"its async queue drained {mlflow_n + 20} traces in {drain:.1f} s "
+              f"({(mlflow_n + 20) / max(drain, 1e-9):.0f} traces/s)")
+        rows.append(("MLflow trace added p50", f"{added_m:.1f} us", f"{added_m / max(added, 1e-3):.0f}x RequestLog.log"))
+    return rows
+
+
+def end_to_end(work: Path, n: int, rounds: int) -> list[tuple[str, str, str]]:
+    router_dir, models, base = bench_router(work)
+    prompts = Prompts(base)
+    log_lines = ["log:", f"  dir: {work / 'log-e2e'}", "  prompts: full"]
+    off, on, direct, off_name, on_name = [], [], [], [], []
+    with backend("A") as (_, url_a), backend("B") as (_, url_b), \
+            server(router_dir, models, url_a, url_b, work) as (_, url_off), \
+            server(router_dir, models, url_a, url_b, work, config_lines=log_lines) as (_, url_on):
+        for url in (url_off, url_on):
+            asyncio.run(run_load(url, "routerzoo", prompts.take(32), 4))  # warm connections and kernels
+        for _ in range(rounds):  # interleaved: drift on a shared machine hits both alike
+            direct += asyncio.run(run_load(url_a, "direct", prompts.take(n), 1))[0]
+            off += asyncio.run(run_load(url_off, "routerzoo", prompts.take(n), 1))[0]
+            on += asyncio.run(run_load(url_on, "routerzoo", prompts.take(n), 1))[0]
+            # by a backend's name: logged all the same, but no encoder in the way (a quieter signal)
+            off_name += asyncio.run(run_load(url_off, models[0], prompts.take(n), 1))[0]
+            on_name += asyncio.run(run_load(url_on, models[0], prompts.take(n), 1))[0]
+    o50, n50, d50 = pct(off, 50), pct(on, 50), pct(direct, 50)
+    on50, nn50 = pct(off_name, 50), pct(on_name, 50)
+    print(f"2. end to end, one client, {len(off)} requests per server in {rounds} interleaved rounds")
+    print(f"   backend directly   p50 {d50 * 1000:7.2f} ms")
+    print(f"   log off            p50 {o50 * 1000:7.2f} ms   p99 {pct(off, 99) * 1000:7.2f} ms")
+    print(f"   log on (full)      p50 {n50 * 1000:7.2f} ms   p99 {pct(on, 99) * 1000:7.2f} ms")
+    print(f"   added by the log   p50 {(n50 - o50) * 1000:+7.2f} ms   (goal: within 1 ms: "
+          f"{'met' if n50 - o50 <= 0.001 else 'missed'})")
+    print(f"   by name, log off   p50 {on50 * 1000:7.2f} ms   p99 {pct(off_name, 99) * 1000:7.2f} ms")
+    print(f"   by name, log on    p50 {nn50 * 1000:7.2f} ms   p99 {pct(on_name, 99) * 1000:7.2f} ms")
+    print(f"   added by the log   p50 {(nn50 - on50) * 1000:+7.2f} ms   (no routing)")
+    return [("routed, log off p50", f"{o50 * 1000:.2f} ms", ""),
+            ("routed, log on p50", f"{n50 * 1000:.2f} ms", f"{(n50 - o50) * 1000:+.2f} ms vs off"),
+            ("by name, log off p50", f"{on50 * 1000:.2f} ms", ""),
+            ("by name, log on p50", f"{nn50 * 1000:.2f} ms", f"{(nn50 - on50) * 1000:+.2f} ms vs off")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, noisier numbers)")
+    ap.add_argument("--no-mlflow", action="store_true", help="skip the MLflow Tracing comparison")
+    ap.add_argument("--no-server", action="store_true", help="skip section 2 (the servers)")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="rz-bench-log-"))
+    os.environ["ROUTERZOO_CACHE"] = str(work / "cache")
+    scale = 0.25 if args.quick else 1.0
+    rows = in_process(work, int(20000 * scale), 0 if args.no_mlflow else int(400 * scale))
+    if not args.no_server:
+        rows += end_to_end(work, int(50 * scale) or 10, 8)
+    print("\nsummary")
+    for name, value, ratio in rows:
+        print(f"  {name:<28} {value:>12}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()

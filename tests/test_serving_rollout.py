@@ -1,0 +1,83 @@
+"""Shadow and canary challengers in the server (routerzoo/serving/rollout.py), over HTTP on loopback.
+
+The challenger is a copy of the champion's kNN artifact under another name: its decisions must then
+agree with the champion's on every request, and the headers tell the two apart by name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import httpx
+import pytest
+from test_serving import MATH, fakes, knn_dir, router, serving  # noqa: F401  (fixtures)
+
+from routerzoo.errors import ConfigError
+from routerzoo.serving.config import load_config
+from routerzoo.serving.rollout import CanaryConfig, in_canary
+
+
+@pytest.fixture(scope="module")
+def challenger_dir(knn_dir, tmp_path_factory):  # noqa: F811
+    target = tmp_path_factory.mktemp("rollout") / "challenger"
+    shutil.copytree(knn_dir, target)
+    return target
+
+
+def test_canary_share_is_stable_and_close_to_the_share():
+    keys = [f"user-{i}" for i in range(20000)]
+    share = sum(in_canary(k, 0.1) for k in keys) / len(keys)
+    assert abs(share - 0.1) < 0.01
+    assert [in_canary(k, 0.1) for k in keys[:50]] == [in_canary(k, 0.1) for k in keys[:50]]
+    assert all(in_canary(k, 1.0) for k in keys[:50])
+    assert in_canary("ü\ud800", 1.0)  # a lone surrogate (valid JSON) hashes too
+
+
+def test_config_sections_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="share"):
+        CanaryConfig(version="x", share=0)
+    with pytest.raises(ConfigError, match="canary.version"):
+        CanaryConfig(share=0.5)
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("shadow: models:/r@challenger\ncanary:\n  version: /tmp/r\n  share: 0.25\n")
+    loaded = load_config(cfg)
+    assert loaded.shadow == "models:/r@challenger" and loaded.canary.share == 0.25
+
+
+def test_shadow_decisions_are_logged_off_the_hot_path(router, fakes, challenger_dir, tmp_path):  # noqa: F811
+    log_dir = tmp_path / "log"
+    texts = [f"{MATH} variant {i}" for i in range(8)] + ["Who won the battle of Hastings?"]
+    with serving(router, fakes, shadow=str(challenger_dir), log={"dir": str(log_dir), "flush_interval_s": 0.05}) \
+            as (url, state), httpx.Client(base_url=url, timeout=30) as http:
+        rids = {}
+        for t in texts:
+            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "messages": [{"role": "user", "content": t}]})
+            assert r.status_code == 200 and r.headers["x-routerzoo-router"] == "knn"
+            rids[r.headers["x-routerzoo-request-id"]] = r.headers["x-routerzoo-model"]
+        assert state.rollout.shadow.label == "challenger"
+    # stopped: the shadow thread finished or dropped what it had; nothing was dropped at this load
+    assert state.rollout.dropped == 0
+    con = sqlite3.connect(log_dir / "requests.db")
+    rows = con.execute("SELECT s.request_id, s.router, s.chosen, s.agree, r.chosen FROM shadow s "
+                       "JOIN requests r USING (request_id)").fetchall()
+    con.close()
+    assert {r[0] for r in rows} == set(rids)
+    assert all(r[1] == "challenger" and r[2] == r[4] and r[3] == 1 for r in rows)  # the same router agrees
+
+
+def test_canary_routes_a_stable_hash_share_named_in_the_headers(router, fakes, challenger_dir, tmp_path):  # noqa: F811
+    with serving(router, fakes, canary={"version": str(challenger_dir), "share": 0.5},
+                 log={"dir": str(tmp_path / "log")}) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        def ask(user: str) -> str:
+            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
+                                                        "messages": [{"role": "user", "content": MATH}]})
+            assert r.status_code == 200
+            return r.headers["x-routerzoo-router"]
+
+        users = [f"u{i}" for i in range(16)]
+        got = {u: ask(u) for u in users}
+        assert got == {u: "challenger" if in_canary(u, 0.5) else "knn" for u in users}
+        assert [ask(u) for u in users[:4]] == [got[u] for u in users[:4]]  # the same user, the same router
+        metrics = http.get("/metrics").text
+        assert 'version="challenger"' in metrics and 'version="knn"' in metrics

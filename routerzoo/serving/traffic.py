@@ -38,6 +38,7 @@ from routerzoo.serving.request_log import (
 log = logging.getLogger("routerzoo.serving.traffic")
 
 LOGGED_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+FEEDBACK_TIMEOUT_S = 30.0
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -136,14 +137,21 @@ class TrafficRecorder:
 
     async def _store(self, entry: dict) -> dict:
         try:
-            return await asyncio.wrap_future(self.log.add_feedback(entry))
+            return await self._commit(entry)
         except FeedbackRefused as exc:
             if exc.status != 404:
                 raise
         # the request's own record is queued when its response has been sent, so a client that is
         # quick enough can name it before the writer has seen it: wait for one write, then ask again
         await asyncio.sleep(self.config.flush_interval_s * 2)
-        return await asyncio.wrap_future(self.log.add_feedback(entry))
+        return await self._commit(entry)
+
+    async def _commit(self, entry: dict) -> dict:
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.log.add_feedback(entry)), FEEDBACK_TIMEOUT_S)
+        except TimeoutError:  # a writer stuck on the disk: say so rather than hold the client forever
+            raise FeedbackRefused(503, f"the feedback store did not commit within {FEEDBACK_TIMEOUT_S:g} s; "
+                                       "retry the feedback", param=None, code="feedback_store_unavailable") from None
 
     async def _teach(self, request: Request, body: bytes) -> bool:
         """Hand the same body to the online learner; False (logged) when it refuses it."""

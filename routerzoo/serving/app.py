@@ -349,7 +349,8 @@ class ServerState:
         s = self.settings
         self.batcher = MicroBatcher(s.batch.max_wait_ms / 1000.0, s.batch.max_batch, on_batch=self._on_batch)
         self.batcher.start()
-        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics)
+        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics,
+                                 max_answer_bytes=s.limits.max_answer_bytes)
         # load and warm in the background: /health answers at once, /ready says when routing works
         self._startup = asyncio.get_running_loop().create_task(self._load_and_warm(), name="routerzoo-startup")
 

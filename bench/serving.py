@@ -1,6 +1,7 @@
 """The router server under load, on loopback: latency, throughput and failure drills, CPU.
 
 Everything is a ratio against a baseline measured in the same run:
+  0. the bare encoder with 1 torch thread vs one per core, interleaved (the server's default);
   1. added latency p50 / p99 of a request through ``routerzoo serve`` vs the same request sent to the
      backend directly, and vs the bare encoder encoding one prompt
      (goal: p50 added <= single-prompt encode + 3 ms); and by name (no routing);
@@ -169,6 +170,40 @@ def encoder_baseline(encoder_id: str, prompts: Prompts, scale: float) -> tuple[f
     return statistics.median(singles), rounds * batch / (time.perf_counter() - t0)
 
 
+def threads_table(encoder_id: str, prompts: Prompts, rounds: int = 12) -> list:
+    """Section 0: the bare encoder with 1 torch thread vs one per core, interleaved round by round so
+    both see the same machine load (the server's ``threads`` default is chosen from this)."""
+    import torch
+
+    from routerzoo.routers.encoder import Encoder, set_threads
+
+    cores = os.cpu_count() or 1
+    default = torch.get_num_threads()
+    enc = Encoder(encoder_id, cache_dir="", show_progress=False, max_cached=0)
+    enc.encode(prompts.take(8))
+    one: dict[int, list] = {1: [], cores: []}
+    batch: dict[int, list] = {1: [], cores: []}
+    for r in range(rounds):
+        for t in (1, cores):
+            set_threads(t)
+            t0 = time.perf_counter()
+            enc.encode(prompts.take(1))
+            one[t].append(time.perf_counter() - t0)
+            if r % 4 == 0:
+                t0 = time.perf_counter()
+                enc.encode(prompts.take(16))
+                batch[t].append(16 / (time.perf_counter() - t0))
+    set_threads(default)
+    print(f"0. encoder threads, interleaved ({rounds} rounds)")
+    rows = []
+    for t in (1, cores):
+        o, b = statistics.median(one[t]), statistics.median(batch[t])
+        print(f"   threads={t}: one prompt {o * 1000:7.1f} ms (median)   batch of 16 {b:6.1f} prompts/s")
+        rows.append((f"encoder threads={t}", f"{o * 1000:.1f} ms one prompt",
+                     f"{b:.1f} prompts/s batched; one-prompt ratio {o / statistics.median(one[1]):.2f}x threads=1"))
+    return rows
+
+
 def measure(router_dir: str, models: list[str], work: Path, prompts: Prompts, scale: float, threads: int) -> list:
     """Sections 1 and 2 with the server (and the bare encoder baseline) on ``threads`` torch threads."""
     import torch
@@ -253,7 +288,9 @@ def main() -> None:
     print(f"router: kNN over {len(models)} candidates, {len(base)} sample prompts "
           f"(mean {statistics.mean(len(p) for p in base):.0f} chars); 2 CPU cores shared by clients, server and backends")
 
-    rows = []
+    from routerzoo.routers import load_router
+
+    rows = threads_table(load_router(router_dir).encoder, prompts, rounds=max(6, int(24 * scale)))
     settings = [args.threads] if not args.compare_threads else [1, 0]
     for threads in settings:
         rows += measure(router_dir, models, work, prompts, scale, threads)

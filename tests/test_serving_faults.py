@@ -218,3 +218,11 @@ def test_crlf_stream_in_one_byte_writes_is_relayed_intact(router, fakes, server_
         chunks = [json.loads(e[6:]) for e in events[:-1]]
         assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "answer from A"
         assert metric(state, "routerzoo_upstream_errors_total", model="math-small", reason="bad_response") == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_answers_over_the_byte_cap_are_failed_attempts(router, fakes, server_log, stream):
+    with serving(router, fakes, retry=FAST_RETRY, limits={"max_answer_bytes": 64}) as (url, state):
+        error = openai_error(post(url, chat_body(model="big", stream=stream))[0], 502)
+        assert "too_large" in error["message"]
+        assert metric(state, "routerzoo_upstream_errors_total", model="big", reason="too_large") == 1

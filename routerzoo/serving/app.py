@@ -362,7 +362,8 @@ class ServerState:
         s = self.settings
         self.batcher = MicroBatcher(s.batch.max_wait_ms / 1000.0, s.batch.max_batch, on_batch=self._on_batch)
         self.batcher.start()
-        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics)
+        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics,
+                                 max_answer_bytes=s.limits.max_answer_bytes)
         if self.traffic is not None:
             await self.traffic.start()
         # load and warm in the background: /health answers at once, /ready says when routing works

@@ -191,6 +191,8 @@ async def _sse_events(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_A
             if end < 0:
                 break
             event, buf = buf[:end], buf[end + 2:]
+            if len(event) > max_event_bytes:
+                raise ValueError(f"a stream event larger than {max_event_bytes} bytes")
             if event.strip():
                 yield event
         if len(buf) > max_event_bytes:

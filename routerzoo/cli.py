@@ -390,5 +390,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:  # pragma: no cover - the console script; tests call main()
+    """The ``routerzoo`` command: :func:`main`, then exit without native library teardown.
+
+    Once the command has finished and Python's exit hooks have run (MLflow ends its runs there),
+    the process leaves with ``os._exit``. Left to the interpreter's full shutdown, native thread
+    pools (torch, tokenizers, Arrow) are torn down in no fixed order; on a loaded machine that
+    turned a correct ``exit 2`` into ``terminate called without an active exception`` (SIGABRT).
+    """
+    import atexit
+
+    code = main()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -20,8 +20,8 @@ from cascade_data import cascade_table
 
 from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
-from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
 from routerzoo.errors import UserError
+from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
 from routerzoo.routers.deferral_artifact import load_deferral, save_deferral
 from routerzoo.routers.registry import kinds
 from routerzoo.routers.token_quantile import answers_for_training

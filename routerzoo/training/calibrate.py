@@ -1,21 +1,34 @@
 """``routerzoo calibrate``: pick the cost weight λ that meets a target, store it as the default policy.
 
     routerzoo calibrate ROUTER --data DIR (--target-cost USD | --target-share MODEL=P | --target-quality Q)
-                        [--split val | train,val] [--test-split test] [--out DIR | --overwrite] [--json FILE]
+                        [--split val | train,val] [--test-split test] [--folds 5] [--allow-miss]
+                        (--out DIR | --overwrite | --register NAME [--alias A] | --dry-run) [--json FILE]
 
 The router predicts every prompt of the calibration split once; λ-argmax decisions are then taken
 at a fine grid of cost weights (4,000 points spanning "always the best predicted model" to "always
 the cheapest") and scored against the split's true outcomes:
 
-* ``--target-cost USD``: the λ whose realised mean cost per prompt is closest to USD;
+* ``--target-cost USD``: the λ whose realised mean cost per prompt is closest to USD (a ceiling: a
+  target above what λ = 0 spends is met by λ = 0);
 * ``--target-share MODEL=P``: the λ whose share of prompts sent to MODEL is closest to P;
 * ``--target-quality Q``: the cheapest λ whose realised mean quality is at least Q.
 
+A target no λ meets on the calibration split (a cost below the cheapest choices, a share or quality
+out of the grid's range) is refused in one line giving the reachable range, and nothing is written;
+``--allow-miss`` writes the nearest point with a warning instead. A cost or share target for a
+router that predicts no cost for some candidate (trained on preference pairs only) is refused: λ
+cannot steer it.
+
+Honest figures: K-fold cross-validation on the calibration prompts (λ chosen without each fold,
+applied to it) gives the out-of-fold figure with a 95% bootstrap CI, an estimate of what the chosen
+λ realises on new prompts; the held-out ``--test-split`` figure is reported with its CI too.
+
 The chosen λ becomes the artifact's default policy (``{"kind": "argmax", "config": {"cost_weight":
 λ}}``), which the CLI, the pyfunc and the server use when a request sets nothing; the artifact's
-lineage records the target, split and realised figures. The new artifact is written atomically to
-``--out``, or over ROUTER with ``--overwrite``; with neither nothing is written. The realised figure
-on the held-out ``--test-split`` is reported next to the target.
+lineage records the target, split, realised and cross-validated figures. The new artifact is written
+atomically to ``--out``, or over ROUTER with ``--overwrite``, and/or registered as a new version of
+``--register NAME`` (``--alias A`` pointing at it; name and alias are checked before anything is
+written). A command that would write nothing is refused unless ``--dry-run``.
 """
 
 from __future__ import annotations
@@ -91,11 +104,14 @@ class Calibration:
     cv: dict | None = None
     #: 95% bootstrap CI of the test figure, or None
     test_ci: tuple[float, float] | None = None
+    #: the cost weights over which decisions change on the calibration prompts (:attr:`Sweep.useful_range`)
+    useful_range: tuple[float, float] = (math.nan, math.nan)
 
     def to_dict(self) -> dict:
         out = {"target": asdict(self.target), "cost_weight": self.cost_weight, "calibration": asdict(self.calibration),
                "test": asdict(self.test) if self.test is not None else None, "reachable": list(self.reachable),
-               "missed": self.missed, "cv": self.cv, "test_ci95": list(self.test_ci) if self.test_ci else None}
+               "missed": self.missed, "cv": self.cv, "test_ci95": list(self.test_ci) if self.test_ci else None,
+               "useful_cost_weights": list(self.useful_range)}
         if self.test is not None:
             got = self.test.figure(self.target)
             out["test_figure"] = got
@@ -149,6 +165,14 @@ class Sweep:
     @property
     def reachable(self) -> tuple[float, float]:
         return float(self.figures.min()), float(self.figures.max())
+
+    @property
+    def useful_range(self) -> tuple[float, float]:
+        """The cost weights over which decisions change: below the first, every λ decides as λ = 0;
+        from the second on, as the largest λ (every prompt to its cheapest predicted model)."""
+        first = [i for i, d in enumerate(self.decisions) if not np.array_equal(d, self.decisions[0])]
+        last = [i for i, d in enumerate(self.decisions) if np.array_equal(d, self.decisions[-1])]
+        return float(self.grid[first[0]] if first else self.grid[0]), float(self.grid[last[0]])
 
 
 def sweep(pred_quality: np.ndarray, pred_cost: np.ndarray, true_quality: np.ndarray, true_cost: np.ndarray,
@@ -311,7 +335,7 @@ def calibrate(router, dataset, target: Target, split: str = "val", test_split: s
         td = decide(tpred.quality, tpred.cost, lam)
         test = _realised(td, ttq, ttc, router.models, test_split)
         test_ci = bootstrap_ci(per_prompt_figure(td, ttq, ttc, router.models, target), seed=seed)
-    return Calibration(target, lam, cal, test, s.reachable, missed, cv, test_ci)
+    return Calibration(target, lam, cal, test, s.reachable, missed, cv, test_ci, s.useful_range)
 
 
 def apply_calibration(router, result: Calibration, dataset) -> None:
@@ -445,6 +469,9 @@ def run(args) -> int:
           f"for {target.describe()}: realised {_fmt(target, cal.figure(target))} "
           f"(mean cost ${cal.cost:.6g}, quality {cal.quality:.4f}); reachable at any λ: "
           f"{_fmt(target, result.reachable[0])} to {_fmt(target, result.reachable[1])}")
+    lo, hi = result.useful_range
+    print(f"useful cost weights: λ from {lo:.6g} (below: every prompt as at λ = 0) to {hi:.6g} (from there: every "
+          "prompt to its cheapest predicted model)")
     if result.cv is not None:
         cv = result.cv
         print(f"cross-validated ({cv['folds']} folds, λ chosen without each fold): realised {_fmt(target, cv['figure'])}"

@@ -139,7 +139,7 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
     if best_th is None:  # nothing meets the target: refused, or the closest point where the caller allows it
         if not allow_miss:
             figs = [r.figure(target) for r in cache.values()]
-            what = "mean cost is at least $%.6g" % min(figs) if target.kind == "cost" else "mean quality is at most %.4f" % max(figs)
+            what = f"mean cost is at least ${min(figs):.6g}" if target.kind == "cost" else f"mean quality is at most {max(figs):.4f}"
             raise TargetMissed(f"--target-{target.kind} {target.value:g}: out of reach; on split {split!r} the cascade's "
                                f"{what} at any threshold; give a reachable target, or --allow-miss to write the closest point")
         th = closest_th

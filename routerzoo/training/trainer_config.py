@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from routerzoo.errors import ConfigError
 
-
 #: what Lightning accepts, spelled out so a typo is one line naming the flag before any encoding
 #: (Lightning itself would fail with a traceback after minutes of encoding)
 PRECISIONS = ("auto", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "transformer-engine",

@@ -194,7 +194,8 @@ def cmd_data_split(args) -> int:
     from routerzoo.data.dataset import load_dataset, resplit, save_dataset
     from routerzoo.data.splits import SplitSpec
 
-    dataset = resplit(load_dataset(args.dataset), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
+    # the split is about to be replaced: check the content only, so an edited split column can be repaired
+    dataset = resplit(load_dataset(args.dataset, verify="content"), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
     save_dataset(dataset, args.dataset, overwrite=True, keep_other_files=True)  # atomic: old or new, never a mix
     print(f"re-split {args.dataset}: {dataset.manifest['counts']['splits']}")
     return 0

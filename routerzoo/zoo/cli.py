@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from routerzoo.errors import UserError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -104,7 +107,11 @@ def _print_show(args) -> int:
 
 
 def _register(args) -> int:
-    from routerzoo.zoo.registry_ops import register
+    from routerzoo.zoo.registry_ops import check_alias, check_model_name, register
+
+    check_model_name(args.name, "--name")
+    if args.alias is not None:
+        check_alias(args.alias, "--alias")
 
     version = register(args.source, args.name, alias=args.alias, tracking_uri=args.tracking_uri)
     print(f"registered {args.name}/{version}" + (f" as @{args.alias}" if args.alias else ""))
@@ -125,7 +132,11 @@ def _compare(args) -> int:
 
 
 def _promote(args) -> int:
-    from routerzoo.zoo.registry_ops import PromotionRefused, promote
+    from routerzoo.zoo.registry_ops import PromotionRefused, check_alias, promote
+
+    check_alias(args.alias, "--alias")
+    if args.if_better_than is not None:
+        check_alias(args.if_better_than, "--if-better-than")
 
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
@@ -165,4 +176,24 @@ def main(argv: list[str]) -> int:
     if args.zoo_command is None:
         zoo.print_help(sys.stderr)
         return 2
-    return COMMANDS[args.zoo_command](args)
+    from routerzoo.zoo.registry_ops import check_tracking_uri
+
+    # an unreachable server fails here in seconds, not after MLflow's minutes of silent retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    uri = check_tracking_uri(args.tracking_uri)
+    try:
+        return COMMANDS[args.zoo_command](args)
+    except UserError:
+        raise
+    except Exception as exc:
+        # the boundary: MLflow's (and its database and HTTP layers') exceptions become one line
+        if type(exc).__module__.split(".")[0] not in _LIBRARY_ERRORS:
+            raise
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        first = str(text).strip().splitlines()[0][:300] if str(text).strip() else type(exc).__name__
+        raise UserError(f"zoo {args.zoo_command}: the registry at {uri} (--tracking-uri) refused: {first}") from None
+
+
+#: top-level packages whose exceptions at this boundary are reported as one line
+_LIBRARY_ERRORS = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "sqlite3"})

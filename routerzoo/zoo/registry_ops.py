@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,73 @@ class ModelRef:
         if self.alias:
             return f"{self.name}@{self.alias}"
         return f"{self.name}/{self.version}" if self.version else self.name
+
+
+#: what MLflow accepts as an alias (``[\w-]``, at most 255 characters, not "latest" or "v<digits>")
+_ALIAS = re.compile(r"^[\w\-]{1,255}$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+#: characters a registered name may not hold: MLflow's ("/", ":"), the "@" of NAME@ALIAS, and quotes
+#: (names go into registry search filters)
+_NAME_FORBIDDEN = "/:@'\"\\"
+_TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
+
+
+def check_model_name(name: str, flag: str = "--name") -> str:
+    """``name`` if MLflow can register it and routerzoo can refer to it, else one line naming ``flag``."""
+    bad = sorted({c for c in str(name) if c in _NAME_FORBIDDEN or not c.isprintable()})
+    if not str(name).strip() or name != name.strip() or bad or name in (".", ".."):
+        why = f"contains {''.join(bad)!r}" if bad else "is empty or has surrounding spaces or dots only"
+        raise UserError(f"{flag} {name!r}: not a registered model name ({why}); use letters, digits, '-', '_', '.', spaces")
+    if len(name) > 256:
+        raise UserError(f"{flag}: a registered model name has at most 256 characters, got {len(name)}")
+    return name
+
+
+def check_alias(alias: str, flag: str = "--alias") -> str:
+    """``alias`` if MLflow accepts it, else one line naming ``flag`` (checked before anything is registered,
+    so a refused alias never leaves a version behind without it)."""
+    if not _ALIAS.match(str(alias)):
+        raise UserError(f"{flag} {alias!r}: an alias is 1-255 letters, digits, '_' or '-'")
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        raise UserError(f"{flag} {alias!r}: reserved by MLflow ('latest' and 'v<number>' name versions); pick another alias")
+    return alias
+
+
+def check_tracking_uri(uri: str | None, flag: str = "--tracking-uri", timeout_s: float = 5.0) -> str:
+    """The resolved tracking URI, checked: a known scheme, an existing folder for a SQLite file, and an
+    answering server for http(s) (probed once with a short timeout, so an unreachable server fails in
+    seconds instead of after MLflow's retries)."""
+    from urllib.parse import urlparse
+
+    from routerzoo.zoo.tracking import resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri)
+    where = f"{flag} {resolved}" if uri else f"tracking URI {resolved} (from $MLFLOW_TRACKING_URI)"
+    scheme = urlparse(resolved).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter
+        scheme = ""
+    base = scheme.split("+")[0]
+    if base not in _TRACKING_SCHEMES:
+        raise UserError(f"{where}: unknown scheme {scheme!r}; use sqlite:///FILE, a database URI, http(s)://HOST:PORT or a folder")
+    if base == "sqlite":
+        path = resolved[len(scheme) + 4:] if resolved.lower().startswith(f"{scheme}:///") else ""
+        if path and path != ":memory:" and not Path(path).parent.is_dir():
+            raise UserError(f"{where}: folder {Path(path).parent} does not exist")
+    elif base in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        parsed = urlparse(resolved)
+        if not parsed.hostname:
+            raise UserError(f"{where}: no host in the URI")
+        try:
+            urllib.request.urlopen(resolved.rstrip("/") + "/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass  # the server answered; MLflow reports what it says
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(f"{where}: cannot reach the tracking server ({reason})") from None
+    return resolved
 
 
 def _client(tracking_uri: str | None):
@@ -198,6 +266,9 @@ def register(source: str, name: str, alias: str | None = None, tracking_uri: str
     from routerzoo.zoo.lineage import lineage_tags, metric_tags
     from routerzoo.zoo.pyfunc import log_router_model, set_alias
 
+    check_model_name(name)
+    if alias is not None:
+        check_alias(alias)  # before registering: a refused alias must not leave a version without it
     mlflow, client = _client(tracking_uri)
     if Path(source).is_dir():
         router = load_router(source)  # refuse a broken artifact before anything is logged
@@ -271,6 +342,12 @@ def _evaluate_versions(client, refs: list[ModelRef], data, split: str, tracking_
         versions[f"{ref.name}/{mv.version}"] = mv
     dataset = load_dataset(data)
     routers = {label: load_router(f"models:/{label}", tracking_uri=tracking_uri) for label in versions}
+    first_label, first = next(iter(routers.items()))
+    for label, router in routers.items():
+        # as `routerzoo eval` does: gap closed and AIQ are relative to the candidates' own baselines
+        if router.models != first.models:
+            raise UserError(f"versions compared side by side need the same candidate models; {label} has {router.models}, "
+                            f"{first_label} has {first.models}")
     reports = {label: evaluate_router(router, dataset, split) for label, router in routers.items()}
     return versions, reports, dataset
 

@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strong", help="strong model for APGR / CPT (with --weak)")
     ev.add_argument("--weak", help="weak model for APGR / CPT (with --strong)")
     ev.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% confidence intervals (default 0: off)")
-    ev.add_argument("--prices", help="decide at these prices (YAML/JSON, $ per 1M input/output tokens per model) "
-                                     "instead of the training prices; no retraining needed")
+    ev.add_argument("--prices", help="decide and score at these prices (YAML/JSON, $ per 1M input/output tokens per "
+                                     "model) instead of the training prices: the router's costs and the dataset's "
+                                     "outcomes (from their token counts) are repriced; no retraining needed")
     ev.add_argument("--model", help="deferral scorer: the model whose answers are scored (default: the scorer's own)")
     ev.add_argument("--next-model", help="deferral scorer: the model deferred to, for the deferral curve "
                                          "(default: the scorer's own, or the other model of a two-model table)")
@@ -256,7 +257,10 @@ def cmd_eval(args) -> int:
             raise UserError(f"routers compared side by side need the same candidate models; {name} has {router.models}, "
                             f"{next(iter(routers))} has {first.models}")
     dataset = load_dataset(args.data)
-    reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
+    # the outcomes are repriced too, or the baselines and the oracle would stay at the old prices
+    new_prices = None if prices is None else {m: p for m, p in prices.items() if m in first.models}
+    reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap,
+                                     prices=new_prices)
                for name, router in routers.items()}
     if args.json_out:
         payload = next(iter(reports.values())) if len(reports) == 1 else {"reports": reports}
@@ -276,7 +280,7 @@ def cmd_eval(args) -> int:
     dropped = any_report["dataset"]["prompts_dropped_incomplete"]
     print(f"{dataset.name}[{args.split}]: {any_report['n_prompts']} prompts, {len(first.models)} models"
           + (f" ({dropped} prompts without every model's outcome left out)" if dropped else "")
-          + (f", decided at prices from {args.prices}" if args.prices else ""))
+          + (f", decided and scored at prices from {args.prices}" if args.prices else ""))
     print(format_table([report | {"name": name} for name, report in reports.items()]))
     if "best_single" in any_report:
         best = any_report["best_single"]

@@ -4,7 +4,8 @@
     routerzoo zoo show NAME[@ALIAS|/VERSION]
     routerzoo zoo register RUN_ID|ROUTER_DIR --name NAME [--alias A]
     routerzoo zoo compare NAME/1 NAME/2 ... --data DIR [--split test] [--plot OUT.png]
-    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR] [--force]
+    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR
+                                                        [--min-improvement X] [--confidence 0.95]] [--force]
     routerzoo zoo rm NAME[/VERSION|@ALIAS] [--force]
 
 Every subcommand takes ``--tracking-uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
@@ -49,6 +50,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pro.add_argument("--metric", default="gap_closed", help="gate metric (default gap_closed; aiq, apgr, pair_accuracy, ...)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
+    pro.add_argument("--min-improvement", type=float, default=0.0,
+                     help="the gate's paired-bootstrap lower bound must exceed this (default 0)")
+    pro.add_argument("--confidence", type=float, default=0.95, help="level of the paired interval (default 0.95)")
     pro.add_argument("--force", action="store_true", help="promote even if not better (recorded as a version tag)")
     rm = zsub.add_parser("rm", parents=[common], help="remove a version, a model, or an alias")
     rm.add_argument("ref", metavar="NAME[/VERSION|@ALIAS]")
@@ -140,7 +144,8 @@ def _promote(args) -> int:
 
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
-                         split=args.split, force=args.force, tracking_uri=args.tracking_uri)
+                         split=args.split, force=args.force, tracking_uri=args.tracking_uri,
+                         min_improvement=args.min_improvement, confidence=args.confidence)
     except PromotionRefused as exc:
         print(f"routerzoo: {exc}", file=sys.stderr)
         return 1  # the gate worked: not a usage error, but not a promotion either
@@ -148,12 +153,16 @@ def _promote(args) -> int:
     line = f"promoted {args.ref} to @{args.alias}"
     if record.get("metric") and record.get("incumbent") is not None:
         line += (f": {record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for "
-                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f})")
+                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f}"
+                 + (f", {record['confidence']:.0%} paired CI [{record['ci'][0]:+.4f}, {record['ci'][1]:+.4f}]"
+                    if record.get("ci") else "") + ")")
     elif record.get("note"):
         line += f" ({record['note']})"
     if record["forced"]:
         line += " [forced: recorded as tag routerzoo.promotion.forced]"
     print(line)
+    if record.get("warning"):
+        print(f"routerzoo: warning: {record['warning']}", file=sys.stderr)
     return 0
 
 

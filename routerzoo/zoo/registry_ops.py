@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from routerzoo.errors import UserError
+from routerzoo.zoo.gate import PAIRED_METRICS, check_gate_args, paired_bootstrap, score_on_common_prompts
 
 COMPARISON_EXPERIMENT = "routerzoo-comparisons"
 REGISTER_EXPERIMENT = "routerzoo"
@@ -28,6 +29,8 @@ LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80"})
 #: what a gate can compare: the headline numbers of routerzoo.training.train.summary_metrics
 GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
                 "pair_accuracy", "pair_log_loss")
+#: paired bootstrap resamples of a gated promotion
+GATE_BOOTSTRAP = 2000
 
 
 class PromotionRefused(UserError):
@@ -409,11 +412,16 @@ def _metric(report: dict, metric: str, label: str) -> float:
 
 
 def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: str = "gap_closed",
-            data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None) -> dict:
+            data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None,
+            min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
     """Point ``NAME@alias`` at ``NAME/VERSION``; with ``if_better_than`` only if it beats that alias.
 
     The gate evaluates the candidate and the current holder of ``if_better_than`` on ``data``'s
-    ``split`` and promotes only when the candidate's ``metric`` is strictly better. ``force``
+    ``split``. For the curve metrics (:data:`routerzoo.zoo.gate.PAIRED_METRICS`) it runs a paired
+    bootstrap on the same prompts and promotes only when the lower bound of the ``confidence``
+    interval of the difference exceeds ``min_improvement``; for the others the point difference
+    must exceed it. Without a gate, moving the alias to a version whose recorded metric is worse
+    than the current holder's adds a ``warning`` to the record. ``force``
     promotes anyway and records that on the version (tag ``routerzoo.promotion.forced``). Every
     promotion is recorded as the version tag ``routerzoo.promotion.<alias>``.
 
@@ -430,21 +438,30 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         raise UserError("--if-better-than needs --data DIR: the data both versions are evaluated on")
     if if_better_than is not None and metric not in GATE_METRICS:
         raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")
+    if if_better_than is not None and metric in PAIRED_METRICS:
+        check_gate_args(metric, confidence, min_improvement, GATE_BOOTSTRAP)
     mlflow, client = _client(tracking_uri)
     mv = resolve_version(client, parsed)
     label = f"{parsed.name}/{mv.version}"
     record: dict = {"alias": alias, "version": str(mv.version), "forced": False, "gated": if_better_than is not None,
                     "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     if if_better_than is not None:
-        record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri)
+        record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri,
+                        min_improvement=min_improvement, confidence=confidence)
         if record.get("better") is False:
             how = (f"{metric} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
                    f"({parsed.name}/{record['incumbent_version']}) on {record['dataset']}[{split}]: "
-                   f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}")
+                   + (f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}"
+                      if record["delta"] <= 0 else f"better by {record['delta']:.4f}")
+                   + _interval_text(record))
             if not force:
                 raise PromotionRefused(f"refusing to promote {label} to @{alias}: {how} (--force overrides)", record)
             record["forced"] = True
             record["forced_over"] = how
+    else:
+        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric)
+        if warning:
+            record["warning"] = warning
     from routerzoo.zoo.pyfunc import set_alias
 
     set_alias(parsed.name, alias, mv.version)
@@ -455,7 +472,16 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     return record
 
 
-def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data, split: str, tracking_uri) -> dict:
+def _interval_text(record: dict) -> str:
+    if record.get("ci") is None:
+        return f" (needs more than {record.get('min_improvement', 0.0):+.4f})" if record.get("min_improvement") else ""
+    lo, hi = record["ci"]
+    return (f"; {record['confidence']:.0%} paired CI [{lo:+.4f}, {hi:+.4f}] over {record['n_prompts']} prompts, "
+            f"lower bound must exceed {record['min_improvement']:+.4f}")
+
+
+def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data, split: str, tracking_uri,
+          *, min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -465,14 +491,61 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
     if str(incumbent.version) == str(mv.version):
         return {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
-    _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
+    where = {"incumbent_version": str(incumbent.version), "split": split}
+    if metric in PAIRED_METRICS:
+        # both versions on the same prompts, resampled jointly: the interval is of the difference
+        from routerzoo.data.dataset import load_dataset
+        from routerzoo.routers import load_router
+
+        dataset = load_dataset(data)
+        routers = {label: load_router(f"models:/{label}", tracking_uri=tracking_uri) for label in (cand_label, inc_label)}
+        scored = score_on_common_prompts(routers, dataset, split)
+        result = paired_bootstrap(scored[cand_label], scored[inc_label], metric, confidence=confidence,
+                                  min_improvement=min_improvement, n_boot=GATE_BOOTSTRAP)
+        return result.record() | where | {"dataset": dataset.name, "dataset_sha256": dataset.manifest.get("sha256")}
+    _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
     cand = _metric(reports[cand_label], metric, cand_label)
     inc = _metric(reports[inc_label], metric, inc_label)
     delta = (inc - cand) if metric in LOWER_IS_BETTER else (cand - inc)  # > 0: the candidate is better
-    return {"metric": metric, "candidate": cand, "incumbent": inc, "delta": delta, "better": delta > 0,
-            "incumbent_version": str(incumbent.version), "dataset": dataset.name,
-            "dataset_sha256": dataset.manifest.get("sha256"), "split": split}
+    return {"metric": metric, "candidate": cand, "incumbent": inc, "delta": delta, "better": delta > min_improvement,
+            "min_improvement": min_improvement, "dataset": dataset.name,
+            "dataset_sha256": dataset.manifest.get("sha256")} | where
+
+
+def _recorded(mv, metric: str) -> tuple[str, float] | None:
+    """The version's recorded ``metric`` (its eval report's, else its validation report's)."""
+    from routerzoo.zoo.lineage import METRIC_TAG_PREFIX
+
+    for key in (f"eval_{metric}", f"val_{metric}"):
+        raw = (mv.tags or {}).get(METRIC_TAG_PREFIX + key)
+        try:
+            return key, float(raw)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _recorded_metric_warning(client, name: str, mv, alias: str, metric: str) -> str | None:
+    """A warning when ``mv`` is worse on its recorded ``metric`` than the version holding ``alias``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        holder = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    if str(holder.version) == str(mv.version):
+        return None
+    mine, theirs = _recorded(mv, metric), _recorded(holder, metric)
+    if mine is None or theirs is None or mine[0] != theirs[0]:
+        return None  # nothing comparable recorded: say nothing rather than guess
+    worse = mine[1] > theirs[1] if metric in LOWER_IS_BETTER else mine[1] < theirs[1]
+    if not worse:
+        return None
+    same = mv.tags.get("routerzoo.lineage.dataset_sha256") == holder.tags.get("routerzoo.lineage.dataset_sha256")
+    return (f"{name}/{mv.version} is worse than @{alias} ({name}/{holder.version}) on its recorded {mine[0]}: "
+            f"{mine[1]:.4f} vs {theirs[1]:.4f}" + ("" if same else " (recorded on different datasets)")
+            + "; `--if-better-than` gates on the same data")
 
 
 # -- remove ----------------------------------------------------------------------------------------

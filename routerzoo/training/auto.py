@@ -98,7 +98,10 @@ def parse_candidate(name: str) -> tuple[str, object]:
         if not eq:
             raise ConfigError(f"--auto.candidates: {name!r}: settings are key=value, e.g. knn:k=40")
         values[key.strip()] = yaml.safe_load(value)
-    return kind, config_from_dict(spec.load_config(), values, f"--auto.candidates[{name!r}]")
+    try:
+        return kind, config_from_dict(spec.load_config(), values, f"--auto.candidates[{name!r}]")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def one_se_choice(results: list[CVResult]) -> CVResult:

@@ -9,8 +9,9 @@ AutoML tools do for tabular data:
 2. the **one-standard-error rule** picks the first candidate (candidates are listed simplest
    first) whose mean gap closed is within one standard error of the best mean;
 3. a **cross-fitted stack** of the best few distinct embedding kinds is scored by CV as well: its
-   weights (non-negative, summing to one) are fitted on the out-of-fold predictions of K−1 folds,
-   shrunk toward the best member, and scored on the held-out fold's out-of-fold predictions. The
+   weights (non-negative, summing to one, least squares on the observed outcomes) are fitted on
+   the out-of-fold predictions of K−1 folds, shrunk toward the best member, and scored on the
+   held-out fold's out-of-fold predictions. The
    stack is chosen only if its CV mean beats the best single candidate's;
 4. the choice is refit on the full train split (validation for early stopping), as ``routerzoo
    train`` does for that kind, and the stack's weights are fitted on all out-of-fold predictions.
@@ -34,7 +35,7 @@ AUTO = "auto"
 
 #: Simplest first (the one-SE rule prefers earlier entries: a kNN with more neighbours is the smoother
 #: model); each is cheap enough to cross-validate on full MMLU-Pro on 2 CPU cores.
-DEFAULT_CANDIDATES = ["best-single", "knn:k=160", "knn:k=40", "knn:k=10", "cluster", "sw-elo", "mf", "mlp"]
+DEFAULT_CANDIDATES = ["best-single", "knn:k=300", "knn:k=100", "knn:k=30", "knn:k=10", "cluster", "sw-elo", "mf", "mlp"]
 
 
 @dataclass
@@ -57,9 +58,9 @@ class AutoConfig:
     candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CANDIDATES))
     time_limit: float = 900.0
     method: str = "stack"
-    max_members: int = 3
+    max_members: int = 4
     shrinkage: float = 0.3
-    step: float = 0.1
+    step: float = 0.05
 
     def __post_init__(self):
         if not self.candidates:
@@ -112,25 +113,25 @@ def one_se_choice(results: list[CVResult]) -> CVResult:
     return next(r for r in scored if r.mean() >= bar)
 
 
-def _aiq(w: np.ndarray, q: np.ndarray, c: np.ndarray, tq: np.ndarray, tc: np.ndarray, models: list[str]) -> float:
-    from routerzoo.evaluation.report import evaluate_predictions
+def fit_weights(q: np.ndarray, tq: np.ndarray, step: float, shrinkage: float) -> np.ndarray:
+    """Simplex weights (K,) of K members' predicted quality (K, n, m), shrunk toward the best member.
 
-    return evaluate_predictions(np.tensordot(w, q, axes=1), np.tensordot(w, c, axes=1), tq, tc, models)["aiq"]["router"]
-
-
-def fit_weights(q: np.ndarray, c: np.ndarray, tq: np.ndarray, tc: np.ndarray, models: list[str],
-                step: float, shrinkage: float) -> np.ndarray:
-    """Simplex weights (K,) of K members' predictions (K, n, m) maximising AIQ, shrunk toward the best member."""
+    The weights minimise the squared error of the combined quality on the observed outcomes
+    (Breiman's stacked regression, non-negative and summing to one): smooth in the weights, so it
+    is far less noisy than searching the routing metric itself, and cheap enough for a fine grid.
+    """
     from routerzoo.routers.stack import simplex_grid
 
     k = q.shape[0]
+    obs = ~np.isnan(tq)
+    y = tq[obs]
+    x = q[:, obs]  # (K, n_observed)
     eye = np.eye(k)
-    best_member = int(np.argmax([_aiq(eye[i], q, c, tq, tc, models) for i in range(k)]))
-    best_w, best = eye[best_member], -np.inf
-    for w in simplex_grid(k, step):
-        value = _aiq(w, q, c, tq, tc, models)
-        if value > best + 1e-12:
-            best_w, best = w, value
+    mse = lambda w: float(np.mean((w @ x - y) ** 2))  # noqa: E731
+    best_member = int(np.argmin([mse(eye[i]) for i in range(k)]))
+    grid = simplex_grid(k, step)
+    errors = np.mean((grid @ x - y) ** 2, axis=1)
+    best_w = grid[int(np.argmin(errors))]
     return (1 - shrinkage) * best_w + shrinkage * eye[best_member]
 
 
@@ -152,12 +153,12 @@ def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig
         if held.sum() < 2 or inner.sum() < 2:
             continue
         t0 = time.perf_counter()
-        w = fit_weights(q[:, inner], c[:, inner], tq[inner], tc[inner], data.models, config.step, config.shrinkage)
+        w = fit_weights(q[:, inner], tq[inner], config.step, config.shrinkage)
         hq, hc = np.tensordot(w, q[:, held], axes=1), np.tensordot(w, c[:, held], axes=1)
         oq[held], oc[held] = hq, hc
         gap, aiq = score(hq, hc, tq[held], tc[held], data.models)
         fold_results.append(FoldResult(f, int(held.sum()), gap, aiq, time.perf_counter() - t0))
-    weights = fit_weights(q[:, ok], c[:, ok], tq[ok], tc[ok], data.models, config.step, config.shrinkage)
+    weights = fit_weights(q[:, ok], tq[ok], config.step, config.shrinkage)
     name = "stack(" + "+".join(r.name for r in members) + ")"
     return CVResult(name, fold_results, oq, oc, True), weights
 

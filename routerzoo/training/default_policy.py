@@ -6,7 +6,9 @@ proxy. After cross-validation every train+val prompt has an out-of-fold predicti
 weight can be chosen on predictions the router did not fit.
 
 The target is "match the best single model's quality at the lowest cost": the cheapest λ whose
-out-of-fold routed quality reaches the quality of the single model that is best on those prompts.
+out-of-fold routed quality reaches the quality of the single model that is best on those prompts,
+less one standard error of that quality (a router within one SE of it is level with it as far as
+the data can tell; demanding more would make the target a coin toss on noise).
 It is defensible without asking the user for a number: the router is then never worse than
 "always the best model" on held-out prompts (in expectation) and saves whatever routing can save.
 The realised quality and cost are cross-validated too (λ chosen on K−1 folds, measured on the
@@ -34,7 +36,7 @@ class PolicyChoice:
 
     Attributes:
         cost_weight: λ of the default argmax policy.
-        target_quality: the best single model's mean quality on the prompts.
+        target_quality: the best single model's mean quality on the prompts, less one standard error.
         quality: realised mean quality at λ, cross-validated (mean over folds), and its 95% interval.
         cost: realised mean USD per prompt at λ, cross-validated, and its 95% interval.
         best_single_cost: the best single model's mean USD per prompt.
@@ -57,8 +59,8 @@ class PolicyChoice:
     def describe(self) -> str:
         q, c = self.quality, self.cost
         saving = 1 - c[0] / self.best_single_cost if self.best_single_cost > 0 else float("nan")
-        return (f"default policy: λ = {self.cost_weight:.4g} (match the best single model's quality "
-                f"{self.target_quality:.4f} at the lowest cost); cross-validated: quality {q[0]:.4f} "
+        return (f"default policy: λ = {self.cost_weight:.4g} (match the best single model's quality, "
+                f"{self.target_quality:.4f} within one SE, at the lowest cost); cross-validated: quality {q[0]:.4f} "
                 f"[{q[1]:.4f}, {q[2]:.4f}], cost ${c[0]:.3g} [{c[1]:.3g}, {c[2]:.3g}]/prompt, "
                 f"{100 * saving:.0f}% below the best single model's ${self.best_single_cost:.3g}; "
                 f"useful λ range [{self.useful_range[0]:.4g}, {self.useful_range[1]:.4g}]")
@@ -83,6 +85,15 @@ def _interval(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _match_best(tq: np.ndarray):
+    """The quality target: the best single model's mean quality less one standard error of it."""
+    from routerzoo.training.calibrate import Target
+
+    best = tq[:, int(np.argmax(tq.mean(axis=0)))]
+    se = float(best.std(ddof=1)) / math.sqrt(len(best)) if len(best) > 1 else 0.0
+    return Target("quality", float(best.mean()) - se)
+
+
 def choose_default_policy(pq: np.ndarray, pc: np.ndarray, tq: np.ndarray, tc: np.ndarray, fold: np.ndarray,
                           models: list[str]) -> PolicyChoice | None:
     """The cheapest λ whose routed quality reaches the best single model's, on out-of-fold predictions.
@@ -97,14 +108,13 @@ def choose_default_policy(pq: np.ndarray, pc: np.ndarray, tq: np.ndarray, tc: np
         The choice, or None when there are too few complete prompts or no λ reaches the target.
     """
     from routerzoo.routers.policies.argmax import decide
-    from routerzoo.training.calibrate import Target, choose_cost_weight
+    from routerzoo.training.calibrate import choose_cost_weight
 
     ok = ~np.isnan(tq).any(axis=1) & np.isfinite(pq).all(axis=1) & np.isfinite(pc).all(axis=1)
     if ok.sum() < 10:
         return None
     pq, pc, tq, tc, fold = pq[ok], pc[ok], tq[ok], np.nan_to_num(tc[ok], nan=0.0), fold[ok]
-    best = int(np.argmax(tq.mean(axis=0)))
-    target = Target("quality", float(tq[:, best].mean()))
+    target = _match_best(tq)
     try:
         lam, _ = choose_cost_weight(pq, pc, tq, tc, models, target)
     except UserError:
@@ -115,7 +125,7 @@ def choose_default_policy(pq: np.ndarray, pc: np.ndarray, tq: np.ndarray, tc: np
         inner, held = fold != f, fold == f
         if held.sum() == 0 or inner.sum() < 10:
             continue
-        target_f = Target("quality", float(tq[inner][:, int(np.argmax(tq[inner].mean(axis=0)))].mean()))
+        target_f = _match_best(tq[inner])
         try:
             lam_f, _ = choose_cost_weight(pq[inner], pc[inner], tq[inner], tc[inner], models, target_f)
         except UserError:
@@ -126,6 +136,7 @@ def choose_default_policy(pq: np.ndarray, pc: np.ndarray, tq: np.ndarray, tc: np
         cs.append(float(tc[held][rows, d].mean()))
     if not qs:
         return None
+    best = int(np.argmax(tq.mean(axis=0)))
     return PolicyChoice(lam, target.value, _interval(np.array(qs)), _interval(np.array(cs)),
                         float(tc[:, best].mean()), useful_range(pq, pc))
 

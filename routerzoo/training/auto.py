@@ -221,9 +221,12 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
         bar = tqdm(total=len(parsed) * folds_k, unit="fold", desc="auto", dynamic_ncols=True)
     results: list[CVResult] = []
     skipped: dict[str, str] = {}
+    slowest = 0.0  # seconds of the slowest fold run so far, of any candidate
     try:
         for index, (name, (kind, cfg)) in enumerate(parsed.items()):
-            if time.monotonic() >= deadline:
+            # a candidate's first fold cannot be cut short: start none that the slowest fold so far
+            # says would overrun (a proxy; the folds of a candidate are stopped once they would)
+            if time.monotonic() + slowest >= deadline:
                 skipped[name] = "time limit"
                 if bar is not None:
                     bar.update((index + 1) * folds_k - bar.n)
@@ -246,6 +249,7 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
                 bar.update((index + 1) * folds_k - bar.n)
             if r is None:
                 continue
+            slowest = max([slowest] + [f.fit_s for f in r.folds])
             if not r.complete:
                 skipped[name] = f"time limit after {len(r.folds)} of {folds_k} folds"
                 continue

@@ -234,8 +234,9 @@ def cross_validate(name: str, kind: str, config, folds: Folds, *, deadline: floa
         kind: a registered router kind.
         config: the kind's typed config.
         folds: the fold split (and shared embeddings).
-        deadline: ``time.monotonic()`` value after which no further fold starts (a fold's expected
-            duration, from the first one, counts); the result is then marked incomplete.
+        deadline: ``time.monotonic()`` value by which every fold must be done: once the folds left
+            (at the mean duration of those run) would end after it, no further fold starts and the
+            result is marked incomplete.
         on_fold: called as ``on_fold(fold_index)`` before each fold (progress bars).
     """
     from routerzoo.routers.registry import get_kind
@@ -249,8 +250,9 @@ def cross_validate(name: str, kind: str, config, folds: Folds, *, deadline: floa
     complete = True
     for f in range(folds.k):
         if deadline is not None and results:
+            # stop as soon as the folds left would not fit: a half-finished candidate is wasted time
             per_fold = sum(r.fit_s for r in results) / len(results)
-            if time.monotonic() + per_fold > deadline:
+            if time.monotonic() + per_fold * (folds.k - len(results)) > deadline:
                 complete = False
                 break
         if on_fold is not None:

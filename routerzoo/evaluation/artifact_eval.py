@@ -123,7 +123,7 @@ def evaluate_scorer(scorer, matrix, *, model: str = "", next_model: str = "", wh
         ``{"kind": "deferral", "scorer", "model", "next_model", "n_answers", "auroc",
         "deferral_auc", "random_auc", "oracle_auc"}`` (missing values None).
     """
-    from routerzoo.training.train_deferral import evaluate_deferral
+    from routerzoo.evaluation.deferral import evaluate_deferral
 
     models = list(matrix.models)
     model = model or getattr(scorer.config, "model", "") or ""

@@ -14,63 +14,16 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
+
+# re-exported from their old place: the fit contract moved beside the protocol, the metric to evaluation/
+from routerzoo.evaluation.deferral import evaluate_deferral
+from routerzoo.routers.fit_context import DeferralFitContext
 from routerzoo.routers.registry import get_kind
-
-
-@dataclass
-class DeferralFitContext:
-    """What a deferral fit reads.
-
-    Attributes:
-        train: training split outcomes (with responses / token logprobs).
-        val: validation split outcomes, or None.
-        encoder: sentence-transformers id for :meth:`embed` (scorers that read prompt embeddings).
-        seed: random seed.
-    """
-
-    train: object
-    val: object | None = None
-    encoder: str | None = None
-    seed: int = 0
-    _encoder: object | None = field(default=None, repr=False)
-
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        """(n, d) prompt embeddings (on-disk cache shared with router training)."""
-        if self._encoder is None:
-            from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder
-
-            self._encoder = Encoder(self.encoder or DEFAULT_ENCODER, show_progress=False, max_cached=None)
-        return self._encoder.encode(prompts)
-
-
-def evaluate_deferral(scorer, matrix, model: str = "", next_model: str = "") -> dict:
-    """AUROC of correctness (quality >= 0.5) of ``model``'s answers (every model's if empty), and with
-    ``next_model`` the deferral curve's AUC against the random and oracle orders."""
-    from routerzoo.evaluation.deferral import auroc, deferral_curve
-    from routerzoo.routers.token_quantile import answers_for_training
-
-    rows, cols, prompts, responses, lps, q = answers_for_training(matrix, model)
-    out: dict = {"n_answers": int(len(rows))}
-    if not len(rows):
-        return out
-    scores = np.asarray(scorer.predict(prompts, responses, lps), dtype=np.float64)
-    out["auroc"] = auroc(scores, q >= 0.5)
-    if next_model:
-        if next_model not in matrix.models:
-            raise UserError(f"--next-model {next_model!r} is not in the dataset; its models: {list(matrix.models)}")
-        k = matrix.models.index(next_model)
-        qn = matrix.quality[rows, k]
-        ok = ~np.isnan(qn)
-        if ok.any():
-            c = deferral_curve(scores[ok], q[ok], qn[ok])
-            out.update({"deferral_auc": c["auc"], "random_auc": c["random_auc"], "oracle_auc": c["oracle_auc"]})
-    return out
 
 
 def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: str | os.PathLike = "", *,

@@ -24,7 +24,7 @@ PROMOTION_TAG = "routerzoo.promotion."
 FORCED_TAG = "routerzoo.promotion.forced"
 #: metrics where a smaller value is better; every other summary metric is "higher is better"
 LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80"})
-#: what a gate can compare: the headline numbers of routerzoo.training.train.summary_metrics
+#: what a gate can compare: the headline numbers of routerzoo.evaluation.report.summary_metrics
 GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
                 "pair_accuracy", "pair_log_loss")
 
@@ -278,8 +278,7 @@ def _evaluate_versions(client, refs: list[ModelRef], data, split: str, tracking_
 def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike | None = None,
             tracking_uri: str | None = None) -> Comparison:
     """Evaluate registered versions on the same data; log one table, one plot and the reports as a run."""
-    from routerzoo.evaluation.report import format_table
-    from routerzoo.training.train import summary_metrics
+    from routerzoo.evaluation.report import format_table, summary_metrics
     from routerzoo.zoo.tracking import log_metrics, run
 
     if len(refs) < 1:
@@ -321,7 +320,7 @@ def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike 
 
 # -- promote ---------------------------------------------------------------------------------------
 def _metric(report: dict, metric: str, label: str) -> float:
-    from routerzoo.training.train import summary_metrics
+    from routerzoo.evaluation.report import summary_metrics
 
     values = summary_metrics(report)
     value = values.get(metric)

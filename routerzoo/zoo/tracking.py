@@ -200,7 +200,7 @@ class TrainingRun:
             return {}
         import mlflow
 
-        from routerzoo.training.train import summary_metrics
+        from routerzoo.evaluation.report import summary_metrics
 
         log_metrics(fit_metrics)
         for name, report in reports.items():

@@ -366,6 +366,10 @@ def summary_metrics(report: dict) -> dict:
     for key in ("auroc", "deferral_auc", "random_auc", "oracle_auc", "n_answers"):  # deferral scorers
         if report.get(key) is not None:
             out[key] = report[key]
+    point = report.get("operating_point") or report  # sequential policies: their own point
+    for key in ("quality", "cost", "calls_per_prompt"):
+        if isinstance(point.get(key), (int, float)) and not isinstance(point.get(key), bool):
+            out[key] = point[key]
     pairs = report.get("pairs")
     if pairs:
         out.update({"pair_accuracy": pairs.get("accuracy"), "pair_log_loss": pairs.get("log_loss"), "n_pairs": pairs.get("n_pairs")})

@@ -27,8 +27,11 @@ from routerzoo.routers.registry import get_kind
 
 
 def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: str | os.PathLike = "", *,
-                   next_model: str = "", overwrite: bool = False, seed: int = 0) -> tuple[object, Path, dict]:
+                   next_model: str = "", overwrite: bool = False, seed: int = 0, tracking=None) -> tuple[object, Path, dict]:
     """Fit deferral kind ``kind`` on ``data``'s train split, evaluate it on val and test, write ``out``.
+
+    ``tracking``: a :class:`~routerzoo.training.train.TrackingConfig` to log the run, the artifact and
+    its pyfunc model to MLflow (and register it) as router training does; None: not tracked.
 
     Returns:
         (scorer, artifact directory, metrics: fit metrics + ``val`` / ``test`` evaluations).
@@ -46,23 +49,66 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
     model = getattr(config, "model", "") or ""
     if model and model not in ds.models:
         raise UserError(f"--router.model {model!r} is not in the dataset; its models: {list(ds.models)}")
-    ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
-    t0 = time.perf_counter()
-    if spec.fit is None:
-        scorer, metrics = spec.load_class()(config), {}
-    else:
-        np.random.seed(seed)
-        scorer, metrics = spec.load_fit()(config, ctx)
-    metrics["fit_s"] = time.perf_counter() - t0
-    next_model = next_model or getattr(config, "next_model", "") or ""
-    for split in ("val", "test"):
-        m = ds.outcome_matrix(split)
-        if len(m):
-            metrics[split] = evaluate_deferral(scorer, m, model, next_model)
-    lineage = {"dataset": ds.name, "dataset_sha256": ds.manifest.get("sha256"), "split": "train",
-               "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
-    path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
+    with tracked_run(tracking, kind, ds, config, seed) as run:
+        ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
+        t0 = time.perf_counter()
+        if spec.fit is None:
+            scorer, metrics = spec.load_class()(config), {}
+        else:
+            np.random.seed(seed)
+            scorer, metrics = spec.load_fit()(config, ctx)
+        metrics["fit_s"] = time.perf_counter() - t0
+        next_model = next_model or getattr(config, "next_model", "") or ""
+        for split in ("val", "test"):
+            m = ds.outcome_matrix(split)
+            if len(m):
+                metrics[split] = evaluate_deferral(scorer, m, model, next_model)
+        lineage = role_lineage(ds, getattr(config, "encoder", None), seed, run) | {
+            "fit_split": "train", "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
+        path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
+        run.log_result(metrics, {k: v for k, v in metrics.items() if k in ("val", "test")}, path)
     return scorer, Path(path), metrics
+
+
+def tracked_run(tracking, kind: str, dataset, config, seed: int):
+    """The :class:`~routerzoo.zoo.tracking.TrainingRun` every role trains in (a no-op when ``tracking`` is None)."""
+    from routerzoo.routers.typed_config import config_to_dict
+    from routerzoo.training.train import TrackingConfig
+    from routerzoo.zoo.tracking import TrainingRun
+
+    return TrainingRun(tracking or TrackingConfig(enabled=False), kind, dataset,
+                       {"kind": kind, "router": config_to_dict(config)}, None, seed)
+
+
+def role_lineage(dataset, encoder: str | None, seed: int, run) -> dict:
+    """The lineage routers record (dataset, sources, prices, encoder fingerprint, code version) plus the run's."""
+    from routerzoo.zoo.lineage import training_lineage
+
+    return training_lineage(dataset, encoder, seed) | run.lineage()
+
+
+def split_tracking(rest: list[str]):
+    """(TrackingConfig or None, the other arguments): ``--tracking.FIELD VALUE`` flags turn tracking on."""
+    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.training.train import TrackingConfig
+
+    fields, other, i = {}, [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--tracking."):
+            other.append(arg)
+            i += 1
+            continue
+        name, sep, value = arg[len("--tracking."):].partition("=")
+        if not sep:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"{arg} needs a value")
+            value, i = rest[i + 1], i + 1
+        fields[name] = _parse_value(value)
+        i += 1
+    if not fields:
+        return None, other
+    return config_from_dict(TrackingConfig, fields, "--tracking"), other
 
 
 def _parse_value(text: str):
@@ -108,7 +154,8 @@ def main(kind: str, argv: list[str]) -> int:
 
     spec = get_kind(kind, role="deferral")
     p = argparse.ArgumentParser(prog="routerzoo train", description=f"Train the {kind!r} deferral scorer: "
-                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml).")
+                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml); "
+                                "--tracking.FIELD VALUE (e.g. --tracking.register NAME) logs the run to MLflow.")
     p.add_argument("--kind", default=kind)
     p.add_argument("--config", help="YAML with `kind:` and a `router:` mapping of config fields")
     p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs)")
@@ -117,10 +164,11 @@ def main(kind: str, argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--seed", type=int, default=0)
     known, rest = p.parse_known_args(argv)
+    tracking, rest = split_tracking(rest)
     fields = parse_router_fields(known.config, rest, kind)
     config = config_from_dict(spec.load_config(), fields, f"{kind} config")
     _, path, metrics = train_deferral(kind, config, known.data, known.out, next_model=known.next_model,
-                                      overwrite=known.overwrite, seed=known.seed)
+                                      overwrite=known.overwrite, seed=known.seed, tracking=tracking)
     print(f"deferral scorer {kind!r} written to {path}")
     print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=float))
     return 0

@@ -100,7 +100,7 @@ def test_eval_mdp_router(data, tmp_path, capsys):
     assert report["policy"] == "mdp" and point["n_scored"] == trained["n_prompts"]
     for key in ("cost", "quality", "calls_per_prompt"):
         assert point[key] == pytest.approx(trained[key])
-    assert "MDP router" in printed and f"mean quality {point['quality']:.4f}" in printed
+    assert "mdp policy" in printed and f"mean quality {point['quality']:.4f}" in printed
     # served the same way: a cascade section naming the policy evaluates the same router
     spec = tmp_path / "serve.yaml"
     spec.write_text(yaml.safe_dump({"mode": "cascade", "cascade": {"policy": str(out)}}))

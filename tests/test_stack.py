@@ -9,6 +9,7 @@ import pytest
 from conftest import ENCODER_ATOL
 
 from routerzoo.data.dataset import load_dataset
+from routerzoo.data.fsutil import file_sha256
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.runner import evaluate_router
 from routerzoo.routers import load_router
@@ -44,7 +45,7 @@ def test_stack_trains_saves_and_loads(topic_dataset, tmp_path):
     cfg = json.loads((tmp_path / "st" / "config.json").read_text())
     tensors = {k: v for k, v in load_file(str(tmp_path / "st" / "weights.safetensors")).items() if not k.startswith("m1.")}
     save_file(tensors, str(tmp_path / "st" / "weights.safetensors"))
-    cfg.pop("weights_sha256")
+    cfg["weights_sha256"] = file_sha256(tmp_path / "st" / "weights.safetensors")  # the hash is required: recompute it
     (tmp_path / "st" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="stack member 1"):
         load_router(tmp_path / "st")

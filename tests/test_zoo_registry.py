@@ -153,7 +153,7 @@ def test_register_directory_and_run(zoo, capsys):
     assert client.get_model_version("copy", "1").tags["routerzoo.lineage.dataset"] == "topics"
     assert "routerzoo.metric.eval_gap_closed" in client.get_model_version("copy", "2").tags
     code, _, err = zoo_cli(zoo, capsys, "register", "no-such-run-or-dir", "--name", "copy")
-    assert code == 2 and "neither a router directory nor a run" in err
+    assert code == 2 and "neither an artifact directory nor a run" in err
 
 
 def test_errors_are_one_line_and_rm_guards_aliases(zoo, capsys):

@@ -10,8 +10,11 @@ included), never from predicted costs:
 2. coordinate refinement: each stage's threshold in turn is moved over the same grid, keeping a
    move when the objective improves and the target still holds (two passes).
 
-The result is the ``cascade`` section of a serve config (chain, thresholds, scorer), with what it
-realises on the calibration split and on the test split next to the target.
+The result is one self-contained, versioned cascade artifact (``--out DIR``: chain, thresholds,
+the deferral scorer embedded, the chain's prices, and the calibration record as lineage), loaded
+like every artifact (:func:`routerzoo.routers.loader.load`), served, registered and evaluated by
+itself; with what it realises on the calibration split and on the test split next to the target.
+``--out FILE.yaml`` still writes the old serve-config section that points at its scorer.
 """
 
 from __future__ import annotations
@@ -161,6 +164,28 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
     return CascadeCalibration(target, chain, [float(t) for t in th], cal, test)
 
 
+#: ``--out`` names with these suffixes get the old serve-config section instead of an artifact
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def cascade_artifact(scorer, res: CascadeCalibration, dataset) -> CascadePolicy:
+    """The calibrated cascade as a policy carrying its prices and calibration record (save it with ``.save``)."""
+    from routerzoo import __version__
+
+    policy = CascadePolicy(CascadeConfig(chain=list(res.chain), thresholds=list(res.thresholds)), scorer)
+    prices = (dataset.manifest.get("prices") or {}) if dataset is not None else {}
+    policy.prices = {m: {"input": float(p["input"]), "output": float(p["output"])} for m, p in prices.items()
+                     if m in res.chain and isinstance(p, dict) and p.get("input") is not None and p.get("output") is not None}
+    policy.lineage = {"dataset": getattr(dataset, "name", None),
+                      "dataset_sha256": (dataset.manifest.get("sha256") if dataset is not None else None),
+                      "calibration": res.to_dict(), "routerzoo_version": __version__}
+    metrics = {"calibration": asdict(res.calibration)}
+    if res.test is not None:
+        metrics["test"] = asdict(res.test)
+    policy.lineage["metrics"] = metrics
+    return policy
+
+
 # -- command line ----------------------------------------------------------------------------------
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``calibrate-cascade`` on the CLI's subparsers."""
@@ -178,7 +203,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
                    help="split the realised figure is reported on (default test)")
-    p.add_argument("--out", help="write the serve-config section (YAML: mode + cascade) here")
+    p.add_argument("--out", help="write the calibrated cascade here: a folder (a self-contained cascade artifact: chain, "
+                                 "thresholds, scorer, prices) or, for the old form, a .yaml serve-config section")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
     p.add_argument("--allow-miss", action="store_true", help="when no thresholds meet the target, write the closest "
@@ -236,13 +262,19 @@ def run(args) -> int:
 
         print(f"routerzoo: warning: {target.describe()} is out of reach on {ds.name}[{c.split}]; writing the closest "
               "point (--allow-miss)", file=sys.stderr)
-    if args.out:
+    if args.out and Path(args.out).suffix.lower() in _SPEC_SUFFIXES:
         section = {"mode": "cascade", "cascade": {"chain": chain, "thresholds": res.thresholds, "scorer": args.scorer,
                                                   "scorer_config": {} if Path(args.scorer).is_dir() else
                                                   asdict(scorer.config)}}
         _write(Path(args.out), "# from routerzoo calibrate-cascade; merge into a serve config\n"
                + yaml.safe_dump(section, sort_keys=False), args.overwrite)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} (note: this spec points at its scorer; give --out a folder for a self-contained, "
+              "versioned cascade artifact)")
+    elif args.out:
+        policy = cascade_artifact(scorer, res, ds)
+        policy.save(args.out, overwrite=args.overwrite)
+        print(f"wrote cascade artifact {args.out} (serve it with `routerzoo serve {args.out}`, register it with "
+              "`routerzoo zoo register`)")
     if args.json_out:
         _write(Path(args.json_out), json.dumps(res.to_dict(), indent=2) + "\n", args.overwrite)
     return 0

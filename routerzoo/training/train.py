@@ -310,22 +310,6 @@ def after_cv(router: Router, result: CVResult | None, folds, cv: CVConfig, fit_m
     return notes
 
 
-def summary_metrics(report: dict) -> dict:
-    """The headline numbers of a report, flat, for MLflow metrics and tables."""
-    out: dict = {"n_prompts": report.get("n_prompts")}
-    if "aiq" in report:
-        out.update({
-            "aiq": report["aiq"]["router"],
-            "aiq_zero_router": report["aiq"]["zero_router"],
-            "aiq_oracle": report["aiq"]["oracle"],
-            "gap_closed": report["gap_closed"],
-            "best_single_quality": report["best_single"]["quality"],
-            "max_quality": report.get("max_quality"),
-        })
-    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc"):
-        if report.get(key) is not None:
-            out[key] = report[key]
-    pairs = report.get("pairs")
-    if pairs:
-        out.update({"pair_accuracy": pairs.get("accuracy"), "pair_log_loss": pairs.get("log_loss"), "n_pairs": pairs.get("n_pairs")})
-    return out
+# summary_metrics moved to routerzoo.evaluation.report (evaluation imports no training code);
+# re-exported here for callers of the old place
+from routerzoo.evaluation.report import summary_metrics  # noqa: E402,F401

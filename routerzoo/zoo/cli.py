@@ -34,8 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     show = zsub.add_parser("show", parents=[common], help="a model's versions, or one version's lineage and metrics")
     show.add_argument("ref", metavar="NAME[@ALIAS|/VERSION]")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    reg = zsub.add_parser("register", parents=[common], help="register a run's router or a router directory")
-    reg.add_argument("source", metavar="RUN_ID|ROUTER_DIR")
+    reg = zsub.add_parser("register", parents=[common], help="register a run's artifact or an artifact directory "
+                                                             "(router, deferral scorer, cascade or MDP router)")
+    reg.add_argument("source", metavar="RUN_ID|ARTIFACT_DIR")
     reg.add_argument("--name", required=True, help="registered model name")
     reg.add_argument("--alias", help="point NAME@ALIAS at the new version (e.g. challenger)")
     cmp_ = zsub.add_parser("compare", parents=[common], help="evaluate versions on the same data (table, plot, run)")
@@ -47,7 +48,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pro.add_argument("ref", metavar="NAME/VERSION")
     pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
     pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on --data")
-    pro.add_argument("--metric", default="gap_closed", help="gate metric (default gap_closed; aiq, apgr, pair_accuracy, ...)")
+    pro.add_argument("--metric", help="gate metric (default by role: gap_closed for routers, auroc for deferral scorers, "
+                                      "aiq for cascades and MDP routers; also apgr, cascade_auc, pair_accuracy, ...)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
     pro.add_argument("--min-improvement", type=float, default=0.0,
@@ -86,13 +88,19 @@ def _print_show(args) -> int:
         aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(info["aliases"].items())) or "none"
         print(f"{info['name']}: {len(info['versions'])} version(s); aliases {aliases}")
         for v in info["versions"]:
-            gap = v["metrics"].get("eval_gap_closed") or v["metrics"].get("val_gap_closed") or "-"
+            # each role's headline: gap closed (routers), AUROC (deferral scorers), AIQ (policies)
+            names = {"gap_closed": "gap closed", "auroc": "AUROC", "aiq": "AIQ"}
+            head = next(((names[metric], v["metrics"][f"{split}_{metric}"]) for metric in names
+                         for split in ("eval", "test", "val", "calibration") if f"{split}_{metric}" in v["metrics"]),
+                        ("gap closed", "-"))
             tag = " ".join("@" + a for a in v["aliases"])
-            print(f"  v{v['version']:<4} {v['created']}  dataset {v['dataset'] or '-'}  gap closed {gap}  run {v['run_id']}  {tag}")
+            print(f"  v{v['version']:<4} {v['created']}  dataset {v['dataset'] or '-'}  {head[0]} {head[1]}  run {v['run_id']}  {tag}")
         return 0
     print(f"{info['name']}/{info['version']}  {' '.join('@' + a for a in info['aliases']) or '(no alias)'}")
-    print(f"kind {info['kind']}  encoder {info['encoder'] or '-'}  run {info['run_id']}  registered {info['created']}")
-    print("candidates and training prices (USD per 1M tokens in/out):")
+    print(f"{info['role']} kind {info['kind']}  encoder {info['encoder'] or '-'}  run {info['run_id']}  "
+          f"registered {info['created']}" + (f"  scorer {info['scorer']}" if info.get("scorer") else ""))
+    if info["candidates"]:
+        print("candidates and training prices (USD per 1M tokens in/out):")
     for m in info["candidates"]:
         p = info["prices"].get(m) or {}
         price = f"{p.get('input')}/{p.get('output')}" if p else "-"

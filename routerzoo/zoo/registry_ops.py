@@ -3,8 +3,11 @@
 Every operation takes a tracking URI (None: ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``), so the
 same code runs against the embedded SQLite store and a team's tracking server. Versions are named
 ``NAME/VERSION`` or ``NAME@ALIAS``; an unknown name, version or alias is one :class:`UserError`
-listing what exists. Comparisons and gated promotions evaluate every version on the same data with
-:func:`routerzoo.evaluation.runner.evaluate_router`, the library ``routerzoo eval`` uses.
+listing what exists. Every role is registered, shown, compared and gated the same way: routers,
+deferral scorers and policies (calibrated cascades, the MDP router), loaded by the one loader.
+Comparisons and gated promotions evaluate every version on the same data with
+:func:`routerzoo.evaluation.artifact_eval.evaluate_artifact`, the library ``routerzoo eval`` uses,
+and gate on the role's metric unless told otherwise (:data:`DEFAULT_METRIC`).
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ REGISTER_EXPERIMENT = "routerzoo"
 PROMOTION_TAG = "routerzoo.promotion."
 FORCED_TAG = "routerzoo.promotion.forced"
 #: metrics where a smaller value is better; every other summary metric is "higher is better"
-LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80"})
-#: what a gate can compare: the headline numbers of routerzoo.training.train.summary_metrics
+LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80", "cost", "calls_per_prompt"})
+#: what a gate can compare: the headline numbers of routerzoo.evaluation.report.summary_metrics
 GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
-                "pair_accuracy", "pair_log_loss")
+                "pair_accuracy", "pair_log_loss", "auroc", "deferral_auc", "quality", "cost", "calls_per_prompt")
+#: each role's gate metric when none is named: routers by the share of the oracle gap they close,
+#: deferral scorers by how well they rank right above wrong answers, sequential policies (cascades,
+#: the MDP router) by the AIQ of their cost-quality curve (one point for a policy without thresholds)
+DEFAULT_METRIC = {"router": "gap_closed", "deferral": "auroc", "policy": "aiq"}
 #: paired bootstrap resamples of a gated promotion
 GATE_BOOTSTRAP = 2000
 
@@ -221,9 +228,9 @@ def show(ref: ModelRef, tracking_uri: str | None = None) -> dict:
                          "dataset": v.tags.get("routerzoo.lineage.dataset"), "metrics": metrics})
         return {"name": model.name, "aliases": aliases, "versions": rows}
     mv = resolve_version(client, ref)
-    from routerzoo.routers import load_router
+    from routerzoo.routers.loader import load
 
-    router = load_router(f"models:/{ref.name}/{mv.version}", tracking_uri=tracking_uri)
+    router = load(f"models:/{ref.name}/{mv.version}", tracking_uri=tracking_uri)
     aliases = sorted(a for a, n in _aliases(model).items() if n == str(mv.version))
     plot = None
     if mv.run_id:
@@ -233,10 +240,16 @@ def show(ref: ModelRef, tracking_uri: str | None = None) -> dict:
             plot = f"runs:/{mv.run_id}/{found[0]}" if found else None
         except Exception:  # a run whose artifacts cannot be listed still shows its tags
             plot = None
+    from routerzoo.routers.loader import encoder_of
+    from routerzoo.routers.registry import get_kind
+
+    cost_model = getattr(router, "cost_model", None)
     return {
         "name": model.name, "version": str(mv.version), "aliases": aliases, "run_id": mv.run_id,
-        "created": _when(mv.creation_timestamp), "kind": router.kind, "encoder": router.encoder,
-        "candidates": list(router.models), "prices": router.cost_model.prices,
+        "created": _when(mv.creation_timestamp), "kind": router.kind, "role": get_kind(router.kind).role,
+        "encoder": encoder_of(router), "candidates": list(getattr(router, "models", None) or []),
+        "prices": cost_model.prices if cost_model is not None else dict(getattr(router, "prices", None) or {}),
+        "scorer": getattr(getattr(router, "scorer", None), "kind", None),
         "tags": dict(sorted(mv.tags.items())), "plot": plot,
     }
 
@@ -254,35 +267,39 @@ def _tag_version(client, name: str, version, tags: dict[str, str]) -> None:
 
 
 def register(source: str, name: str, alias: str | None = None, tracking_uri: str | None = None) -> int:
-    """Register a router directory or a training run's router as a new version of ``name``.
+    """Register an artifact directory of any role, or a training run's artifact, as a new version of ``name``.
 
     Args:
-        source: an artifact directory (logged in a new run first) or the id of a run that logged
-            ``router/`` (``routerzoo train`` with tracking on).
+        source: an artifact directory (a router, deferral scorer, cascade or MDP router; logged in a
+            new run first) or the id of a run that logged one (``routerzoo train`` with tracking on).
         name: registered model name.
         alias: point ``name@alias`` at the new version.
 
     Returns:
         The new version number.
     """
-    from routerzoo.routers import load_router
+    from routerzoo.routers.loader import ARTIFACT_DIRS, load
     from routerzoo.zoo.lineage import lineage_tags, metric_tags
-    from routerzoo.zoo.pyfunc import log_router_model, set_alias
+    from routerzoo.zoo.pyfunc import log_model, set_alias
 
     check_model_name(name)
     if alias is not None:
         check_alias(alias)  # before registering: a refused alias must not leave a version without it
     mlflow, client = _client(tracking_uri)
     if Path(source).is_dir():
-        router = load_router(source)  # refuse a broken artifact before anything is logged
+        obj = load(source)  # refuse a broken artifact of any role before anything is logged
+        from routerzoo.routers.registry import get_kind
         from routerzoo.zoo.tracking import run
 
-        tags = lineage_tags(router.lineage)
+        role = get_kind(obj.kind).role
+        lineage = getattr(obj, "lineage", None) or {}
+        tags = lineage_tags(lineage) | {"routerzoo.role": role, "routerzoo.kind": obj.kind}
         with run(REGISTER_EXPERIMENT, run_name=f"register {name}", tags=tags, uri=tracking_uri):
-            mlflow.log_artifacts(str(source), "router")
-            mlflow.log_dict(router.lineage, "lineage.json")
-            info = log_router_model(source, registered_name=name)
+            mlflow.log_artifacts(str(source), ARTIFACT_DIRS[role])
+            mlflow.log_dict(lineage, "lineage.json")
+            info = log_model(source, registered_name=name)
         version = info.registered_model_version
+        tags = tags | metric_tags(_lineage_metrics(lineage))
     else:
         version, tags = _register_run(mlflow, client, str(source), name)
         tags = tags | metric_tags(client.get_run(str(source)).data.metrics)
@@ -292,31 +309,46 @@ def register(source: str, name: str, alias: str | None = None, tracking_uri: str
     return int(version)
 
 
+def _lineage_metrics(lineage: dict) -> dict:
+    """``split_metric`` numbers a scorer or policy recorded in its lineage at training / calibration time."""
+    from routerzoo.evaluation.report import summary_metrics
+
+    metrics = lineage.get("metrics") if isinstance(lineage.get("metrics"), dict) else {}
+    return {f"{split}_{k}": v for split, report in metrics.items() if isinstance(report, dict)
+            for k, v in summary_metrics(report).items() if v is not None}
+
+
 def _register_run(mlflow, client, run_id: str, name: str) -> tuple[str, dict]:
     from mlflow.exceptions import MlflowException
 
-    from routerzoo.routers import load_router
+    from routerzoo.routers.loader import ARTIFACT_DIRS, load
     from routerzoo.zoo.lineage import lineage_tags
-    from routerzoo.zoo.pyfunc import log_router_model
+    from routerzoo.zoo.pyfunc import log_model
 
     try:
         client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"{run_id!r} is neither a router directory nor a run in {mlflow.get_tracking_uri()}") from None
+        raise UserError(f"{run_id!r} is neither an artifact directory nor a run in {mlflow.get_tracking_uri()}") from None
     with tempfile.TemporaryDirectory(prefix="routerzoo-register-") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="router", dst_path=tmp)
-        except (MlflowException, OSError):
-            raise UserError(f"run {run_id} logged no router (expected its artifact folder router/)") from None
-        router = load_router(local)  # checked like any artifact before it becomes a version
-        tags = lineage_tags(router.lineage)
+        local = None
+        for folder in dict.fromkeys(ARTIFACT_DIRS.values()):
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=tmp)
+                break
+            except (MlflowException, OSError):
+                continue
+        if local is None:
+            raise UserError(f"run {run_id} logged no routerzoo artifact (expected one of the folders "
+                            f"{list(dict.fromkeys(ARTIFACT_DIRS.values()))})")
+        obj = load(local)  # checked like any artifact before it becomes a version
+        tags = lineage_tags(getattr(obj, "lineage", None) or {})
         # the run's own pyfunc when it logged one, else log one into it now
         logged = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
         if logged:
             version = mlflow.register_model(logged[0].model_uri, name).version
         else:
             with mlflow.start_run(run_id=run_id):
-                version = log_router_model(local, registered_name=name).registered_model_version
+                version = log_model(local, registered_name=name).registered_model_version
     return str(version), tags
 
 
@@ -336,30 +368,33 @@ class Comparison:
 
 def _evaluate_versions(client, refs: list[ModelRef], data, split: str, tracking_uri) -> tuple[dict, dict, object]:
     from routerzoo.data.dataset import load_dataset
-    from routerzoo.evaluation.runner import evaluate_router
-    from routerzoo.routers import load_router
+    from routerzoo.evaluation.artifact_eval import evaluate_artifact
+    from routerzoo.routers.loader import load
+    from routerzoo.routers.registry import get_kind
 
     versions = {}
     for ref in refs:
         mv = resolve_version(client, ref)
         versions[f"{ref.name}/{mv.version}"] = mv
     dataset = load_dataset(data)
-    routers = {label: load_router(f"models:/{label}", tracking_uri=tracking_uri) for label in versions}
-    first_label, first = next(iter(routers.items()))
-    for label, router in routers.items():
-        # as `routerzoo eval` does: gap closed and AIQ are relative to the candidates' own baselines
-        if router.models != first.models:
-            raise UserError(f"versions compared side by side need the same candidate models; {label} has {router.models}, "
-                            f"{first_label} has {first.models}")
-    reports = {label: evaluate_router(router, dataset, split) for label, router in routers.items()}
+    loaded = {label: load(f"models:/{label}", tracking_uri=tracking_uri) for label in versions}
+    roles = {label: get_kind(obj.kind).role for label, obj in loaded.items()}
+    if len(set(roles.values())) > 1:
+        raise UserError("versions of different roles cannot be compared: "
+                        + ", ".join(f"{label} is a {role}" for label, role in roles.items()))
+    # the same candidates (or chain models), else the numbers are measured against different baselines
+    sets = {label: sorted(getattr(obj, "models", None) or []) for label, obj in loaded.items()}
+    if len({tuple(v) for v in sets.values()}) > 1:
+        raise UserError("versions with different candidate models are measured against different baselines and "
+                        "cannot share a table: " + "; ".join(f"{label}: {v}" for label, v in sets.items()))
+    reports = {label: evaluate_artifact(obj, dataset, split) | {"role": roles[label]} for label, obj in loaded.items()}
     return versions, reports, dataset
 
 
 def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike | None = None,
             tracking_uri: str | None = None) -> Comparison:
     """Evaluate registered versions on the same data; log one table, one plot and the reports as a run."""
-    from routerzoo.evaluation.report import format_table
-    from routerzoo.training.train import summary_metrics
+    from routerzoo.evaluation.report import format_table, summary_metrics
     from routerzoo.zoo.tracking import log_metrics, run
 
     if len(refs) < 1:
@@ -371,7 +406,8 @@ def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike 
     versions, reports, dataset = _evaluate_versions(client, parsed, data, split, tracking_uri)
     if len(versions) < len(parsed):
         raise UserError(f"zoo compare: {', '.join(refs)} name the same version more than once")
-    table = format_table([r | {"name": label} for label, r in reports.items()])
+    table = (format_table([r | {"name": label} for label, r in reports.items()])
+             if all(r.get("role") == "router" for r in reports.values()) else _metric_table(reports))
     result = Comparison(reports, dataset.name, split, table=table)
     with run(COMPARISON_EXPERIMENT, run_name=f"compare {' '.join(versions)}",
              tags={"routerzoo.comparison": " ".join(versions), "routerzoo.dataset": dataset.name,
@@ -399,9 +435,23 @@ def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike 
     return result
 
 
+def _metric_table(reports: dict[str, dict]) -> str:
+    """A table of each version's headline numbers (scorers and policies, whose reports differ from routers')."""
+    from routerzoo.evaluation.report import summary_metrics
+
+    rows = {label: summary_metrics(r) for label, r in reports.items()}
+    keys = [k for k in GATE_METRICS + ("n_answers", "n_prompts") if any(row.get(k) is not None for row in rows.values())]
+    width = max(len(label) for label in rows)
+    lines = [f"{'version':<{width}}  " + "  ".join(f"{k:>12}" for k in keys)]
+    for label, row in rows.items():
+        cells = [("-" if row.get(k) is None else f"{row[k]:.6g}") for k in keys]
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)
+
+
 # -- promote ---------------------------------------------------------------------------------------
 def _metric(report: dict, metric: str, label: str) -> float:
-    from routerzoo.training.train import summary_metrics
+    from routerzoo.evaluation.report import summary_metrics
 
     values = summary_metrics(report)
     value = values.get(metric)
@@ -411,17 +461,18 @@ def _metric(report: dict, metric: str, label: str) -> float:
     return float(value)
 
 
-def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: str = "gap_closed",
+def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: str | None = None,
             data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None,
             min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
     """Point ``NAME@alias`` at ``NAME/VERSION``; with ``if_better_than`` only if it beats that alias.
 
     The gate evaluates the candidate and the current holder of ``if_better_than`` on ``data``'s
-    ``split``. For the curve metrics (:data:`routerzoo.zoo.gate.PAIRED_METRICS`) it runs a paired
-    bootstrap on the same prompts and promotes only when the lower bound of the ``confidence``
-    interval of the difference exceeds ``min_improvement``; for the others the point difference
-    must exceed it. Without a gate, moving the alias to a version whose recorded metric is worse
-    than the current holder's adds a ``warning`` to the record. ``force``
+    ``split`` on ``metric`` (None: the role's :data:`DEFAULT_METRIC`). For a router's curve metrics
+    (:data:`routerzoo.zoo.gate.PAIRED_METRICS`) it runs a paired bootstrap on the same prompts and
+    promotes only when the lower bound of the ``confidence`` interval of the difference exceeds
+    ``min_improvement``; for the others the point difference must exceed it. Without a gate, moving
+    the alias to a version whose recorded metric is worse than the current holder's adds a
+    ``warning`` to the record. ``force``
     promotes anyway and records that on the version (tag ``routerzoo.promotion.forced``). Every
     promotion is recorded as the version tag ``routerzoo.promotion.<alias>``.
 
@@ -436,10 +487,10 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         raise UserError(f"zoo promote {ref}: name the candidate as NAME/VERSION")
     if if_better_than is not None and data is None:
         raise UserError("--if-better-than needs --data DIR: the data both versions are evaluated on")
-    if if_better_than is not None and metric not in GATE_METRICS:
+    if if_better_than is not None and metric is not None and metric not in GATE_METRICS:
         raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")
-    if if_better_than is not None and metric in PAIRED_METRICS:
-        check_gate_args(metric, confidence, min_improvement, GATE_BOOTSTRAP)
+    if if_better_than is not None and (metric is None or metric in PAIRED_METRICS):
+        check_gate_args(metric or "gap_closed", confidence, min_improvement, GATE_BOOTSTRAP)
     mlflow, client = _client(tracking_uri)
     mv = resolve_version(client, parsed)
     label = f"{parsed.name}/{mv.version}"
@@ -449,7 +500,7 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri,
                         min_improvement=min_improvement, confidence=confidence)
         if record.get("better") is False:
-            how = (f"{metric} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
+            how = (f"{record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
                    f"({parsed.name}/{record['incumbent_version']}) on {record['dataset']}[{split}]: "
                    + (f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}"
                       if record["delta"] <= 0 else f"better by {record['delta']:.4f}")
@@ -459,7 +510,8 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
             record["forced"] = True
             record["forced_over"] = how
     else:
-        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric)
+        role = (mv.tags or {}).get("routerzoo.role", "router")
+        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric or DEFAULT_METRIC.get(role, "gap_closed"))
         if warning:
             record["warning"] = warning
     from routerzoo.zoo.pyfunc import set_alias
@@ -493,13 +545,21 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
     where = {"incumbent_version": str(incumbent.version), "split": split}
-    if metric in PAIRED_METRICS:
+    from routerzoo.routers.loader import load
+    from routerzoo.routers.registry import get_kind
+
+    candidate = load(f"models:/{cand_label}", tracking_uri=tracking_uri)
+    role = get_kind(candidate.kind).role
+    metric = metric or DEFAULT_METRIC[role]
+    if role == "router" and metric in PAIRED_METRICS:
         # both versions on the same prompts, resampled jointly: the interval is of the difference
         from routerzoo.data.dataset import load_dataset
-        from routerzoo.routers import load_router
 
         dataset = load_dataset(data)
-        routers = {label: load_router(f"models:/{label}", tracking_uri=tracking_uri) for label in (cand_label, inc_label)}
+        routers = {cand_label: candidate, inc_label: load(f"models:/{inc_label}", tracking_uri=tracking_uri)}
+        if get_kind(routers[inc_label].kind).role != "router":
+            raise UserError(f"@{incumbent_alias} ({inc_label}) is a {get_kind(routers[inc_label].kind).role}, "
+                            f"{cand_label} a router: versions of different roles cannot be compared")
         scored = score_on_common_prompts(routers, dataset, split)
         result = paired_bootstrap(scored[cand_label], scored[inc_label], metric, confidence=confidence,
                                   min_improvement=min_improvement, n_boot=GATE_BOOTSTRAP)

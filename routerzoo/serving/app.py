@@ -47,6 +47,7 @@ from routerzoo.serving.config import ServeConfig
 from routerzoo.serving.loader import LoadedRouter, load_for_serving, parse_alias_uri, prepare_router
 from routerzoo.serving.metrics import ServerMetrics
 from routerzoo.serving.reload import AliasWatcher, RouterHolder
+from routerzoo.serving.request_log import note
 from routerzoo.serving.upstream import Answer, BackendFailed, StreamAnswer, Upstream, event_data
 
 log = logging.getLogger("routerzoo.serving")
@@ -343,6 +344,12 @@ class ServerState:
             from routerzoo.serving.feedback import FeedbackLearner
 
             self.feedback = FeedbackLearner(settings.feedback, self)
+        # log: every completion request recorded, feedback for every router (routerzoo/serving/traffic.py)
+        self.traffic = None
+        if settings.log is not None:
+            from routerzoo.serving.traffic import TrafficRecorder
+
+            self.traffic = TrafficRecorder(settings.log, self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -351,6 +358,8 @@ class ServerState:
         self.batcher.start()
         self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics,
                                  max_answer_bytes=s.limits.max_answer_bytes)
+        if self.traffic is not None:
+            await self.traffic.start()
         # load and warm in the background: /health answers at once, /ready says when routing works
         self._startup = asyncio.get_running_loop().create_task(self._load_and_warm(), name="routerzoo-startup")
 
@@ -366,6 +375,8 @@ class ServerState:
             await self.batcher.stop()
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.traffic is not None:  # last: every request has been recorded
+            await self.traffic.stop()
 
     async def _load_and_warm(self) -> None:
         s = self.settings
@@ -483,6 +494,7 @@ class ServerState:
         s = self.settings
         payload = decode_body(body)
         req = parse_request(payload, endpoint, s.routing_input)
+        note(requested_model=req.model, stream=req.stream, text=req.text)
         headers = {"x-routerzoo-request-id": rid}
         if req.model == s.name and self.cascade is not None:
             arrival.release()  # a cascade asks the router nothing
@@ -513,6 +525,8 @@ class ServerState:
                 {m: round(float(v), 4) for m, v in zip(loaded.router.models, quality, strict=True)},
                 separators=(",", ":"))
             headers["x-routerzoo-router"] = loaded.label
+            note(router=loaded.label, router_version=loaded.version or None, chosen=order[0],
+                 scores={m: float(v) for m, v in zip(loaded.router.models, quality, strict=True)})
             routed = True
         elif req.model in s.backends:
             arrival.release()  # no prediction needed: the batcher need not wait for this one
@@ -568,6 +582,7 @@ class ServerState:
                     queue = longer
                     continue
             headers["x-routerzoo-model"] = model
+            note(model=model, fallbacks=[f.model for f in failures])
             if routed and self.feedback is not None:
                 self.feedback.record(rid, req.text, model)
             if isinstance(answer, StreamAnswer):
@@ -576,6 +591,7 @@ class ServerState:
                                          headers={**headers, "cache-control": "no-cache",
                                                   "x-accel-buffering": "no"})  # proxies: do not buffer SSE
             return self._complete(answer, model, loaded, headers)
+        note(fallbacks=[f.model for f in failures])
         tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
         if failures and failures[-1].last.reason == "deadline":
             raise RequestError(504, f"no answer within the request's deadline of {self.settings.limits.deadline_s:g} s"
@@ -595,11 +611,13 @@ class ServerState:
             self.metrics.tokens.labels(model, "prompt").inc(pt)
         if ok[1]:
             self.metrics.tokens.labels(model, "completion").inc(ct)
+        note(input_tokens=pt if ok[0] else None, output_tokens=ct if ok[1] else None)
         price = self._price(model, loaded)
         if price is None or not all(ok):
             return None
         usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
         self.metrics.cost.labels(model).inc(usd)
+        note(cost=usd)
         return usd
 
     def _price(self, model: str, loaded: LoadedRouter | None) -> tuple[float, float] | None:
@@ -728,6 +746,7 @@ class AdmissionMiddleware:
                 st.metrics.in_flight.inc()
 
             scope[_ADMIT_KEY] = admit
+        record = st.traffic.begin(scope) if st.traffic is not None else None
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:  # noqa: BLE001 - never a traceback to the client
@@ -737,6 +756,8 @@ class AdmissionMiddleware:
                 await self._refuse(send_wrapper, RequestError(500, f"internal error (request id {rid})",
                                                               type="server_error", code="internal_error"))
         finally:
+            if record is not None:
+                st.traffic.end(record, rid, status_box[0])
             st.metrics.requests.labels(endpoint, str(status_box[0])).inc()
             if admitted[0]:  # last: a request out of flight has been counted
                 st.in_flight -= 1
@@ -812,6 +833,8 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
 
     @app.post("/v1/feedback")
     async def feedback(request: Request):
+        if state.traffic is not None:  # stored for every router; a bandit learns from it too
+            return await state.traffic.feedback(request)
         if state.feedback is None:
             raise RequestError(404, "feedback is off; add a feedback section to the serve config", code="feedback_off")
         return await state.feedback.handle(request)

@@ -21,6 +21,7 @@ from pathlib import Path
 from routerzoo.errors import ConfigError
 from routerzoo.serving.cascade_config import SERVE_MODES, CascadeServeConfig
 from routerzoo.serving.feedback_config import FeedbackConfig
+from routerzoo.serving.request_log import RequestLogConfig
 
 ROUTING_INPUTS = ("last_user", "conversation")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -346,6 +347,7 @@ class ServeConfig:
             section's chain is called in order until its deferral scorer accepts; no router needed).
         cascade: the cascade served in ``cascade`` mode (docs/serving.md, "Cascade mode").
         feedback: ``POST /v1/feedback`` for a router that learns online (``linucb``); None: off.
+        log: the request log and feedback store (docs/request-log.md); None: off.
     """
 
     router: str = ""
@@ -370,6 +372,7 @@ class ServeConfig:
     mode: str = "route"
     cascade: CascadeServeConfig | None = None
     feedback: FeedbackConfig | None = None
+    log: RequestLogConfig | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.strip():

@@ -6,12 +6,15 @@ in memory with a note; ``routerzoo data split`` repairs an edited split."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from cascade_data import cascade_table
 from conftest import topic_outcomes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from routerzoo.cli import main
 from routerzoo.data.dataset import content_fingerprint, load_dataset, make_dataset, save_dataset
@@ -120,3 +123,26 @@ def test_token_logprobs_verify_fully_after_a_round_trip(tmp_path):
     out = save_dataset(make_dataset(cascade_table(20), name="c"), tmp_path / "c")
     sha = json.loads((out / "dataset.json").read_text())["sha256"]
     assert load_dataset(out, verify="full").manifest["sha256"] == sha
+
+
+_BASE = make_dataset(topic_outcomes(6), name="t", split=SplitSpec(val=0.3, test=0.3))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["train", "val", "test"]), st.booleans())
+def test_any_relabelled_prompt_is_refused_and_row_order_never_matters(seed, new_split, shuffle):
+    """Property: moving any one prompt to another split is refused on load; shuffling rows is not."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = save_dataset(_BASE, Path(tmp) / "d")
+        df = pd.read_parquet(out / "outcomes.parquet")
+        pid = df["prompt_id"].unique()[seed % df["prompt_id"].nunique()]
+        old = df.loc[df["prompt_id"] == pid, "split"].iloc[0]
+        if shuffle:
+            df = df.sample(frac=1.0, random_state=seed % 1000)
+        df.loc[df["prompt_id"] == pid, "split"] = new_split
+        df.to_parquet(out / "outcomes.parquet", index=False)
+        if new_split == old:
+            assert load_dataset(out).manifest["sha256"] == _BASE.manifest["sha256"]
+        else:
+            with pytest.raises(DataError):
+                load_dataset(out)

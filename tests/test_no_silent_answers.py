@@ -167,6 +167,9 @@ def test_zoo_refuses_bad_names_aliases_and_tracking_uris_in_one_line(zoo, tmp_pa
     assert not (tmp_path / "mlflow.db").exists()  # a refused alias left no version behind
     refused(capsys, ["zoo", "list", "--tracking-uri", "bogus://x"], "--tracking-uri bogus://x", "unknown scheme")
     refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'no' / 'such' / 'm.db'}"], "does not exist")
+    (tmp_path / "junk.db").write_text("not a database")
+    refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'junk.db'}"], "(--tracking-uri) refused",
+            "file is not a database")
     import socket
 
     with socket.socket() as s:  # a port nothing listens on

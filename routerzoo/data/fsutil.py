@@ -198,6 +198,11 @@ def _remove_leftovers(target: Path, locked: bool) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+class WriteError(UserError, OSError):
+    """A directory write failed at the operating system (full disk, file too large, read-only): one
+    line for the CLI (a UserError), and still an OSError for callers that handle those."""
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, overwrite: bool = False, *, lock: bool = True,
                      what: str = "output directory") -> Iterator[Path]:
@@ -236,7 +241,7 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False, *, lock
             shutil.rmtree(tmp, ignore_errors=True)
             code = f" [{errno.errorcode.get(exc.errno, exc.errno)}]" if exc.errno else ""
             kept = f"{target} is unchanged" if target.exists() else "nothing was written"
-            raise UserError(f"cannot write {what} {target}: {exc.strerror or exc}{code}; {kept}") from None
+            raise WriteError(f"cannot write {what} {target}: {exc.strerror or exc}{code}; {kept}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -494,9 +494,11 @@ def run(args) -> int:
         router.save(dest, overwrite=args.overwrite)
         print(f"wrote {dest} (default policy: argmax, cost_weight {result.cost_weight:.6g})")
     if args.register:
-        from routerzoo.zoo.registry_ops import register
+        from routerzoo.zoo.registry_ops import register, registry_errors
+        from routerzoo.zoo.tracking import resolve_tracking_uri
 
-        with tempfile.TemporaryDirectory(prefix="routerzoo-calibrate-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="routerzoo-calibrate-") as tmp, \
+                registry_errors("--register", resolve_tracking_uri(args.tracking_uri)):
             source = dest if dest is not None else router.save(Path(tmp) / "router")
             version = register(str(source), args.register, alias=args.alias, tracking_uri=args.tracking_uri)
         print(f"registered {args.register}/{version}" + (f" as @{args.alias}" if args.alias else ""))

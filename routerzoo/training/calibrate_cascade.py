@@ -6,9 +6,13 @@ included), never from predicted costs:
 
 1. one shared threshold swept over the scorer's score quantiles (:func:`threshold_grid`): the best
    point meeting the target (cost: the highest quality at mean cost <= target; quality: the lowest
-   cost at quality >= target; if none meets it, the point closest to the target);
+   cost at quality >= target). If none meets it the target is refused in one line, or with
+   ``--allow-miss`` the point closest to it is written with a warning;
 2. coordinate refinement: each stage's threshold in turn is moved over the same grid, keeping a
    move when the objective improves and the target still holds (two passes).
+
+A quality target outside [0, 1] is refused, and so is a scorer whose inputs (the registry's
+``reads``) the calibration table lacks for a scored stage.
 
 The result is one self-contained, versioned cascade artifact (``--out DIR``: chain, thresholds,
 the deferral scorer embedded, the chain's prices, and the calibration record as lineage), loaded

@@ -6,6 +6,10 @@ the deferral curve to ``--next-model`` when given) and written as an artifact of
 routers (``config.json`` + ``weights.safetensors``, nothing pickled). Unsupervised kinds
 (``logprob-confidence``, ``consistency``) have nothing to fit; they are saved as configured, so a
 cascade can name the artifact directory like any other scorer.
+
+A table without what the kind reads per answer (the registry's ``reads``: token logprobs, response
+texts, k sampled responses) is refused before anything is fitted or written: scores computed from
+inputs that are not there are constant, and their AUROC of 0.5 would look like a result.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ import json
 import os
 import sys
 
-from routerzoo.errors import UserError
-
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``zoo`` and its subcommands to ``sub`` (an argparse subparsers action)."""
@@ -193,24 +191,11 @@ def main(argv: list[str]) -> int:
     if args.zoo_command is None:
         zoo.print_help(sys.stderr)
         return 2
-    from routerzoo.zoo.registry_ops import check_tracking_uri
+    from routerzoo.zoo.registry_ops import check_tracking_uri, registry_errors
 
     # an unreachable server fails here in seconds, not after MLflow's minutes of silent retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     uri = check_tracking_uri(args.tracking_uri)
-    try:
+    with registry_errors(f"zoo {args.zoo_command}", uri):
         return COMMANDS[args.zoo_command](args)
-    except UserError:
-        raise
-    except Exception as exc:
-        # the boundary: MLflow's (and its database and HTTP layers') exceptions become one line
-        if type(exc).__module__.split(".")[0] not in _LIBRARY_ERRORS:
-            raise
-        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        first = str(text).strip().splitlines()[0][:300] if str(text).strip() else type(exc).__name__
-        raise UserError(f"zoo {args.zoo_command}: the registry at {uri} (--tracking-uri) refused: {first}") from None
-
-
-#: top-level packages whose exceptions at this boundary are reported as one line
-_LIBRARY_ERRORS = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "sqlite3"})

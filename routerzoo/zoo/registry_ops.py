@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,26 @@ def check_tracking_uri(uri: str | None, flag: str = "--tracking-uri", timeout_s:
             reason = getattr(exc, "reason", exc)
             raise UserError(f"{where}: cannot reach the tracking server ({reason})") from None
     return resolved
+
+
+#: top-level packages whose exceptions at the CLI boundary are reported as one line
+_LIBRARY_ERRORS = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "sqlite3"})
+
+
+@contextmanager
+def registry_errors(what: str, uri: str):
+    """MLflow's (and its database and HTTP layers') exceptions inside as one UserError line naming
+    ``--tracking-uri``; UserErrors and everything else pass through."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in _LIBRARY_ERRORS:
+            raise
+        text = str(getattr(exc, "message", None) or exc).strip()
+        first = text.splitlines()[0][:300] if text else type(exc).__name__
+        raise UserError(f"{what}: the registry at {uri} (--tracking-uri) refused: {first}") from None
 
 
 def _client(tracking_uri: str | None):

@@ -30,10 +30,11 @@ LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80", "cost", "calls_p
 #: what a gate can compare: the headline numbers of routerzoo.evaluation.report.summary_metrics
 GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
                 "pair_accuracy", "pair_log_loss", "auroc", "deferral_auc", "quality", "cost", "calls_per_prompt")
-#: each role's gate metric when none is named: routers by the share of the oracle gap they close,
-#: deferral scorers by how well they rank right above wrong answers, sequential policies (cascades,
-#: the MDP router) by the AIQ of their cost-quality curve (one point for a policy without thresholds)
-DEFAULT_METRIC = {"router": "gap_closed", "deferral": "auroc", "policy": "aiq"}
+#: each role's gate metrics when none is named, the first both versions report: routers by the share
+#: of the oracle gap they close, deferral scorers by how well they rank right above wrong answers,
+#: sequential policies by cascade AUC (a cascade's curve over its threshold), else the AIQ of their
+#: cost-quality point (the MDP router, which has no threshold to sweep)
+DEFAULT_METRIC = {"router": ("gap_closed",), "deferral": ("auroc",), "policy": ("cascade_auc", "aiq")}
 
 
 class PromotionRefused(UserError):
@@ -447,7 +448,12 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
     _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
-    metric = metric or DEFAULT_METRIC[reports[cand_label]["role"]]
+    if metric is None:
+        from routerzoo.evaluation.report import summary_metrics
+
+        have = [summary_metrics(reports[label]) for label in (cand_label, inc_label)]
+        choices = DEFAULT_METRIC[reports[cand_label]["role"]]
+        metric = next((m for m in choices if all(h.get(m) is not None for h in have)), choices[-1])
     cand = _metric(reports[cand_label], metric, cand_label)
     inc = _metric(reports[inc_label], metric, inc_label)
     delta = (inc - cand) if metric in LOWER_IS_BETTER else (cand - inc)  # > 0: the candidate is better

@@ -81,3 +81,30 @@ def test_comparisons_across_roles_or_candidates_are_refused(zoo):
     register(str(zoo["cascades"]["good"]), "calibrated-3", tracking_uri=zoo["uri"])
     with pytest.raises(UserError, match="different candidate models"):
         compare(["calibrated-3/1", "calibrated-3/2"], zoo["data"], "test", tracking_uri=zoo["uri"])
+
+
+@pytest.mark.slow  # fits a Q-network with Lightning and embeds every prompt: ~30 s on a busy 2-core machine
+def test_tracked_mdp_training_is_a_registered_version_served_by_pyfunc(zoo):
+    import mlflow
+
+    from routerzoo.routers.policies.mdp import MDPConfig
+    from routerzoo.training.mdp import train_mdp
+    from routerzoo.training.train import TrackingConfig
+
+    config = MDPConfig(scorer="logprob-confidence", epochs=2, iterations=2, hidden=8, pca_dims=3)
+    tracking = TrackingConfig(tracking_uri=zoo["uri"], register="mdp", alias="champion")
+    policy, _, metrics = train_mdp(config, zoo["data"], zoo["root"] / "mdp", tracking=tracking)
+    info = show(ModelRef("mdp", alias="champion"), zoo["uri"])
+    assert info["role"] == "policy" and info["kind"] == "mdp" and info["scorer"] == "logprob-confidence"
+    assert float(info["tags"]["routerzoo.metric.test_quality"]) == pytest.approx(metrics["test"]["quality"], rel=1e-5)
+    assert "routerzoo.metric.test_aiq" in info["tags"] and info["tags"]["routerzoo.lineage.encoder_sha256"]
+    # mlflow.pyfunc.load_model of the registered policy replays it on given answers
+    mlflow.set_tracking_uri(zoo["uri"])
+    model = mlflow.pyfunc.load_model("models:/mdp@champion")
+    frame = {"prompt": ["Question 1 about history: level 0.100?"]}
+    for m in policy.models:
+        frame |= {m: ["The answer is (B)"], f"{m}:token_logprobs": [[-0.01, -0.02]], f"{m}:cost": [0.001]}
+    import pandas as pd
+
+    got = model.predict(pd.DataFrame(frame))
+    assert got["model"][0] in policy.models and got["cost"][0] >= 0.001

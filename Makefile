@@ -10,6 +10,10 @@ TORCH ?= torch==2.13.0
 # PyTorch wheel index of your platform to choose a CPU or CUDA build explicitly.
 TORCH_INDEX_URL ?=
 PYTEST_ARGS ?=
+# Test workers: one per core (pytest-xdist). Files are kept whole on one worker (--dist loadfile), as
+# module fixtures train routers once per file. WORKERS=0 runs in this process.
+WORKERS ?= auto
+SEED ?= 1
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.routerzoo-installed
@@ -19,7 +23,7 @@ export HF_HUB_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-all bench bench-serving lint clean
+.PHONY: setup demo test test-random test-all bench bench-serving lint clean
 
 setup: $(STAMP)
 
@@ -35,10 +39,14 @@ demo: $(STAMP)
 	$(BIN)/routerzoo demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:randomly -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The same suite in a random order (pytest-randomly, seed SEED): tests must not depend on each other.
+test-random: $(STAMP)
+	$(BIN)/python -m pytest -q --randomly-seed=$(SEED) -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:randomly -m "" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_routing.py

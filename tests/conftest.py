@@ -12,8 +12,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each worker (and the servers and CLIs it starts) keeps to
+    # one intra-op thread, or the workers' thread pools fight over the same cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: How far predictions may move when a router encodes a text afresh instead of reading the embedding
+#: cache: float32 encoder outputs differ by ~1e-7 between batch compositions (padding) and CPUs.
+#: Tests compare such values within this, decisions exactly, and weights to the bit.
+ENCODER_ATOL = 1e-5
 
 # CI explores the same examples every run (a new find must not block an unrelated change);
 # locally hypothesis explores fresh ones each time: run `pytest tests/test_artifacts.py` to hunt

@@ -112,7 +112,13 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
     ds, no_lp = data
     tq, cons = tmp_path / "tq", tmp_path / "cons"
     assert main(["train", "--router", "token-quantile", "--data", str(ds), "--out", str(tq), "--router.model", "small"]) == 0
-    assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 0
+    # a table holds one response per answer: training consistency on it is refused, so save it as configured
+    assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 2
+    assert "reads k sampled responses" in capsys.readouterr().err and not cons.exists()
+    from routerzoo.routers.consistency import ConsistencyScorer
+    from routerzoo.routers.deferral_artifact import save_deferral
+
+    save_deferral(ConsistencyScorer(), cons)
     route = tmp_path / "route.yaml"
     route.write_text(yaml.safe_dump({"mode": "route", "router": "x"}))
     cases = [

@@ -45,7 +45,7 @@ def where(exc: DataError) -> tuple:
 
 def test_registry_lists_every_format_with_docs():
     assert list(FORMATS) == ["mmlu-pro", "routellm", "routerarena", "alpaca-eval", "routerbench", "long",
-                             "scores-json", "pairwise"]
+                             "scores-json", "pairwise", "serve-log"]
     for name, imp in FORMATS.items():
         assert imp.name == name
         assert len(imp.doc) > 300, name  # the module docstring is the format's user documentation

@@ -687,7 +687,7 @@ def test_serve_help_documents_every_option(capsys):
         build_parser().parse_args(["serve", "--help"])
     text = capsys.readouterr().out
     for option in ("ROUTER", "--config", "--backend", "--name", "--host", "--port", "--prices", "--tracking-uri",
-                   "--reload-interval", "--log-level"):
+                   "--reload-interval", "--log-level", "--threads", "--deadline", "MODEL=BASE_URL[#ID]"):
         assert option in text, option
 
 

@@ -260,3 +260,30 @@ def test_the_mdp_router_is_served_by_the_same_sequential_path(fakes, tmp_path):
             assert [c["model"] for c in calls] == ["small"] and len(fakes["big"][0].received) == before
     with pytest.raises(ConfigError, match="not both"):
         settings(fakes, cascade={"chain": ["small", "big"], "policy": str(lavish)})
+
+
+def test_scorer_runs_only_in_the_prediction_thread_and_is_warm_before_ready(fakes, monkeypatch):
+    """The scorer (a learned one runs an encoder, which is not thread-safe) is called from the server's one
+    prediction thread, never from a pool, and already once before /ready says 200."""
+    import threading
+
+    from routerzoo.routers.logprob_confidence import LogprobConfidence
+
+    threads: list[str] = []
+    original = LogprobConfidence.predict
+
+    def spy(self, *args, **kw):
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(LogprobConfidence, "predict", spy)
+    app = create_app(settings(fakes))
+    with ServerThread(app) as server:
+        for _ in range(500):
+            if httpx.get(server.url + "/ready").status_code == 200:
+                break
+        assert threads, "the scorer was not warmed before /ready"
+        c = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        for _ in range(4):
+            c.chat.completions.create(model="routerzoo", messages=[{"role": "user", "content": "hi"}])
+    assert len(threads) >= 5 and all(t.startswith("routerzoo-predict") for t in threads), threads

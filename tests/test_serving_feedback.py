@@ -146,3 +146,63 @@ def test_feedback_errors(bandit_dir, encoder, fakes, tmp_path):
     with serving(fresh_router(bandit_dir, encoder), fakes) as (http, state):  # no feedback section
         r = http.post("/v1/feedback", json={"request_id": "x", "reward": 1.0})
         assert r.status_code == 404 and r.json()["error"]["code"] == "feedback_off"
+
+
+def _state_version(path) -> str | None:
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="numpy") as f:
+        return (f.metadata() or {}).get("version")
+
+
+def _until(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_hot_reload_moves_feedback_to_the_new_version(bandit_dir, encoder, fakes, tmp_path):
+    """Rewards teach the version that is served; after the alias moves, the learner follows the new
+    version, which starts from its own trained state (v1's learnt state is kept aside, not restored)."""
+    from routerzoo.serving.loader import load_for_serving
+    from routerzoo.zoo import tracking
+    from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def register() -> str:
+        with tracking.run("feedback-reload", uri=uri):
+            version = log_router_model(bandit_dir, registered_name="bandit").registered_model_version
+        set_alias("bandit", "champion", version)
+        return str(version)
+
+    assert register() == "1"
+    state_dir = tmp_path / "fb"
+    models = fresh_router(bandit_dir, encoder).models
+    cfg = load_config(None, {"router": "models:/bandit@champion", "tracking_uri": uri, "reload": {"poll_interval_s": 0.2},
+                             "backends": {m: {"base_url": fakes} for m in models},
+                             "feedback": {"state_dir": str(state_dir), "flush_every": 1}})
+    loaded = load_for_serving(cfg.router, cfg)
+    loaded.router.set_encoder(encoder)
+    trained = loaded.router.counts_.sum()
+    app = create_app(cfg, router=loaded)
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        state = app.state.routerzoo
+        _until(lambda: http.get("/ready").status_code == 200)
+        rid, _ = ask(http)
+        assert http.post("/v1/feedback", json={"request_id": rid, "reward": 0.0}).status_code == 200
+        _until(lambda: _state_version(state_dir / STATE_FILE) == "bandit@1")
+        assert state.feedback.router.counts_.sum() == trained + 1
+
+        assert register() == "2"
+        _until(lambda: http.get("/ready").json()["router"]["version"] == "2")
+        assert state.feedback.router is state.holder.current.router and state.feedback.label == "bandit@2"
+        assert state.feedback.router.counts_.sum() == trained  # v2 starts from its trained state
+        assert _state_version(state_dir / "state-bandit@1.safetensors") == "bandit@1"
+        rid, _ = ask(http)
+        assert http.post("/v1/feedback", json={"request_id": rid, "reward": 1.0}).status_code == 200
+        _until(lambda: _state_version(state_dir / STATE_FILE) == "bandit@2")
+        assert state.feedback.router.counts_.sum() == trained + 1

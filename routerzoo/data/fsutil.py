@@ -232,6 +232,11 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False, *, lock
             yield tmp
             _fsync_dir(tmp)
             _replace_dir(tmp, target)
+        except OSError as exc:  # a full disk (ENOSPC), a file too large (EFBIG), a read-only folder, ...
+            shutil.rmtree(tmp, ignore_errors=True)
+            code = f" [{errno.errorcode.get(exc.errno, exc.errno)}]" if exc.errno else ""
+            kept = f"{target} is unchanged" if target.exists() else "nothing was written"
+            raise UserError(f"cannot write {what} {target}: {exc.strerror or exc}{code}; {kept}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -24,7 +24,9 @@ Scorers (``--scorer``; inferred when not given: ``choice`` when any question has
 evaluation does ("the answer is (X)", then "Answer: X", then the last lone option letter);
 ``number`` takes "the answer is N" / "#### N" or else the last number in the answer and compares
 it numerically with the gold (GSM8K's "#### 72" gold is accepted). ``module:function`` names any
-other scorer: a function ``(response, question) -> float`` in [0, 1].
+other scorer: a function ``(response, question) -> float`` in [0, 1]. ``judge`` has an LLM rate each
+answer against a rubric (:mod:`routerzoo.data.judge`; ``--judge-model``, ``--judge-endpoint``,
+``--judge-rubric``): questions then need no ``answer`` (one given is the judge's reference).
 
 The recorded outcome of each answer: ``quality`` (the score), ``response``, ``token_logprobs``
 (the answer tokens' natural-log probabilities, when the endpoint returns them),
@@ -38,6 +40,7 @@ cannot be reached at all stops the run before anything is written.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import io
 import json
@@ -107,7 +110,7 @@ def _field(rec: dict, name: str):
     return None
 
 
-def _question(rec, file: str, row: int) -> Question:
+def _question(rec, file: str, row: int, need_answer: bool = True) -> Question:
     if not isinstance(rec, dict):
         raise DataError(f"expected an object with id, question and answer, got {type(rec).__name__}", file=file, row=row)
     qid = _field(rec, "id")
@@ -117,7 +120,9 @@ def _question(rec, file: str, row: int) -> Question:
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"question must be a non-empty string, got {str(text)[:60]!r}", file=file, row=row, field="question")
     answer = _field(rec, "answer")
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
+    if answer is None and not need_answer:  # a judge scores it: a reference answer is optional
+        answer = ""
+    elif isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
         raise DataError(f"answer must be a non-empty letter or number, got {answer!r}", file=file, row=row, field="answer")
     options = rec.get("options")
     if isinstance(options, str):  # CSV: a JSON list
@@ -129,7 +134,7 @@ def _question(rec, file: str, row: int) -> Question:
                                 or not all(isinstance(o, str) for o in options)):
         raise DataError(f"options must be a list of 1 to {len(_LETTERS)} strings", file=file, row=row, field="options")
     answer = str(answer).strip()
-    if options and (len(answer) != 1 or answer.upper() not in _LETTERS[: len(options)]):
+    if options and answer and (len(answer) != 1 or answer.upper() not in _LETTERS[: len(options)]):
         raise DataError(f"answer {answer!r} is not one of the option letters {_LETTERS[0]}-{_LETTERS[len(options) - 1]}",
                         file=file, row=row, field="answer")
     category = rec.get("category")
@@ -138,8 +143,8 @@ def _question(rec, file: str, row: int) -> Question:
     return Question(str(qid).strip(), text, answer.upper() if options else answer, options or None, category or None)
 
 
-def read_questions(path: str | os.PathLike) -> list[Question]:
-    """Questions from a JSONL or CSV file (see the module docstring).
+def read_questions(path: str | os.PathLike, need_answer: bool = True) -> list[Question]:
+    """Questions from a JSONL or CSV file (see the module docstring); ``answer`` optional unless ``need_answer``.
 
     Raises:
         DataError: naming the file, the 1-based row (line for JSONL, record for CSV) and the field.
@@ -161,7 +166,7 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
         if missing or not any(a in (reader.fieldnames or []) for a in _ALIASES["id"]):
             raise DataError(f"CSV header needs id, question and answer columns, got {reader.fieldnames}", file=file)
         for row, rec in enumerate(reader, start=1):
-            out.append(_question(rec, file, row))
+            out.append(_question(rec, file, row, need_answer))
     elif p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for row, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -170,7 +175,7 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
                 rec = json.loads(line)
             except ValueError as exc:
                 raise DataError(f"not a JSON object: {exc}", file=file, row=row) from None
-            out.append(_question(rec, file, row))
+            out.append(_question(rec, file, row, need_answer))
     else:
         raise DataError("questions must be a .jsonl or .csv file", file=file)
     if not out:
@@ -302,6 +307,21 @@ class GenerateConfig:
             raise ConfigError(f"--temperature must be in [0, 5], got {self.temperature}")
         if "{prompt}" not in self.instruction:
             raise ConfigError("the instruction must contain {prompt}")
+        import string
+
+        try:  # every placeholder is checked here, not as a KeyError on the first request
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.instruction) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(f"--instruction: not a valid template ({exc}); the only placeholder is {{prompt}}, "
+                              "write a literal brace as {{ or }}") from None
+        unknown = sorted({f for f in fields if f != "prompt"})
+        if unknown:
+            raise ConfigError(f"--instruction: unknown placeholder {{{unknown[0]}}}; the only placeholder is {{prompt}} "
+                              "(write a literal brace as {{ or }})")
+        try:
+            self.instruction.format(prompt="")
+        except (ValueError, IndexError, KeyError) as exc:  # a bad conversion or format spec after {prompt}
+            raise ConfigError(f"--instruction: not a valid template ({exc})") from None
 
     @property
     def url(self) -> str:
@@ -558,7 +578,15 @@ def add_parser(dsub) -> None:
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--name", help="dataset name (default: the --out directory name)")
     p.add_argument("--label", help="model name in the dataset (default: --model)")
-    p.add_argument("--scorer", help=f"{' | '.join(SCORERS)} | module:function (default: inferred from the questions)")
+    p.add_argument("--scorer", help=f"{' | '.join(SCORERS)} | judge | module:function (default: inferred from the "
+                                    "questions); judge: an LLM rates each answer (--judge-*; routerzoo/data/judge.py)")
+    p.add_argument("--judge-model", help="the judge's model id (--scorer judge)")
+    p.add_argument("--judge-endpoint", help="the judge's OpenAI-compatible endpoint (default: --endpoint)")
+    p.add_argument("--judge-rubric", metavar="FILE", help="the judge's prompt, with {question}, {response} and optionally "
+                                                          "{reference} (the question's answer) and {scale}")
+    p.add_argument("--judge-scale", type=int, default=10, help="ratings 1..N, mapped to [0, 1] (default 10)")
+    p.add_argument("--judge-cache", metavar="FILE",
+                   help="JSONL cache of judge answers; a rerun asks only what is missing (default: OUT.judge-cache.jsonl)")
     p.add_argument("--max-tokens", type=int, default=512, help="completion length limit (default 512)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
@@ -576,6 +604,20 @@ def add_parser(dsub) -> None:
                         "`routerzoo data import` of the same questions")
 
 
+def _judge_config(args, api_key: str | None):
+    from routerzoo.data.judge import JudgeConfig
+
+    rubric = ""
+    if args.judge_rubric:
+        try:
+            rubric = Path(args.judge_rubric).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--judge-rubric {args.judge_rubric}: cannot read it ({exc})") from None
+    return JudgeConfig(args.judge_endpoint or args.endpoint, args.judge_model or "", rubric=rubric,
+                       scale=args.judge_scale, cache=args.judge_cache or f"{Path(args.out)}.judge-cache.jsonl",
+                       concurrency=args.concurrency, retries=args.retries, timeout_s=args.timeout, api_key=api_key)
+
+
 def run(args) -> int:
     from routerzoo.data.dataset import save_dataset
     from routerzoo.data.fsutil import check_output_dir
@@ -591,8 +633,12 @@ def run(args) -> int:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
-    questions = read_questions(args.questions)[: args.limit]
-    scorer_name, scorer = resolve_scorer(args.scorer, questions)
+    judge = _judge_config(args, api_key) if args.scorer == "judge" else None
+    questions = read_questions(args.questions, need_answer=judge is None)[: args.limit]
+    if judge is not None:
+        scorer_name, scorer = f"judge:{judge.model}", None  # filled once the answers are judged
+    else:
+        scorer_name, scorer = resolve_scorer(args.scorer, questions)
     instruction = args.instruction or INSTRUCTIONS.get(scorer_name, _DEFAULT_INSTRUCTION)
     config = GenerateConfig(args.endpoint, args.model, max_tokens=args.max_tokens, temperature=args.temperature,
                             concurrency=args.concurrency, retries=args.retries, timeout_s=args.timeout,
@@ -611,9 +657,17 @@ def run(args) -> int:
             print(f"generate: {done}/{total} answered ({failed} failed), {rate:.2f} questions/s", file=sys.stderr, flush=True)
 
     answers = ask_all(questions, config, progress)
+    if judge is not None:
+        from routerzoo.data.judge import score_answers
+
+        scores = score_answers(answers, judge)
+        scorer = lambda response, question: scores[question.id]  # noqa: E731
     source = {"endpoint": config.url, "model": args.model, "questions": str(args.questions), "n_questions": len(questions),
               "scorer": scorer_name, "max_tokens": config.max_tokens, "temperature": config.temperature,
               "instruction": config.instruction}
+    if judge is not None:  # lineage: which judge, with which rubric, made the labels
+        source["judge"] = {"endpoint": judge.endpoint, "model": judge.model, "scale": judge.scale,
+                           "rubric_sha256": hashlib.sha256(judge.rubric.encode("utf-8")).hexdigest()}
     dataset = build_dataset(answers, model=model, scorer=scorer, scorer_name=scorer_name,
                             name=args.name or Path(args.out).resolve().name, prices=args.prices, sources=[source],
                             split=split)

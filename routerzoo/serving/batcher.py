@@ -11,8 +11,8 @@ could only add latency, nobody else is coming); otherwise after at most ``max_wa
 batches form by themselves: the prompts that arrive while one batch is encoded make up the next.
 
 One worker thread, not a pool: the encoder already uses every core through torch's intra-op
-threads, and two batches encoding at once would only contend. A failing batch fails its own
-requests only; the loop goes on.
+threads, and two batches encoding at once would only contend. A failing batch is retried prompt
+by prompt, so a prompt the router cannot take fails its own request only; the loop goes on.
 """
 
 from __future__ import annotations
@@ -160,27 +160,43 @@ class MicroBatcher:
         for item in batch:
             if not item[2].cancelled():
                 groups.setdefault(id(item[0]), []).append(item)
-        loop = asyncio.get_running_loop()
         for items in groups.values():
-            router = items[0][0]
-            prompts = [p for _, p, _ in items]
-            t0 = time.perf_counter()
-            try:
-                pred = await loop.run_in_executor(self._executor, router.predict, prompts)
-                quality = np.asarray(pred.quality, dtype=np.float64)
-                cost = np.asarray(pred.cost, dtype=np.float64)
-                if quality.shape[0] != len(items):
-                    raise RuntimeError(f"router returned {quality.shape[0]} predictions for {len(items)} prompts")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - delivered to the batch's requests
-                for _, _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            finally:
-                if self.on_batch is not None:
-                    self.on_batch(len(items), time.perf_counter() - t0)
-            for i, (_, _, fut) in enumerate(items):
-                if not fut.done():
-                    fut.set_result((quality[i], cost[i]))
+            await self._predict_group(items)
+
+    async def _predict_group(self, items: list) -> None:
+        """Predict one router's prompts together; if that fails, in halves down to single prompts, so
+        one prompt the router cannot take fails its own request and no other."""
+        router = items[0][0]
+        t0 = time.perf_counter()
+        try:
+            quality, cost = await self._predict(router, [p for _, p, _ in items])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - delivered to the request(s) it belongs to
+            if len(items) == 1:
+                if not items[0][2].done():
+                    items[0][2].set_exception(exc)
+                return
+            # halves, not one by one: one bad prompt among n costs about 2·log2(n) predictions
+            log.warning("micro-batcher: a batch of %d failed (%s); splitting it to find the prompt(s) at fault",
+                        len(items), type(exc).__name__)
+            half = len(items) // 2
+            for part in (items[:half], items[half:]):
+                live = [item for item in part if not item[2].done()]
+                if live:
+                    await self._predict_group(live)
+            return
+        finally:
+            if self.on_batch is not None:
+                self.on_batch(len(items), time.perf_counter() - t0)
+        for i, (_, _, fut) in enumerate(items):
+            if not fut.done():
+                fut.set_result((quality[i], cost[i]))
+
+    async def _predict(self, router, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        pred = await asyncio.get_running_loop().run_in_executor(self._executor, router.predict, prompts)
+        quality = np.asarray(pred.quality, dtype=np.float64)
+        cost = np.asarray(pred.cost, dtype=np.float64)
+        if quality.shape[0] != len(prompts):
+            raise RuntimeError(f"router returned {quality.shape[0]} predictions for {len(prompts)} prompts")
+        return quality, cost

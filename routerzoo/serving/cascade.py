@@ -23,11 +23,11 @@ and acceptances per stage (``routerzoo_cascade_*``), in the server's own registr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from fastapi.responses import Response, StreamingResponse
@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.policies.clients import Completion
+from routerzoo.serving import jsonio
 from routerzoo.serving.cascade_config import CascadeServeConfig
 from routerzoo.serving.upstream import Answer, BackendFailed, StreamAnswer
 
@@ -43,8 +44,7 @@ log = logging.getLogger("routerzoo.serving")
 __all__ = ["CascadeServer", "extract_answer", "completion_events"]
 
 
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+_dumps = jsonio.dumps
 
 
 def extract_answer(body: dict, chat: bool) -> tuple[str | None, np.ndarray | None]:
@@ -171,11 +171,23 @@ class CascadeServer:
         scorer = resolve_deferral(c.scorer, c.scorer_config)
         self.policy = CascadePolicy(CascadeConfig(chain=list(c.chain), thresholds=list(c.thresholds)), scorer)
 
+    def warm(self) -> None:
+        """Run the policy and its scorer once (loads a learned scorer's encoder) before ``/ready`` says so."""
+        steps = self.policy.begin("Warm-up: what is 2 + 2?")
+        scorer = getattr(self.policy, "scorer", None)
+        if scorer is not None:
+            try:  # a scorer that wants other inputs (k samples) warms on its first request instead
+                scorer.predict(["Warm-up: what is 2 + 2?"], ["4"], [np.array([-0.1, -0.2])])
+            except Exception as exc:  # noqa: BLE001
+                log.info("cascade: warm-up of the %s scorer skipped (%s)", getattr(scorer, "kind", "?"),
+                         type(exc).__name__)
+        del steps
+
     def describe(self) -> dict:
         """What ``/ready`` shows."""
         c = self.config
         if c.policy:
-            return {"policy": getattr(self.policy, "kind", "mdp"), "source": c.policy,
+            return {"policy": getattr(self.policy, "kind", "mdp"), "name": Path(c.policy).name,
                     "models": list(self.policy.config.models) if self.policy else None}
         return {"chain": list(c.chain), "thresholds": list(c.thresholds),
                 "scorer": getattr(self.policy.scorer, "kind", c.scorer) if self.policy else c.scorer}
@@ -239,13 +251,14 @@ class CascadeServer:
 
     async def _score(self, prompt: str, text: str | None, lps: np.ndarray | None, rid: str) -> float:
         try:
-            s = await asyncio.to_thread(self.policy.scorer.predict, [prompt], [text], [lps])
+            # the prediction thread: a learned scorer's encoder is not thread-safe and must not race the router's
+            s = await self.state.batcher.run_in_worker(self.policy.scorer.predict, [prompt], [text], [lps])
             return float(np.asarray(s, dtype=np.float64).reshape(-1)[0])
         except Exception as exc:  # noqa: BLE001 - a scorer failure escalates; the request still gets an answer
             log.warning("request %s: deferral scorer failed (%s); escalating", rid, type(exc).__name__)
             return float("nan")
 
-    async def handle(self, req, endpoint: str, headers: dict, rid: str, loaded) -> Response:
+    async def handle(self, req, endpoint: str, headers: dict, rid: str, loaded, deadline: float | None = None) -> Response:
         """Answer one request to the served name with the sequential policy (cascade or MDP router).
 
         The policy's :class:`~routerzoo.routers.policies.base.Steps` say which model to call next;
@@ -278,7 +291,7 @@ class CascadeServer:
             return headers
 
         try:
-            steps = await asyncio.to_thread(policy.begin, req.text)
+            steps = await self.state.batcher.run_in_worker(policy.begin, req.text)
         except Exception as exc:  # noqa: BLE001 - e.g. the MDP's encoder failing on an odd text
             log.error("request %s: the %s policy failed to start: %s", rid, policy.kind, type(exc).__name__)
             raise RequestError(503, "routing failed; retry the request", type="server_error",
@@ -299,10 +312,13 @@ class CascadeServer:
                 body = self._scored_payload(req.payload, chat)
             body["model"] = cfg.model or model
             try:
-                answer = await upstream.call(model, path, _dumps(body), stream=req.stream and final, request_id=rid)
+                answer = await upstream.call(model, path, _dumps(body), stream=req.stream and final, request_id=rid,
+                                             deadline=deadline)
             except BackendFailed as exc:
                 failures.append(exc)
                 calls.append({"model": model, "error": exc.last.reason})
+                if exc.last.reason == "deadline":
+                    break
                 self.deferrals.labels(label, model, "backend_failed").inc()
                 log.info("request %s: %s stage %d (%s) failed (%s)", rid, policy.kind, stage, model, exc.last.reason)
                 steps.observe(model, None, None)
@@ -314,7 +330,8 @@ class CascadeServer:
                 self.accepted.labels(label, model).inc()
                 finish(model, cost_known=False)
                 headers["x-routerzoo-cost-usd-before-stream"] = f"{total:.8f}"
-                return StreamingResponse(self.state._relay(answer, model, loaded, rid), media_type="text/event-stream",
+                return StreamingResponse(self.state._relay(answer, model, loaded, rid, deadline),
+                                         media_type="text/event-stream",
                                          headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
             if not 200 <= answer.status < 300:  # the request's own fault (4xx): no other model would do better
                 calls.append({"model": model, "status": answer.status})
@@ -347,6 +364,9 @@ class CascadeServer:
                 self.deferrals.labels(label, model, reason).inc()
         if last_ok is None:
             tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)
+            if failures and failures[-1].last.reason == "deadline":
+                raise RequestError(504, f"no {policy.kind} stage answered within the request's deadline (tried: {tried})",
+                                   type="upstream_error", code="deadline_exceeded")
             if failures and all(f.all_rate_limited for f in failures):
                 raise RequestError(429, f"every {policy.kind} stage is rate limiting: {tried}", type="rate_limit_error",
                                    code="upstream_rate_limited")

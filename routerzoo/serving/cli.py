@@ -19,7 +19,8 @@ base_url at this server; each request's model decides what happens:
 Per-request routing options go in a top-level "routerzoo" object of the body (openai client:
 extra_body={"routerzoo": {"cost_weight": 1e4}}; also "threshold", "strong", "weak", "profile").
 Endpoints: POST /v1/chat/completions (stream: true relayed as SSE), POST /v1/completions,
-GET /v1/models, /health, /ready, /metrics (Prometheus)."""
+GET /v1/models, /health (liveness), /ready (router loaded), /health/backends (503 when no backend
+is healthy), /metrics (Prometheus)."""
 
 EPILOG = """\
 Every candidate model of the router needs a backend (--backend or the config's backends), unless the
@@ -38,9 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="router artifact directory or models:/NAME@ALIAS (hot-reloaded when the alias moves); "
                         "default: the config's router")
     p.add_argument("--config", metavar="SERVE_YAML", help="serve config (YAML); flags override its values")
-    p.add_argument("--backend", action="append", default=[], metavar="MODEL=BASE_URL",
-                   help="OpenAI-compatible base URL (ending in /v1) of candidate MODEL; repeat for each "
-                        "candidate (adds to / overrides the config's backends)")
+    p.add_argument("--backend", action="append", default=[], metavar="MODEL=BASE_URL[#ID]",
+                   help="OpenAI-compatible base URL (ending in /v1) of candidate MODEL, optionally with the "
+                        "backend's own model id after '#' (vLLM: big=http://h:8000/v1#Qwen/Qwen2.5-7B-Instruct); "
+                        "repeat for each candidate (adds to / overrides the config's backends)")
     p.add_argument("--name", help="model name the router is served under (default: routerzoo)")
     p.add_argument("--host", help="interface to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, help="port to bind (default: 8000)")
@@ -50,6 +52,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ routers (default: $MLFLOW_TRACKING_URI)")
     p.add_argument("--reload-interval", type=float, metavar="SECONDS",
                    help="how often to poll the registry for a moved alias (default: 30; 0 = never)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads for the router's encoder (default: 1, right for a server on a shared or "
+                        "small machine; 0 = one per core)")
+    p.add_argument("--deadline", type=float, metavar="SECONDS",
+                   help="longest a request may take, fallbacks, retries and streaming included (default: 600)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     return p
 
@@ -64,15 +71,20 @@ def build_config(args):
         overrides["router"] = args.router
     backends: dict = {}
     for text in args.backend:
-        model, url = parse_backend_flag(text)
-        backends[model] = {"base_url": url}
+        model, url, backend_id = parse_backend_flag(text)
+        backends[model] = {"base_url": url, **({"model": backend_id} if backend_id else {})}
     if backends:
         overrides["backends"] = backends
     for key, value in (("name", args.name), ("host", args.host), ("port", args.port), ("prices", args.prices),
-                       ("tracking_uri", args.tracking_uri)):
+                       ("tracking_uri", args.tracking_uri), ("threads", args.threads)):
         if value is not None:
             overrides[key] = value
     config = load_config(args.config, overrides)
+    if args.deadline is not None:
+        from dataclasses import replace
+
+        config.limits = replace(config.limits, deadline_s=args.deadline)  # validated by __post_init__
+    check_host(config.host, "--host" if args.host is not None else "host")
     if args.reload_interval is not None:
         from routerzoo.serving.config import ReloadConfig
 
@@ -84,10 +96,37 @@ def build_config(args):
     return config
 
 
+def check_host(host: str, flag: str) -> None:
+    """An interface this machine can bind, or a ConfigError naming the flag (not uvicorn's traceback)."""
+    import socket
+
+    from routerzoo.errors import ConfigError
+
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"{flag} {host!r}: not an address or host name this machine can bind "
+                          f"({getattr(exc, 'strerror', None) or exc}); e.g. 127.0.0.1 or 0.0.0.0") from None
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def run(args) -> int:
     """Check the config, load the router, serve until stopped."""
     config = build_config(args)
-    config.auth.key_hashes()  # a key variable that is unset stops start-up here, not at the first request
+    hashes = config.auth.key_hashes()  # a key variable that is unset stops start-up here, not at the first request
+    if not hashes and not _is_loopback(config.host):
+        print(f"routerzoo: warning: serving on {config.host} without API keys: anyone who can reach this port can "
+              "spend your backends' tokens (set auth.api_keys_env in --config)", file=sys.stderr, flush=True)
     logging.basicConfig(level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("routerzoo").setLevel(config.logging.level.upper())

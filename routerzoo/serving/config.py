@@ -21,6 +21,7 @@ from pathlib import Path
 from routerzoo.errors import ConfigError
 from routerzoo.serving.cascade_config import SERVE_MODES, CascadeServeConfig
 from routerzoo.serving.feedback_config import FeedbackConfig
+from routerzoo.serving.request_log import RequestLogConfig
 
 ROUTING_INPUTS = ("last_user", "conversation")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -69,11 +70,16 @@ class BackendConfig:
         model: the backend's own model id, sent as ``model`` upstream; empty = the candidate's name.
         api_key_env: name of the environment variable holding the backend's API key (sent as
             ``Authorization: Bearer``); empty = no key. The key itself never goes in the file.
-        timeout_s: read timeout of one upstream attempt, seconds (time between bytes while streaming).
+        timeout_s: longest one upstream attempt may take, seconds: to the complete answer, or to a
+            stream's first event (waiting for a free slot included); also the longest silence
+            between a stream's events. Then the attempt is retried or the request falls back.
         connect_timeout_s: TCP connect timeout, seconds; short, so a dead host fails over quickly.
         max_concurrency: most requests in flight to this backend at once; more wait for a slot.
         prices: price override for cost estimates and routing decisions (USD per 1M tokens);
             None = the router's training prices (or ``--prices``).
+        context_window: the model's context length in tokens (0 = unknown). When a backend refuses a
+            prompt as too long for its context, a routed request falls back to the next candidate
+            whose declared window is larger.
     """
 
     base_url: str
@@ -83,6 +89,7 @@ class BackendConfig:
     connect_timeout_s: float = 3.0
     max_concurrency: int = 64
     prices: PriceConfig | None = None
+    context_window: int = 0
 
     def __post_init__(self):
         if not re.match(r"^https?://[^/\s]+", self.base_url or ""):
@@ -95,6 +102,8 @@ class BackendConfig:
         _positive("timeout_s", self.timeout_s)
         _positive("connect_timeout_s", self.connect_timeout_s)
         _at_least_one("max_concurrency", self.max_concurrency)
+        if self.context_window < 0:
+            raise ConfigError(f"context_window must be >= 0 (0 = unknown), got {self.context_window}")
 
     def api_key(self) -> str | None:
         """The key from ``api_key_env`` (None when unset or empty)."""
@@ -156,16 +165,29 @@ class LimitsConfig:
     """Admission limits.
 
     Attributes:
-        max_in_flight: most requests handled at once; more are refused with 429.
+        max_in_flight: most requests handled at once (counted once their body has been read, so
+            slow uploads cannot crowd out others); more are refused with 429.
         max_body_bytes: largest request body accepted; larger ones are refused with 413.
+        body_timeout_s: longest time to receive a request's body, seconds; slower uploads get 408.
+        deadline_s: longest a request may take from its body being read to its last byte, fallbacks,
+            retries and streaming included, seconds; then it ends (504 before the answer started,
+            an error event in a stream). Each attempt is further bounded by its backend's ``timeout_s``.
+        max_answer_bytes: largest answer (or single stream event) read from a backend; a larger one
+            is a failed attempt.
     """
 
     max_in_flight: int = 512
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout_s: float = 30.0
+    deadline_s: float = 600.0
+    max_answer_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self):
         _at_least_one("max_in_flight", self.max_in_flight)
         _at_least_one("max_body_bytes", self.max_body_bytes)
+        _positive("body_timeout_s", self.body_timeout_s)
+        _positive("deadline_s", self.deadline_s)
+        _at_least_one("max_answer_bytes", self.max_answer_bytes)
 
 
 @dataclass
@@ -204,8 +226,9 @@ class CooldownConfig:
 
     Attributes:
         failures: consecutive failed attempts after which a backend goes into cooldown.
-        cooldown_s: how long it stays out, seconds; then it is probed (``GET /models``) and gets
-            traffic again only when the probe succeeds (else another cooldown).
+        cooldown_s: how long it stays out, seconds; then it is probed (a one-token completion on
+            the path that failed) and gets traffic again only when the probe is answered with a
+            completion (else another cooldown). A 401 / 403 puts a backend in cooldown at once.
         probe_timeout_s: timeout of the probe, seconds.
     """
 
@@ -240,10 +263,13 @@ class AuthConfig:
     Attributes:
         api_keys_env: name of an environment variable holding accepted keys, comma-separated.
         api_key_sha256: hex sha256 digests of accepted keys (so the file holds no secret).
+        protect_metrics: ``/metrics`` needs a key too (``/health``, ``/health/backends`` and
+            ``/ready`` stay open for probes).
     """
 
     api_keys_env: str = ""
     api_key_sha256: list[str] = field(default_factory=list)
+    protect_metrics: bool = False
 
     def __post_init__(self):
         if self.api_keys_env and not _ENV_NAME.match(self.api_keys_env):
@@ -305,6 +331,10 @@ class ServeConfig:
         tracking_uri: MLflow tracking URI for ``models:/`` routers (default ``$MLFLOW_TRACKING_URI``).
         host: interface to bind.
         port: TCP port to bind.
+        threads: torch intra-op threads for the router's encoder (0 = torch's default, one per
+            core). 1 is the server default: micro-batches already amortise the encoder, and on a busy
+            machine more threads contend (one prompt: 50 ms with 1 thread, 940 ms with 2 on a
+            loaded 2-core VM).
         graceful_shutdown_s: on SIGTERM / Ctrl-C, longest wait for in-flight requests, seconds.
         batch: micro-batching.
         limits: in-flight cap and body size limit.
@@ -317,6 +347,7 @@ class ServeConfig:
             section's chain is called in order until its deferral scorer accepts; no router needed).
         cascade: the cascade served in ``cascade`` mode (docs/serving.md, "Cascade mode").
         feedback: ``POST /v1/feedback`` for a router that learns online (``linucb``); None: off.
+        log: the request log and feedback store (docs/request-log.md); None: off.
     """
 
     router: str = ""
@@ -329,6 +360,7 @@ class ServeConfig:
     tracking_uri: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    threads: int = 1
     graceful_shutdown_s: float = 30.0
     batch: BatchConfig = field(default_factory=BatchConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -340,6 +372,7 @@ class ServeConfig:
     mode: str = "route"
     cascade: CascadeServeConfig | None = None
     feedback: FeedbackConfig | None = None
+    log: RequestLogConfig | None = None
 
     def __post_init__(self):
         if not self.name or not self.name.strip():
@@ -351,6 +384,8 @@ class ServeConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         _non_negative("graceful_shutdown_s", self.graceful_shutdown_s)
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = one per core), got {self.threads}")
         if self.mode not in SERVE_MODES:
             raise ConfigError(f"mode must be one of {list(SERVE_MODES)}, got {self.mode!r}")
         if self.mode == "cascade":
@@ -392,12 +427,14 @@ class ServeConfig:
         return routable
 
 
-def parse_backend_flag(text: str) -> tuple[str, str]:
-    """``MODEL=BASE_URL`` from ``--backend`` as (model, base_url)."""
-    model, sep, url = text.partition("=")
+def parse_backend_flag(text: str) -> tuple[str, str, str]:
+    """``MODEL=BASE_URL[#BACKEND_MODEL_ID]`` from ``--backend`` as (model, base_url, backend model id or "")."""
+    model, sep, rest = text.partition("=")
+    url, _, backend_id = rest.partition("#")
     if not sep or not model.strip() or not url.strip():
-        raise ConfigError(f"--backend {text!r}: expected MODEL=BASE_URL, e.g. big=http://127.0.0.1:8001/v1")
-    return model.strip(), url.strip()
+        raise ConfigError(f"--backend {text!r}: expected MODEL=BASE_URL[#BACKEND_MODEL_ID], e.g. "
+                          "big=http://127.0.0.1:8001/v1#Qwen/Qwen2.5-7B-Instruct")
+    return model.strip(), url.strip(), backend_id.strip()
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> ServeConfig:

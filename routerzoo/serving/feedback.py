@@ -27,6 +27,8 @@ import json
 import logging
 import math
 import os
+import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -34,10 +36,19 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from routerzoo.serving.app import RequestError
+from routerzoo.routers.encoder import truncate_chars
+from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
 
 log = logging.getLogger("routerzoo.serving.feedback")
+
+# longest encoder window served (tokens): texts are kept up to what such an encoder reads
+_MAX_TOKENS = 512
+
+
+def _entry_bytes(text: str) -> int:
+    return sys.getsizeof(text) + 200  # the string, plus the id, list and dict slot around it
+
 
 LOG_FILE = "feedback.jsonl"
 STATE_FILE = "state.safetensors"
@@ -70,7 +81,9 @@ class FeedbackLearner:
         self.state = state
         self.dir = Path(config.state_dir)
         self.router = None
+        self.label = ""  # name@version of the router learning
         self._routed: OrderedDict[str, list] = OrderedDict()  # id → [text, model, rewarded]
+        self.tracked_bytes = 0  # the texts in ``_routed``, roughly (str size in memory)
         self._pending: list[dict] = []
         self._seq = 0
         self._lock: asyncio.Lock | None = None
@@ -79,16 +92,29 @@ class FeedbackLearner:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def attach(self, loaded) -> None:
-        """Restore the learnt state into ``loaded.router``, learn the log's newer entries, start flushing."""
+        """Restore the learnt state into ``loaded.router``, learn the log's newer entries, start flushing.
+
+        Called at start-up and on every hot reload, before the new version takes traffic: the
+        rewards still pending are learnt into the version that routed them (and saved), then the
+        learner follows the new version. Saved state belongs to one version (``name@version``): it
+        is restored only into that version; another version starts from its trained state and the
+        old files are kept beside it (``state-NAME@VERSION.safetensors``).
+        """
         router = loaded.router
+        if self._task is not None:  # a hot reload: finish the old version first
+            await self.stop()
+            self._task = None
         if not (callable(getattr(router, "update", None)) and hasattr(router, "state")):
+            self.router = None
             log.warning("feedback: the %r router does not learn online; POST /v1/feedback will refuse", router.kind)
             return
-        self._lock, self._wake = asyncio.Lock(), asyncio.Event()
+        if self._lock is None:
+            self._lock, self._wake = asyncio.Lock(), asyncio.Event()
         self.dir.mkdir(parents=True, exist_ok=True)
-        applied = await self.state.batcher.run_in_worker(self._restore, router)
+        applied = await self.state.batcher.run_in_worker(self._restore, router, loaded.label)
         entries = [e for e in self._read_log() if e["seq"] > applied]
         self._seq = max([applied, *(e["seq"] for e in entries)]) + 1
+        self.label = loaded.label
         self.router = router
         if entries:
             log.info("feedback: learning %d reward(s) logged after the last saved state", len(entries))
@@ -109,8 +135,9 @@ class FeedbackLearner:
             except Exception:  # noqa: BLE001 - the log still holds them: the next start learns them
                 log.exception("feedback: could not learn pending rewards at shutdown")
 
-    def _restore(self, router) -> int:
-        """Load ``state.safetensors`` into ``router``; the last sequence number it includes (0: none)."""
+    def _restore(self, router, label: str) -> int:
+        """Load ``state.safetensors`` into ``router`` if it is this version's; the last sequence
+        number it includes (0: none, or another version's, which is moved aside with its log)."""
         path = self.dir / STATE_FILE
         if not path.exists():
             return 0
@@ -119,6 +146,15 @@ class FeedbackLearner:
 
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+        owner = meta.get("version")
+        if owner is not None and owner != label:
+            tag = re.sub(r"[^A-Za-z0-9@._-]+", "_", owner)[:100]
+            os.replace(path, self.dir / f"state-{tag}.safetensors")
+            if (self.dir / LOG_FILE).exists():
+                os.replace(self.dir / LOG_FILE, self.dir / f"feedback-{tag}.jsonl")
+            log.warning("feedback: %s holds what %s learnt; %s starts from its trained state (the old state is "
+                        "kept as state-%s.safetensors)", path, owner, label, tag)
+            return 0
         if meta.get("models") != json.dumps(router.models) or meta.get("kind") != router.kind:
             raise RuntimeError(f"feedback: {path} holds a {meta.get('kind')} router over {meta.get('models')}, "
                                f"not this {router.kind} router over {router.models}; move it away to start afresh")
@@ -140,23 +176,31 @@ class FeedbackLearner:
 
     # -- requests --------------------------------------------------------------------------------
     def record(self, rid: str, text: str, model: str) -> None:
-        """Remember a routed request answered by ``model`` (called by the app)."""
+        """Remember a routed request answered by ``model`` (called by the app).
+
+        Only the prefix an encoder reads is kept, and the oldest entries go once the texts pass
+        ``max_tracked_bytes``: ten unrewarded 1 MB prompts used to pin 10 MB.
+        """
         if self.router is None:
             return
+        text = truncate_chars([text], _MAX_TOKENS)[0]
+        size = _entry_bytes(text)
+        old = self._routed.pop(rid, None)
+        if old is not None:
+            self.tracked_bytes -= _entry_bytes(old[0])
         self._routed[rid] = [text, model, False]
-        while len(self._routed) > self.config.max_tracked:
-            self._routed.popitem(last=False)
+        self.tracked_bytes += size
+        while len(self._routed) > self.config.max_tracked or (
+                self.tracked_bytes > self.config.max_tracked_bytes and len(self._routed) > 1):
+            _, (gone, _, _) = self._routed.popitem(last=False)
+            self.tracked_bytes -= _entry_bytes(gone)
 
     async def handle(self, request: Request) -> JSONResponse:
         """``POST /v1/feedback``."""
+        payload = decode_body(await self.state.read_body(request))  # a hostile body is 400 whatever the router
         if self.router is None:
             raise RequestError(400, "the served router does not learn from feedback (serve a 'linucb' router with a "
                                     "feedback section)", code="feedback_unsupported")
-        body = await self.state.read_body(request)
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(payload, dict):
             raise RequestError(400, "the request body must be a JSON object with request_id and reward")
         rid, reward = payload.get("request_id"), payload.get("reward")
@@ -230,6 +274,7 @@ class FeedbackLearner:
 
         router = self.router
         router.update([e["text"] for e in batch], [e["model"] for e in batch], [e["reward"] for e in batch])
-        meta = {"seq": str(batch[-1]["seq"]), "kind": router.kind, "models": json.dumps(router.models)}
+        meta = {"seq": str(batch[-1]["seq"]), "kind": router.kind, "models": json.dumps(router.models),
+                "version": self.label}
         tensors = {k: np.ascontiguousarray(v) for k, v in router.state().items()}
         _write_atomic(self.dir / STATE_FILE, save(tensors, metadata=meta))

@@ -135,12 +135,37 @@ def prepare_router(router: Router, settings, *, source: str = "", version: str =
     return LoadedRouter(router, str(source), name, version, routable, mask, prices)
 
 
+_NOT_ROUTERS = {
+    "deferral": "a deferral scorer: serve it in a cascade (mode: cascade, cascade.scorer: {src})",
+    "policy": "a sequential policy: serve it with mode: cascade and cascade.policy: {src}",
+}
+
+
+def _refuse_non_router(source) -> None:
+    """A local artifact of another role (deferral scorer, MDP policy) named as the router: say what it is."""
+    import json
+
+    config = Path(str(source)) / "config.json"
+    if not config.is_file():
+        return
+    try:
+        doc = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return  # the router loader reports it
+    role = doc.get("role") if isinstance(doc, dict) else None
+    if role in _NOT_ROUTERS:
+        what = _NOT_ROUTERS[role].format(src=source)
+        raise UserError(f"{source} is not a router (it is {what.split(':')[0]}, kind {doc.get('kind')!r}):"
+                        f"{what.split(':', 1)[1]}")
+
+
 def load_for_serving(source: str | os.PathLike, settings) -> LoadedRouter:
     """Load ``source`` (directory or registry URI) for the server described by ``settings``.
 
     ``models:/NAME@ALIAS`` is resolved to its version first and that version is loaded.
     """
     tracking_uri = settings.tracking_uri or None
+    _refuse_non_router(source)
     alias = parse_alias_uri(str(source))
     version = ""
     target = source

@@ -48,6 +48,7 @@ class ServerMetrics:
         self.reloads = Counter("routerzoo_router_reloads", "Hot reloads of the router, by outcome", ["outcome"], registry=r)
         self.router = Info("routerzoo_router", "The router being served", registry=r)
 
-    def set_router(self, name: str, kind: str, version: str, source: str) -> None:
-        """Record which router serves (shown as ``routerzoo_router_info{name, kind, version, source}``)."""
-        self.router.info({"name": name, "kind": kind, "version": version, "source": source})
+    def set_router(self, name: str, kind: str, version: str) -> None:
+        """Record which router serves (shown as ``routerzoo_router_info{name, kind, version}``; never a
+        file path: /metrics may be scraped by more people than may read the host's file system)."""
+        self.router.info({"name": name, "kind": kind, "version": version})

@@ -65,9 +65,11 @@ class AliasWatcher:
         holder: where the router in service lives.
         warm: ``async warm(router)``: one prediction on the new router before it takes traffic.
         metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
+        before_swap: ``async before_swap(loaded)`` after warming, before the swap (the feedback
+            learner moving to the new version), or None.
     """
 
-    def __init__(self, settings, holder: RouterHolder, warm, metrics=None):
+    def __init__(self, settings, holder: RouterHolder, warm, metrics=None, before_swap=None):
         alias = parse_alias_uri(settings.router)
         if alias is None:
             raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {settings.router!r}")
@@ -76,6 +78,7 @@ class AliasWatcher:
         self.holder = holder
         self.warm = warm
         self.metrics = metrics
+        self.before_swap = before_swap
         self._task: asyncio.Task | None = None
         self._failed_version: str | None = None
 
@@ -128,6 +131,8 @@ class AliasWatcher:
         if current is not None:
             share_encoder(loaded.router, current.router)
         await self.warm(loaded.router)
+        if self.before_swap is not None:
+            await self.before_swap(loaded)
         self.holder.swap(loaded)
         log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
                  version, current.version if current else "none")

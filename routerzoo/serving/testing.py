@@ -13,7 +13,14 @@ the next two requests fail, then it answers) or for every request (``backend.mod
 ``429:S``          HTTP 429 with ``Retry-After: S``
 ``drop``           send headers and half a body, then close the connection
 ``garbage``        HTTP 200 with a body that is not JSON
+``notopenai``      HTTP 200 with JSON that is not a completion (``{"hello": "world"}``)
 ``broken_stream``  (streams) two events, then close the connection mid-stream
+``trickle:S``      HTTP 200, then the answer one byte every S seconds
+``hang``           never answer; counts the client leaving in :attr:`FakeBackend.disconnects`
+``stall``          (streams) the first event, then nothing until the client leaves
+``401`` / ``403``  the backend refuses the key
+``context``        HTTP 400: the prompt exceeds the model's context (OpenAI's wording)
+``crlf``           (streams) events separated by CRLF, sent one byte per write
 =================  ===================================================================
 
 Run one in its own process (``python -m routerzoo.serving.testing --name A``): it prints
@@ -50,6 +57,7 @@ class FakeBackend:
         self._script: deque[str] = deque()
         self.received: deque[dict] = deque(maxlen=record)
         self.count = 0
+        self.disconnects = 0  # requests whose client left while this backend hung (``hang``)
         self._lock = threading.Lock()
 
     def script(self, *faults: str) -> None:
@@ -107,6 +115,21 @@ class FakeBackend:
             return await self._json(send, 429, {"error": {"message": "slow down", "type": "rate_limit_error",
                                                           "param": None, "code": None}},
                                     [(b"retry-after", (arg or "1").encode())])
+        elif kind == "hang":
+            return await self._until_gone(receive)
+        elif kind in ("401", "403"):
+            return await self._json(send, int(kind), {"error": {"message": "invalid api key", "type": "authentication_error",
+                                                                "param": None, "code": "invalid_api_key"}})
+        elif kind == "context":
+            return await self._json(send, 400, {"error": {
+                "message": "This model's maximum context length is 4096 tokens. However, your messages resulted in "
+                           "9000 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+        elif kind == "notopenai":
+            return await self._json(send, 200, {"hello": "world"})
+        elif kind == "trickle":
+            gone = asyncio.get_running_loop().create_task(self._until_gone(receive))
+            send = self._bytewise(send, float(arg or 1.0), False, gone)
         elif kind == "garbage":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": b"<html>definitely not json"})
@@ -118,7 +141,8 @@ class FakeBackend:
             raise ConnectionAbortedError("injected: connection dropped")
         chat = scope["path"].endswith("/chat/completions")
         if request.get("stream"):
-            return await self._stream(send, request, chat, broken=kind == "broken_stream")
+            return await self._stream(send, request, chat, broken=kind == "broken_stream", crlf=kind == "crlf",
+                                      stall=(lambda: self._until_gone(receive)) if kind == "stall" else None)
         return await self._json(send, 200, self._completion(request, chat))
 
     def _text(self, request: dict, chat: bool) -> str:
@@ -146,7 +170,35 @@ class FakeBackend:
         return {**base, "object": "text_completion",
                 "choices": [{"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}]}
 
-    async def _stream(self, send, request: dict, chat: bool, broken: bool) -> None:
+    async def _until_gone(self, receive) -> None:
+        """Wait for the client to leave, and count it."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        with self._lock:
+            self.disconnects += 1
+
+    @staticmethod
+    def _bytewise(send, delay: float, crlf: bool, gone: asyncio.Task | None = None):
+        """A ``send`` that writes each body byte on its own (after ``delay`` seconds), CRLF-separated if
+        asked; it stops writing once ``gone`` (the client left) is done."""
+        async def wrapped(message):
+            if message["type"] != "http.response.body":
+                return await send(message)
+            body = message.get("body", b"")
+            if crlf:
+                body = body.replace(b"\n\n", b"\r\n\r\n")
+            for i in range(len(body)):
+                if gone is not None and gone.done():
+                    return
+                await send({"type": "http.response.body", "body": body[i:i + 1], "more_body": True})
+                await asyncio.sleep(delay)
+            if not message.get("more_body"):
+                await send({"type": "http.response.body", "body": b""})
+        return wrapped
+
+    async def _stream(self, send, request: dict, chat: bool, broken: bool, crlf: bool = False, stall=None) -> None:
+        if crlf:  # what sse-starlette sends, cut into one-byte writes so CRLFs straddle reads
+            return await self._stream(self._bytewise(send, 0.0, True), request, chat, broken)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
         words = ["answer", " from", f" {self.name}"]
@@ -163,6 +215,9 @@ class FakeBackend:
                         "more_body": True})
             if broken and i == 1:
                 raise ConnectionAbortedError("injected: stream broken")
+            if stall is not None:
+                await stall()
+                return
         if (request.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": _words(self._text(request, chat)), "completion_tokens": 3}
             usage["total_tokens"] = usage["prompt_tokens"] + 3

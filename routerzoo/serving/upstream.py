@@ -7,10 +7,18 @@ what an OpenAI-compatible server sends) is retried on the same backend with expo
 stop; the caller then falls back to the next model. All of this happens before the first byte goes
 to the client: a stream is handed over only once its first event has arrived intact.
 
-A backend whose attempts fail ``cooldown.failures`` times in a row goes into cooldown: routed
-requests skip it. When the cooldown ends it is probed (``GET {base_url}/models``) in the background
-and gets traffic again only once the probe answers 2xx.
+Time is bounded: an attempt (waiting for a backend slot included) ends after the backend's
+``timeout_s`` (a complete answer, or a stream's first event) even if bytes trickle in, and never
+outlives the request's deadline; answers and stream events are read up to a byte cap.
 
+A backend whose attempts fail ``cooldown.failures`` times in a row goes into cooldown: routed
+requests skip it. When the cooldown ends it is probed in the background with a one-token completion
+on the path that failed (a backend whose completions hang still answers ``GET /models``) and gets
+traffic again only once the probe is answered with a completion.
+
+Errors by class: a 401 / 403 means the backend refuses our key: no retry, cooldown at once, the
+caller falls back. A 400 saying the prompt exceeds the model's context is flagged
+(:attr:`Answer.context_exceeded`) so the caller can fall back to a model with a longer context.
 Other 4xx answers are the request's fault, not the backend's: they are passed back to the client
 unchanged and count as a healthy exchange.
 """
@@ -19,20 +27,28 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
 
+from routerzoo.serving import jsonio
 from routerzoo.serving.config import BackendConfig, CooldownConfig, RetryConfig
 
 log = logging.getLogger("routerzoo.serving")
 
 HEALTHY, COOLDOWN, PROBING = "healthy", "cooldown", "probing"
+
+#: largest answer or single stream event read from a backend, bytes (a bigger one is a failed attempt)
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+
+# how OpenAI, vLLM, llama.cpp, TGI and Ollama word "the prompt is longer than the context"
+_CONTEXT_EXCEEDED = re.compile(rb"context[_ ]length|context window|maximum context|exceeds? the context|"
+                               rb"too many tokens|prompt is too long|longer than the model", re.IGNORECASE)
 
 
 class AttemptError(Exception):
@@ -43,11 +59,14 @@ class AttemptError(Exception):
         retry_after: seconds the backend asked to wait (429 / 503 ``Retry-After``), if any.
     """
 
-    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None, status: int | None = None):
+    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None, status: int | None = None,
+                 *, counts: bool = True, fatal: bool = False):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.retry_after = retry_after
         self.status = status
+        self.counts = counts  # counts against the backend's health (waiting for a free slot does not)
+        self.fatal = fatal  # retrying cannot help (401 / 403): cooldown now, fall back
 
 
 class BackendFailed(Exception):
@@ -75,11 +94,13 @@ class Answer:
         body: the decoded JSON body (an object; for a passed-through 4xx whatever JSON it held, or
             an OpenAI-shaped error built from its text).
         seconds: the successful attempt's duration.
+        context_exceeded: a 400 saying the prompt is longer than the model's context window.
     """
 
     status: int
     body: dict
     seconds: float
+    context_exceeded: bool = False
 
 
 @dataclass
@@ -123,6 +144,7 @@ class BackendState:
     failures: int = 0
     cooldown_until: float = 0.0
     probe_task: asyncio.Task | None = None
+    last_path: str = "/chat/completions"  # the path of the last failed attempt: what the probe checks
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -141,20 +163,47 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Complete SSE events (separator stripped) from a byte stream, in order."""
+async def _sse_events(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_ANSWER_BYTES) -> AsyncIterator[bytes]:
+    """Complete SSE events (separator stripped, lines joined by LF) from a byte stream, in order.
+
+    Lines end in CRLF, LF or CR (the SSE spec; sse-starlette sends CRLF). A CR that ends a chunk is
+    held back until the next one, so a CRLF split across two TCP reads is one line ending, not two
+    (which would end the event early and merge or break the next one).
+
+    Raises:
+        ValueError: an event (or a run of bytes with no separator) larger than ``max_event_bytes``.
+    """
     buf = b""
+    held_cr = False
     async for chunk in chunks:
-        buf += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+        if not chunk:
+            continue
+        if held_cr:
+            chunk = b"\r" + chunk
+            held_cr = False
+        if chunk.endswith(b"\r"):
+            chunk, held_cr = chunk[:-1], True
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf += chunk
         while True:
             end = buf.find(b"\n\n")
             if end < 0:
                 break
             event, buf = buf[:end], buf[end + 2:]
+            if len(event) > max_event_bytes:
+                raise ValueError(f"a stream event larger than {max_event_bytes} bytes")
             if event.strip():
                 yield event
+        if len(buf) > max_event_bytes:
+            raise ValueError(f"a stream event larger than {max_event_bytes} bytes")
     if buf.strip():
         yield buf
+
+
+def is_openai_answer(body) -> bool:
+    """Whether a 2xx body is what an OpenAI-compatible server answers (an object with ``choices``)."""
+    return isinstance(body, dict) and isinstance(body.get("choices"), list)
 
 
 def event_data(event: bytes) -> bytes | None:
@@ -173,10 +222,12 @@ class Upstream:
         client: an ``httpx.AsyncClient`` to share (tests, embedding apps); None creates one owned
             (and closed) by this object.
         metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
+        max_answer_bytes: largest answer body / single stream event read from a backend.
     """
 
     def __init__(self, backends: dict[str, BackendConfig], retry: RetryConfig, cooldown: CooldownConfig,
-                 client: httpx.AsyncClient | None = None, metrics=None):
+                 client: httpx.AsyncClient | None = None, metrics=None, max_answer_bytes: int = MAX_ANSWER_BYTES):
+        self.max_answer_bytes = int(max_answer_bytes)
         self.retry = retry
         self.cooldown = cooldown
         self.metrics = metrics
@@ -208,6 +259,11 @@ class Upstream:
             b.probe_task = asyncio.get_running_loop().create_task(self._probe(b), name=f"probe-{name}")
         return False
 
+    def health(self) -> dict[str, dict]:
+        """Each backend's state (``healthy``, ``cooldown``, ``probing``) and failures in a row, for
+        ``GET /health/backends`` (no URLs: the view is unauthenticated)."""
+        return {n: {"state": b.state, "failures": b.failures} for n, b in self.backends.items()}
+
     def in_cooldown(self) -> list[str]:
         """Backends out of rotation."""
         return [n for n, b in self.backends.items() if b.state != HEALTHY]
@@ -216,14 +272,17 @@ class Upstream:
         if self.metrics is not None:
             self.metrics.cooldown.set(len(self.in_cooldown()))
 
-    def _failed(self, b: BackendState, err: AttemptError) -> None:
-        b.failures += 1
+    def _failed(self, b: BackendState, err: AttemptError, path: str) -> None:
         if self.metrics is not None:
             self.metrics.upstream_errors.labels(b.name, err.reason).inc()
-        if b.state == HEALTHY and b.failures >= self.cooldown.failures:
+        if not err.counts:
+            return
+        b.failures += 1
+        b.last_path = path
+        if b.state == HEALTHY and (b.failures >= self.cooldown.failures or err.fatal):
             b.state = COOLDOWN
             b.cooldown_until = time.monotonic() + self.cooldown.cooldown_s
-            log.warning("backend %s: %d failures in a row (last: %s); cooling down for %.1f s",
+            log.warning("backend %s: %d failure(s) in a row (last: %s); cooling down for %.1f s",
                         b.name, b.failures, err.reason, self.cooldown.cooldown_s)
             self._update_gauge()
 
@@ -231,12 +290,19 @@ class Upstream:
         b.failures = 0
 
     async def _probe(self, b: BackendState) -> None:
+        """A one-token completion on the path that failed: only a backend that completes is healthy."""
+        cfg = b.config
+        if b.last_path == "/completions":
+            body = {"model": cfg.model or b.name, "prompt": "ping", "max_tokens": 1}
+        else:
+            body = {"model": cfg.model or b.name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
         ok = False
         try:
-            r = await self.client.get(f"{b.config.base_url}/models", headers=self._headers(b.config),
-                                      timeout=self.cooldown.probe_timeout_s)
-            ok = 200 <= r.status_code < 300
-        except httpx.HTTPError:
+            async with asyncio.timeout(self.cooldown.probe_timeout_s):
+                r = await self.client.post(f"{cfg.base_url}{b.last_path}", content=jsonio.dumps(body),
+                                           headers=self._headers(cfg), timeout=self.cooldown.probe_timeout_s)
+            ok = 200 <= r.status_code < 300 and is_openai_answer(jsonio.loads_answer(r.content))
+        except (httpx.HTTPError, TimeoutError, ValueError, UnicodeDecodeError):
             ok = False
         except asyncio.CancelledError:
             raise
@@ -244,7 +310,7 @@ class Upstream:
             b.probe_task = None
         if ok:
             b.state, b.failures = HEALTHY, 0
-            log.info("backend %s: probe succeeded, back in rotation", b.name)
+            log.info("backend %s: probe completion succeeded, back in rotation", b.name)
         else:
             b.state = COOLDOWN
             b.cooldown_until = time.monotonic() + self.cooldown.cooldown_s
@@ -271,15 +337,21 @@ class Upstream:
         return delay
 
     async def call(self, name: str, path: str, payload: bytes, *, stream: bool,
-                   request_id: str | None = None) -> Answer | StreamAnswer:
+                   request_id: str | None = None, deadline: float | None = None) -> Answer | StreamAnswer:
         """Send ``payload`` to ``name``'s backend at ``path`` (e.g. ``/chat/completions``), with retries.
+
+        Args:
+            deadline: ``time.monotonic()`` by which the answer (a stream's first event) must have
+                come; no attempt, backoff or wait for a slot goes past it. None: only the
+                backend's ``timeout_s`` per attempt bounds it.
 
         Returns:
             an :class:`Answer` (2xx, or a client-error 4xx to pass through), or for ``stream`` a
             :class:`StreamAnswer` once the first event arrived.
 
         Raises:
-            BackendFailed: every attempt failed, or the backend went into cooldown meanwhile.
+            BackendFailed: every attempt failed, the backend went into cooldown meanwhile, or the
+                deadline passed (``last.reason == "deadline"``).
         """
         b = self.backends[name]
         url = f"{b.config.base_url}{path}"
@@ -288,19 +360,34 @@ class Upstream:
         rate_limited = True
         attempt = 0
         while True:
+            budget = b.config.timeout_s
+            if deadline is not None:
+                budget = min(budget, deadline - time.monotonic())
+                if budget <= 0:
+                    raise BackendFailed(name, AttemptError("deadline", "the request's deadline passed"), False)
+            phase = ["slot"]
             try:
-                if stream:
-                    return await self._stream_attempt(b, url, headers, payload, timeout)
-                return await self._attempt(b, url, headers, payload, timeout)
+                try:
+                    async with asyncio.timeout(budget):
+                        if stream:
+                            return await self._stream_attempt(b, url, headers, payload, timeout, phase)
+                        return await self._attempt(b, url, headers, payload, timeout, phase)
+                except TimeoutError:
+                    past = deadline is not None and time.monotonic() >= deadline
+                    reason = "deadline" if past else "busy" if phase[0] == "slot" else "timeout"
+                    # neither our deadline nor a full backend is the backend failing
+                    raise AttemptError(reason, f"no answer within {budget:.1f} s", counts=reason == "timeout") from None
             except AttemptError as err:
-                self._failed(b, err)
+                self._failed(b, err, path)
                 rate_limited = rate_limited and err.status == 429
-                if attempt >= self.retry.max_retries or b.state != HEALTHY:
+                if err.reason in ("deadline", "busy") or err.fatal or attempt >= self.retry.max_retries or b.state != HEALTHY:
                     raise BackendFailed(name, err, rate_limited) from None
                 if err.retry_after is not None and err.retry_after > self.retry.retry_after_max_s:
                     # waiting that long would stall the client: the next model answers sooner
                     raise BackendFailed(name, err, rate_limited) from None
                 delay = self._backoff(attempt, err)
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    raise BackendFailed(name, err, rate_limited) from None
                 attempt += 1
                 if self.metrics is not None:
                     self.metrics.retries.labels(name).inc()
@@ -310,44 +397,88 @@ class Upstream:
     def _status_error(response: httpx.Response, text: bytes) -> AttemptError:
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
-        return AttemptError(f"status_{status}", text[:200].decode("utf-8", "replace"), retry_after, status)
+        detail = text[:200].decode("utf-8", "replace")
+        if status in (401, 403):  # our key is refused: every retry would be too
+            return AttemptError(f"status_{status}", detail, status=status, fatal=True)
+        return AttemptError(f"status_{status}", detail, retry_after, status)
 
     @staticmethod
-    def _is_retryable(status: int) -> bool:
-        return status == 429 or status == 408 or status >= 500
+    def _is_failure(status: int) -> bool:
+        return status in (401, 403, 408, 429) or status >= 500
 
-    async def _attempt(self, b: BackendState, url: str, headers: dict, payload: bytes, timeout) -> Answer:
-        t0 = time.perf_counter()
-        async with b.semaphore:
-            try:
-                response = await self.client.post(url, content=payload, headers=headers, timeout=timeout)
-            except httpx.TimeoutException as exc:
-                raise AttemptError("timeout", type(exc).__name__) from None
-            except httpx.HTTPError as exc:
-                raise AttemptError("connect" if isinstance(exc, httpx.ConnectError) else "transport",
-                                   type(exc).__name__) from None
-        status, content = response.status_code, response.content
-        if self._is_retryable(status):
-            raise self._status_error(response, content)
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > self.max_answer_bytes:
+                raise AttemptError("too_large", f"an answer over {self.max_answer_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _passed_through(self, b: BackendState, status: int, content: bytes, seconds: float) -> Answer:
+        """A 4xx that is the request's fault (or an odd 1xx / 3xx), for the client as it is."""
+        self._succeeded(b)
         try:
-            body = json.loads(content)
+            body = jsonio.loads_answer(content)
         except (ValueError, UnicodeDecodeError):
             body = None
-        if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise AttemptError("bad_response", "the answer is not a JSON object", status=status)
-            self._succeeded(b)
-            return Answer(status, body, time.perf_counter() - t0)
-        # another 4xx (or an odd 1xx/3xx): the request's problem, passed to the client as it is
-        self._succeeded(b)
         if not isinstance(body, dict):
             body = {"error": {"message": content[:500].decode("utf-8", "replace"), "type": "invalid_request_error",
                               "param": None, "code": f"upstream_{status}"}}
-        return Answer(status if 400 <= status < 500 else 502, body, time.perf_counter() - t0)
+        exceeded = status in (400, 413, 422) and bool(_CONTEXT_EXCEEDED.search(content[:4096]))
+        return Answer(status if 400 <= status < 500 else 502, body, seconds, exceeded)
 
-    async def _stream_attempt(self, b: BackendState, url: str, headers: dict, payload: bytes, timeout) -> Answer | StreamAnswer:
+    async def _send(self, url: str, headers: dict, payload: bytes, timeout) -> httpx.Response:
+        request = self.client.build_request("POST", url, content=payload, headers=headers, timeout=timeout)
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise AttemptError("timeout", type(exc).__name__) from None
+        except httpx.HTTPError as exc:
+            raise AttemptError("connect" if isinstance(exc, httpx.ConnectError) else "transport",
+                               type(exc).__name__) from None
+
+    async def _attempt(self, b: BackendState, url: str, headers: dict, payload: bytes, timeout, phase: list) -> Answer:
+        await self._wait_slot(b, phase)
         t0 = time.perf_counter()
+        try:
+            response = await self._send(url, headers, payload, timeout)
+            try:
+                content = await self._read_capped(response)
+            except httpx.TimeoutException as exc:
+                raise AttemptError("timeout", type(exc).__name__) from None
+            except httpx.HTTPError as exc:
+                raise AttemptError("transport", type(exc).__name__) from None
+            finally:
+                await response.aclose()
+        finally:
+            b.semaphore.release()
+        status = response.status_code
+        if self._is_failure(status):
+            raise self._status_error(response, content)
+        if 200 <= status < 300:
+            try:
+                body = jsonio.loads_answer(content)
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            if not is_openai_answer(body):
+                raise AttemptError("bad_response", "the answer is not an OpenAI completion (no choices)", status=status)
+            self._succeeded(b)
+            return Answer(status, body, time.perf_counter() - t0)
+        return self._passed_through(b, status, content, time.perf_counter() - t0)
+
+    @staticmethod
+    async def _wait_slot(b: BackendState, phase: list) -> None:
+        """Wait for one of the backend's concurrency slots, bounded by the attempt's time limit (the
+        caller's ``asyncio.timeout``); ``phase[0]`` says whether the wait was still going when it ran out."""
+        phase[0] = "slot"
         await b.semaphore.acquire()
+        phase[0] = "call"
+
+    async def _stream_attempt(self, b: BackendState, url: str, headers: dict, payload: bytes, timeout,
+                              phase: list) -> Answer | StreamAnswer:
+        await self._wait_slot(b, phase)
+        t0 = time.perf_counter()
         released = False
 
         def release() -> None:
@@ -358,34 +489,19 @@ class Upstream:
 
         response = None
         try:
-            request = self.client.build_request("POST", url, content=payload, headers=headers, timeout=timeout)
-            try:
-                response = await self.client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                raise AttemptError("timeout", type(exc).__name__) from None
-            except httpx.HTTPError as exc:
-                raise AttemptError("connect" if isinstance(exc, httpx.ConnectError) else "transport",
-                                   type(exc).__name__) from None
+            response = await self._send(url, headers, payload, timeout)
             status = response.status_code
             if status != 200:
                 try:
-                    content = await response.aread()
+                    content = await self._read_capped(response)
                 except httpx.HTTPError:
                     content = b""
                 await response.aclose()
-                if self._is_retryable(status):
+                if self._is_failure(status):
                     raise self._status_error(response, content)
-                self._succeeded(b)
                 release()
-                try:
-                    body = json.loads(content)
-                except (ValueError, UnicodeDecodeError):
-                    body = None
-                if not isinstance(body, dict):
-                    body = {"error": {"message": content[:500].decode("utf-8", "replace"),
-                                      "type": "invalid_request_error", "param": None, "code": f"upstream_{status}"}}
-                return Answer(status if 400 <= status < 500 else 502, body, time.perf_counter() - t0)
-            events = _sse_events(response.aiter_bytes())
+                return self._passed_through(b, status, content, time.perf_counter() - t0)
+            events = _sse_events(response.aiter_bytes(), self.max_answer_bytes)
             data = None
             try:
                 while data is None:  # comment-only events (keep-alives) before the first data event are dropped
@@ -393,12 +509,14 @@ class Upstream:
                     data = event_data(first)
             except StopAsyncIteration:
                 raise AttemptError("bad_response", "empty stream") from None
+            except ValueError:
+                raise AttemptError("too_large", "a stream event over the size cap") from None
             except httpx.TimeoutException as exc:
                 raise AttemptError("timeout", type(exc).__name__) from None
             except httpx.HTTPError as exc:
                 raise AttemptError("transport", type(exc).__name__) from None
             if not _valid_first(data):
-                raise AttemptError("bad_response", "the stream does not start with a JSON data event")
+                raise AttemptError("bad_response", "the stream does not start with an OpenAI chunk (no choices)")
             self._succeeded(b)
             return StreamAnswer(first, response, events, time.perf_counter() - t0, release)
         except BaseException:
@@ -410,6 +528,6 @@ class Upstream:
 
 def _valid_first(data: bytes) -> bool:
     try:
-        return isinstance(json.loads(data), dict)
+        return is_openai_answer(jsonio.loads_answer(data))
     except (ValueError, UnicodeDecodeError):
         return False

@@ -25,6 +25,42 @@ from routerzoo.evaluation.deferral import evaluate_deferral
 from routerzoo.routers.fit_context import DeferralFitContext
 from routerzoo.routers.registry import get_kind
 
+#: what each per-query input the registry declares (``reads``) needs in a benchmark table
+_READS_NEED = {"logprobs": "token logprobs", "response": "response texts",
+               "samples": "k sampled responses per answer (a table holds one response each)"}
+
+
+def missing_reads(kind: str, matrix, model: str = "") -> list[str]:
+    """What deferral kind ``kind`` reads per query (the registry's ``reads``) that ``matrix`` holds for no
+    recorded answer of ``model`` (every model's when empty); [] when the table has it all."""
+    reads = get_kind(kind, role="deferral").reads
+    cols = [matrix.models.index(model)] if model in matrix.models else list(range(len(matrix.models)))
+    seen = list(zip(*np.nonzero(~np.isnan(matrix.quality[:, cols])), strict=True))
+    missing = []
+    for need in reads:
+        if need == "prompt":
+            continue
+        table = matrix.token_logprobs if need == "logprobs" else matrix.responses
+        values = [] if table is None else [table[i, cols[k]] for i, k in seen]
+        if need == "samples":
+            ok = any(isinstance(v, (list, tuple)) and len(v) >= 2 for v in values)
+        else:
+            ok = any(v is not None and (not hasattr(v, "__len__") or len(v) > 0) for v in values)
+        if not ok:
+            missing.append(_READS_NEED[need])
+    return missing
+
+
+def check_reads(kind: str, matrix, model: str = "", where: str = "dataset") -> None:
+    """One line when the table lacks what ``kind`` reads, so no scorer "trains" or is calibrated on
+    inputs that are not there (its scores would be constant: AUROC 0.5, a meaningless threshold)."""
+    missing = missing_reads(kind, matrix, model)
+    if missing:
+        whose = f"the answers of {model!r}" if model else "any answer"
+        raise UserError(f"{where}: the {kind!r} scorer reads {' and '.join(missing)}; the table has none for {whose} "
+                        "(generate answers with token logprobs with `routerzoo data generate`, or pick a scorer that "
+                        "reads what the table has)")
+
 
 def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: str | os.PathLike = "", *,
                    next_model: str = "", overwrite: bool = False, seed: int = 0, tracking=None) -> tuple[object, Path, dict]:
@@ -49,8 +85,10 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
     model = getattr(config, "model", "") or ""
     if model and model not in ds.models:
         raise UserError(f"--router.model {model!r} is not in the dataset; its models: {list(ds.models)}")
+    train_m = ds.outcome_matrix("train")
+    check_reads(kind, train_m, model, where=f"{data}[train]")
     with tracked_run(tracking, kind, ds, config, seed) as run:
-        ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
+        ctx = DeferralFitContext(train_m, ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
         t0 = time.perf_counter()
         if spec.fit is None:
             scorer, metrics = spec.load_class()(config), {}
@@ -174,4 +212,4 @@ def main(kind: str, argv: list[str]) -> int:
     return 0
 
 
-__all__ = ["DeferralFitContext", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]
+__all__ = ["DeferralFitContext", "check_reads", "missing_reads", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]

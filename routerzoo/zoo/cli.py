@@ -4,7 +4,8 @@
     routerzoo zoo show NAME[@ALIAS|/VERSION]
     routerzoo zoo register RUN_ID|ROUTER_DIR --name NAME [--alias A]
     routerzoo zoo compare NAME/1 NAME/2 ... --data DIR [--split test] [--plot OUT.png]
-    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR] [--force]
+    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR
+                                                        [--min-improvement X] [--confidence 0.95]] [--force]
     routerzoo zoo rm NAME[/VERSION|@ALIAS] [--force]
 
 Every subcommand takes ``--tracking-uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from routerzoo.errors import UserError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -48,6 +52,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                       "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
+    pro.add_argument("--min-improvement", type=float, default=0.0,
+                     help="the gate's paired-bootstrap lower bound must exceed this (default 0)")
+    pro.add_argument("--confidence", type=float, default=0.95, help="level of the paired interval (default 0.95)")
     pro.add_argument("--force", action="store_true", help="promote even if not better (recorded as a version tag)")
     rm = zsub.add_parser("rm", parents=[common], help="remove a version, a model, or an alias")
     rm.add_argument("ref", metavar="NAME[/VERSION|@ALIAS]")
@@ -112,7 +119,11 @@ def _print_show(args) -> int:
 
 
 def _register(args) -> int:
-    from routerzoo.zoo.registry_ops import register
+    from routerzoo.zoo.registry_ops import check_alias, check_model_name, register
+
+    check_model_name(args.name, "--name")
+    if args.alias is not None:
+        check_alias(args.alias, "--alias")
 
     version = register(args.source, args.name, alias=args.alias, tracking_uri=args.tracking_uri)
     print(f"registered {args.name}/{version}" + (f" as @{args.alias}" if args.alias else ""))
@@ -133,11 +144,16 @@ def _compare(args) -> int:
 
 
 def _promote(args) -> int:
-    from routerzoo.zoo.registry_ops import PromotionRefused, promote
+    from routerzoo.zoo.registry_ops import PromotionRefused, check_alias, promote
+
+    check_alias(args.alias, "--alias")
+    if args.if_better_than is not None:
+        check_alias(args.if_better_than, "--if-better-than")
 
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
-                         split=args.split, force=args.force, tracking_uri=args.tracking_uri)
+                         split=args.split, force=args.force, tracking_uri=args.tracking_uri,
+                         min_improvement=args.min_improvement, confidence=args.confidence)
     except PromotionRefused as exc:
         print(f"routerzoo: {exc}", file=sys.stderr)
         return 1  # the gate worked: not a usage error, but not a promotion either
@@ -145,12 +161,16 @@ def _promote(args) -> int:
     line = f"promoted {args.ref} to @{args.alias}"
     if record.get("metric") and record.get("incumbent") is not None:
         line += (f": {record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for "
-                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f})")
+                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f}"
+                 + (f", {record['confidence']:.0%} paired CI [{record['ci'][0]:+.4f}, {record['ci'][1]:+.4f}]"
+                    if record.get("ci") else "") + ")")
     elif record.get("note"):
         line += f" ({record['note']})"
     if record["forced"]:
         line += " [forced: recorded as tag routerzoo.promotion.forced]"
     print(line)
+    if record.get("warning"):
+        print(f"routerzoo: warning: {record['warning']}", file=sys.stderr)
     return 0
 
 
@@ -173,4 +193,24 @@ def main(argv: list[str]) -> int:
     if args.zoo_command is None:
         zoo.print_help(sys.stderr)
         return 2
-    return COMMANDS[args.zoo_command](args)
+    from routerzoo.zoo.registry_ops import check_tracking_uri
+
+    # an unreachable server fails here in seconds, not after MLflow's minutes of silent retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    uri = check_tracking_uri(args.tracking_uri)
+    try:
+        return COMMANDS[args.zoo_command](args)
+    except UserError:
+        raise
+    except Exception as exc:
+        # the boundary: MLflow's (and its database and HTTP layers') exceptions become one line
+        if type(exc).__module__.split(".")[0] not in _LIBRARY_ERRORS:
+            raise
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        first = str(text).strip().splitlines()[0][:300] if str(text).strip() else type(exc).__name__
+        raise UserError(f"zoo {args.zoo_command}: the registry at {uri} (--tracking-uri) refused: {first}") from None
+
+
+#: top-level packages whose exceptions at this boundary are reported as one line
+_LIBRARY_ERRORS = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "sqlite3"})

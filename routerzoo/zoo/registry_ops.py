@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from routerzoo.errors import UserError
+from routerzoo.zoo.gate import PAIRED_METRICS, check_gate_args, paired_bootstrap, score_on_common_prompts
 
 COMPARISON_EXPERIMENT = "routerzoo-comparisons"
 REGISTER_EXPERIMENT = "routerzoo"
@@ -35,6 +37,8 @@ GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cp
 #: sequential policies by cascade AUC (a cascade's curve over its threshold), else the AIQ of their
 #: cost-quality point (the MDP router, which has no threshold to sweep)
 DEFAULT_METRIC = {"router": ("gap_closed",), "deferral": ("auroc",), "policy": ("cascade_auc", "aiq")}
+#: paired bootstrap resamples of a gated promotion
+GATE_BOOTSTRAP = 2000
 
 
 class PromotionRefused(UserError):
@@ -76,6 +80,73 @@ class ModelRef:
         if self.alias:
             return f"{self.name}@{self.alias}"
         return f"{self.name}/{self.version}" if self.version else self.name
+
+
+#: what MLflow accepts as an alias (``[\w-]``, at most 255 characters, not "latest" or "v<digits>")
+_ALIAS = re.compile(r"^[\w\-]{1,255}$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+#: characters a registered name may not hold: MLflow's ("/", ":"), the "@" of NAME@ALIAS, and quotes
+#: (names go into registry search filters)
+_NAME_FORBIDDEN = "/:@'\"\\"
+_TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
+
+
+def check_model_name(name: str, flag: str = "--name") -> str:
+    """``name`` if MLflow can register it and routerzoo can refer to it, else one line naming ``flag``."""
+    bad = sorted({c for c in str(name) if c in _NAME_FORBIDDEN or not c.isprintable()})
+    if not str(name).strip() or name != name.strip() or bad or name in (".", ".."):
+        why = f"contains {''.join(bad)!r}" if bad else "is empty or has surrounding spaces or dots only"
+        raise UserError(f"{flag} {name!r}: not a registered model name ({why}); use letters, digits, '-', '_', '.', spaces")
+    if len(name) > 256:
+        raise UserError(f"{flag}: a registered model name has at most 256 characters, got {len(name)}")
+    return name
+
+
+def check_alias(alias: str, flag: str = "--alias") -> str:
+    """``alias`` if MLflow accepts it, else one line naming ``flag`` (checked before anything is registered,
+    so a refused alias never leaves a version behind without it)."""
+    if not _ALIAS.match(str(alias)):
+        raise UserError(f"{flag} {alias!r}: an alias is 1-255 letters, digits, '_' or '-'")
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        raise UserError(f"{flag} {alias!r}: reserved by MLflow ('latest' and 'v<number>' name versions); pick another alias")
+    return alias
+
+
+def check_tracking_uri(uri: str | None, flag: str = "--tracking-uri", timeout_s: float = 5.0) -> str:
+    """The resolved tracking URI, checked: a known scheme, an existing folder for a SQLite file, and an
+    answering server for http(s) (probed once with a short timeout, so an unreachable server fails in
+    seconds instead of after MLflow's retries)."""
+    from urllib.parse import urlparse
+
+    from routerzoo.zoo.tracking import resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri)
+    where = f"{flag} {resolved}" if uri else f"tracking URI {resolved} (from $MLFLOW_TRACKING_URI)"
+    scheme = urlparse(resolved).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter
+        scheme = ""
+    base = scheme.split("+")[0]
+    if base not in _TRACKING_SCHEMES:
+        raise UserError(f"{where}: unknown scheme {scheme!r}; use sqlite:///FILE, a database URI, http(s)://HOST:PORT or a folder")
+    if base == "sqlite":
+        path = resolved[len(scheme) + 4:] if resolved.lower().startswith(f"{scheme}:///") else ""
+        if path and path != ":memory:" and not Path(path).parent.is_dir():
+            raise UserError(f"{where}: folder {Path(path).parent} does not exist")
+    elif base in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        parsed = urlparse(resolved)
+        if not parsed.hostname:
+            raise UserError(f"{where}: no host in the URI")
+        try:
+            urllib.request.urlopen(resolved.rstrip("/") + "/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass  # the server answered; MLflow reports what it says
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(f"{where}: cannot reach the tracking server ({reason})") from None
+    return resolved
 
 
 def _client(tracking_uri: str | None):
@@ -212,6 +283,9 @@ def register(source: str, name: str, alias: str | None = None, tracking_uri: str
     from routerzoo.zoo.lineage import lineage_tags, metric_tags
     from routerzoo.zoo.pyfunc import log_model, set_alias
 
+    check_model_name(name)
+    if alias is not None:
+        check_alias(alias)  # before registering: a refused alias must not leave a version without it
     mlflow, client = _client(tracking_uri)
     if Path(source).is_dir():
         obj = load(source)  # refuse a broken artifact of any role before anything is logged
@@ -389,12 +463,17 @@ def _metric(report: dict, metric: str, label: str) -> float:
 
 
 def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: str | None = None,
-            data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None) -> dict:
+            data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None,
+            min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
     """Point ``NAME@alias`` at ``NAME/VERSION``; with ``if_better_than`` only if it beats that alias.
 
     The gate evaluates the candidate and the current holder of ``if_better_than`` on ``data``'s
-    ``split`` and promotes only when the candidate's ``metric`` (None: its role's
-    :data:`DEFAULT_METRIC`) is strictly better. ``force``
+    ``split`` on ``metric`` (None: the role's :data:`DEFAULT_METRIC`). For a router's curve metrics
+    (:data:`routerzoo.zoo.gate.PAIRED_METRICS`) it runs a paired bootstrap on the same prompts and
+    promotes only when the lower bound of the ``confidence`` interval of the difference exceeds
+    ``min_improvement``; for the others the point difference must exceed it. Without a gate, moving
+    the alias to a version whose recorded metric is worse than the current holder's adds a
+    ``warning`` to the record. ``force``
     promotes anyway and records that on the version (tag ``routerzoo.promotion.forced``). Every
     promotion is recorded as the version tag ``routerzoo.promotion.<alias>``.
 
@@ -411,21 +490,31 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         raise UserError("--if-better-than needs --data DIR: the data both versions are evaluated on")
     if if_better_than is not None and metric is not None and metric not in GATE_METRICS:
         raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")
+    if if_better_than is not None and (metric is None or metric in PAIRED_METRICS):
+        check_gate_args(metric or "gap_closed", confidence, min_improvement, GATE_BOOTSTRAP)
     mlflow, client = _client(tracking_uri)
     mv = resolve_version(client, parsed)
     label = f"{parsed.name}/{mv.version}"
     record: dict = {"alias": alias, "version": str(mv.version), "forced": False, "gated": if_better_than is not None,
                     "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     if if_better_than is not None:
-        record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri)
+        record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri,
+                        min_improvement=min_improvement, confidence=confidence)
         if record.get("better") is False:
             how = (f"{record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
                    f"({parsed.name}/{record['incumbent_version']}) on {record['dataset']}[{split}]: "
-                   f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}")
+                   + (f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}"
+                      if record["delta"] <= 0 else f"better by {record['delta']:.4f}")
+                   + _interval_text(record))
             if not force:
                 raise PromotionRefused(f"refusing to promote {label} to @{alias}: {how} (--force overrides)", record)
             record["forced"] = True
             record["forced_over"] = how
+    else:
+        role = (mv.tags or {}).get("routerzoo.role", "router")
+        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric or DEFAULT_METRIC.get(role, ("gap_closed",))[0])
+        if warning:
+            record["warning"] = warning
     from routerzoo.zoo.pyfunc import set_alias
 
     set_alias(parsed.name, alias, mv.version)
@@ -436,7 +525,16 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     return record
 
 
-def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data, split: str, tracking_uri) -> dict:
+def _interval_text(record: dict) -> str:
+    if record.get("ci") is None:
+        return f" (needs more than {record.get('min_improvement', 0.0):+.4f})" if record.get("min_improvement") else ""
+    lo, hi = record["ci"]
+    return (f"; {record['confidence']:.0%} paired CI [{lo:+.4f}, {hi:+.4f}] over {record['n_prompts']} prompts, "
+            f"lower bound must exceed {record['min_improvement']:+.4f}")
+
+
+def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data, split: str, tracking_uri,
+          *, min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -446,20 +544,75 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
     if str(incumbent.version) == str(mv.version):
         return {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
-    _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
-    if metric is None:
+    where = {"incumbent_version": str(incumbent.version), "split": split}
+    from routerzoo.routers.loader import load
+    from routerzoo.routers.registry import get_kind
+
+    candidate = load(f"models:/{cand_label}", tracking_uri=tracking_uri)
+    role = get_kind(candidate.kind).role
+    if metric is None and len(DEFAULT_METRIC[role]) == 1:
+        metric = DEFAULT_METRIC[role][0]
+    if role == "router" and metric in PAIRED_METRICS:
+        # both versions on the same prompts, resampled jointly: the interval is of the difference
+        from routerzoo.data.dataset import load_dataset
+
+        dataset = load_dataset(data)
+        routers = {cand_label: candidate, inc_label: load(f"models:/{inc_label}", tracking_uri=tracking_uri)}
+        if get_kind(routers[inc_label].kind).role != "router":
+            raise UserError(f"@{incumbent_alias} ({inc_label}) is a {get_kind(routers[inc_label].kind).role}, "
+                            f"{cand_label} a router: versions of different roles cannot be compared")
+        scored = score_on_common_prompts(routers, dataset, split)
+        result = paired_bootstrap(scored[cand_label], scored[inc_label], metric, confidence=confidence,
+                                  min_improvement=min_improvement, n_boot=GATE_BOOTSTRAP)
+        return result.record() | where | {"dataset": dataset.name, "dataset_sha256": dataset.manifest.get("sha256")}
+    _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
+    if metric is None:  # the first of the role's metrics both versions report
         from routerzoo.evaluation.report import summary_metrics
 
         have = [summary_metrics(reports[label]) for label in (cand_label, inc_label)]
-        choices = DEFAULT_METRIC[reports[cand_label]["role"]]
-        metric = next((m for m in choices if all(h.get(m) is not None for h in have)), choices[-1])
+        metric = next((m for m in DEFAULT_METRIC[role] if all(h.get(m) is not None for h in have)), DEFAULT_METRIC[role][-1])
     cand = _metric(reports[cand_label], metric, cand_label)
     inc = _metric(reports[inc_label], metric, inc_label)
     delta = (inc - cand) if metric in LOWER_IS_BETTER else (cand - inc)  # > 0: the candidate is better
-    return {"metric": metric, "candidate": cand, "incumbent": inc, "delta": delta, "better": delta > 0,
-            "incumbent_version": str(incumbent.version), "dataset": dataset.name,
-            "dataset_sha256": dataset.manifest.get("sha256"), "split": split}
+    return {"metric": metric, "candidate": cand, "incumbent": inc, "delta": delta, "better": delta > min_improvement,
+            "min_improvement": min_improvement, "dataset": dataset.name,
+            "dataset_sha256": dataset.manifest.get("sha256")} | where
+
+
+def _recorded(mv, metric: str) -> tuple[str, float] | None:
+    """The version's recorded ``metric`` (its eval report's, else its validation report's)."""
+    from routerzoo.zoo.lineage import METRIC_TAG_PREFIX
+
+    for key in (f"eval_{metric}", f"val_{metric}"):
+        raw = (mv.tags or {}).get(METRIC_TAG_PREFIX + key)
+        try:
+            return key, float(raw)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _recorded_metric_warning(client, name: str, mv, alias: str, metric: str) -> str | None:
+    """A warning when ``mv`` is worse on its recorded ``metric`` than the version holding ``alias``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        holder = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    if str(holder.version) == str(mv.version):
+        return None
+    mine, theirs = _recorded(mv, metric), _recorded(holder, metric)
+    if mine is None or theirs is None or mine[0] != theirs[0]:
+        return None  # nothing comparable recorded: say nothing rather than guess
+    worse = mine[1] > theirs[1] if metric in LOWER_IS_BETTER else mine[1] < theirs[1]
+    if not worse:
+        return None
+    same = mv.tags.get("routerzoo.lineage.dataset_sha256") == holder.tags.get("routerzoo.lineage.dataset_sha256")
+    return (f"{name}/{mv.version} is worse than @{alias} ({name}/{holder.version}) on its recorded {mine[0]}: "
+            f"{mine[1]:.4f} vs {theirs[1]:.4f}" + ("" if same else " (recorded on different datasets)")
+            + "; `--if-better-than` gates on the same data")
 
 
 # -- remove ----------------------------------------------------------------------------------------

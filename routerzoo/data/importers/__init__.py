@@ -31,6 +31,7 @@ from routerzoo.data.importers import (
     routerarena,
     routerbench,
     scores_json,
+    serve_log,
 )
 from routerzoo.data.importers._common import ON_INVALID, ImportOptions, ImportResult, StructureError
 from routerzoo.data.splits import SplitSpec
@@ -70,7 +71,8 @@ def _importer(module: ModuleType) -> Importer:
 
 FORMATS: dict[str, Importer] = {
     imp.name: imp
-    for imp in map(_importer, (mmlu_pro, routellm, routerarena, alpaca_eval, routerbench, long, scores_json, pairwise))
+    for imp in map(_importer, (mmlu_pro, routellm, routerarena, alpaca_eval, routerbench, long, scores_json,
+                               pairwise, serve_log))
 }
 
 

@@ -11,12 +11,19 @@ from routerzoo.errors import ConfigError
 from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.prediction import Prediction
 
+#: Utilities this close to the best (relative to max(1, |best|)) count as tied. Prompt embeddings are
+#: float32: the same text encoded in another batch (other padding), from the disk cache or on another
+#: CPU differs by ~1e-7, and predicted qualities by about as much. Without a tolerance such noise
+#: would pick between two equally good models at random; with it they go to the cheaper one.
+TIE_TOLERANCE = 1e-6
+
 
 def decide(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
     """Index of the chosen model per prompt: argmax of quality − λ·cost.
 
-    Exact ties go to the cheaper predicted cost, then to the lower index, so with λ = 0 and equal
-    predicted qualities (binary labels) the cheapest of the equally good models is chosen.
+    Ties (utilities within :data:`TIE_TOLERANCE` of the best) go to the cheaper predicted cost,
+    then to the lower index, so with λ = 0 and equal predicted qualities (binary labels) the
+    cheapest of the equally good models is chosen, whichever way float noise leans.
 
     Args:
         quality: (n, m) predicted quality.
@@ -27,7 +34,8 @@ def decide(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndar
         (n,) int model indices.
     """
     utility = quality - cost_weight * cost if cost_weight != 0 else quality
-    tied = utility == utility.max(axis=1, keepdims=True)
+    best = utility.max(axis=1, keepdims=True)
+    tied = utility >= best - TIE_TOLERANCE * np.maximum(1.0, np.abs(best))
     return np.argmin(np.where(tied, cost, np.inf), axis=1)
 
 

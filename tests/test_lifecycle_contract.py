@@ -69,9 +69,14 @@ def _stage_config(cls) -> dict:
 
 
 def _deferral(kind, root, data):
+    from routerzoo.routers.deferral_artifact import save_deferral
     from routerzoo.training.train_deferral import train_deferral
 
-    cfg = KINDS[kind].load_config()(**_stage_config(KINDS[kind].load_config()))
+    spec = KINDS[kind]
+    cfg = spec.load_config()(**_stage_config(spec.load_config()))
+    if spec.fit is None:  # nothing to fit (and the table may lack what it reads, e.g. k samples): configured
+        scorer = spec.load_class()(cfg)
+        return scorer, save_deferral(scorer, root / f"deferral-{kind}")
     scorer, path, _ = train_deferral(kind, cfg, data["cascade"], root / f"deferral-{kind}", next_model="mid")
     return scorer, path
 

@@ -132,7 +132,7 @@ def test_save_is_atomic_and_never_overwrites_unasked(artifacts, tmp_path, monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.numpy, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=r"No space left on device \[ENOSPC\].* is unchanged"):  # one line, not a traceback
         router.save(target, overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # the old version, intact
     assert not list(tmp_path.glob(".r.tmp-*"))  # nothing half-written left behind

@@ -70,13 +70,15 @@ def _stage_config(cls) -> dict:
 
 def _deferral(kind, root, data):
     from routerzoo.routers.deferral_artifact import save_deferral
-    from routerzoo.training.train_deferral import train_deferral
+    from routerzoo.training.train_deferral import missing_reads, train_deferral
 
     spec = KINDS[kind]
     cfg = spec.load_config()(**_stage_config(spec.load_config()))
-    if spec.fit is None:  # nothing to fit (and the table may lack what it reads, e.g. k samples): configured
+    if spec.fit is None and missing_reads(kind, load_dataset(data["cascade"]).outcome_matrix("train"), "small"):
+        # an unsupervised kind whose input the table lacks (k samples): training refuses it (nothing
+        # to evaluate it on), but it still has an artifact, written as configured
         scorer = spec.load_class()(cfg)
-        return scorer, save_deferral(scorer, root / f"deferral-{kind}")
+        return scorer, save_deferral(scorer, root / f"deferral-{kind}", lineage={"dataset": "none"})
     scorer, path, _ = train_deferral(kind, cfg, data["cascade"], root / f"deferral-{kind}", next_model="mid")
     return scorer, path
 

@@ -243,7 +243,7 @@ def train_router(
 
     ctx.lineage.update(training_lineage(dataset, features.encoder if uses_embeddings else None, seed))
 
-    with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed) as run:
+    with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed, role="router") as run:
         ctx.lineage.update(run.lineage())
         ctx.logger = run.lightning_logger  # a factory: only Lightning fits import Lightning
         t0 = time.perf_counter()

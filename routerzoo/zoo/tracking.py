@@ -140,12 +140,13 @@ class TrainingRun:
         seed: global seed.
     """
 
-    def __init__(self, tracking, kind: str, dataset, resolved: dict, features, seed: int):
+    def __init__(self, tracking, kind: str, dataset, resolved: dict, features, seed: int, role: str | None = None):
         from routerzoo.routers.registry import get_kind
 
         self.tracking = tracking
         self.kind = kind
-        self.role = get_kind(kind).role
+        # ``role`` for what is trained but is no registered kind (``auto``: a search whose result is a router)
+        self.role = role or get_kind(kind).role
         self.dataset = dataset
         self.resolved = resolved
         self.features = features

@@ -277,8 +277,8 @@ def run(args) -> int:
     elif args.out:
         policy = cascade_artifact(scorer, res, ds)
         policy.save(args.out, overwrite=args.overwrite)
-        print(f"wrote cascade artifact {args.out} (serve it with `routerzoo serve {args.out}`, register it with "
-              "`routerzoo zoo register`)")
+        print(f"wrote cascade artifact {args.out} (serve it with `mode: cascade` and `cascade.policy: {args.out}` or a "
+              "models:/ URI after `routerzoo zoo register`)")
     if args.json_out:
         _write(Path(args.json_out), json.dumps(res.to_dict(), indent=2) + "\n", args.overwrite)
     return 0

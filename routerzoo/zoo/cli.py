@@ -47,7 +47,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
     pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on --data")
     pro.add_argument("--metric", help="gate metric (default by role: gap_closed for routers, auroc for deferral scorers, "
-                                      "aiq for cascades and MDP routers; also apgr, cascade_auc, pair_accuracy, ...)")
+                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
     pro.add_argument("--min-improvement", type=float, default=0.0,

@@ -33,10 +33,11 @@ LOWER_IS_BETTER = frozenset({"pair_log_loss", "cpt50", "cpt80", "cost", "calls_p
 #: what a gate can compare: the headline numbers of routerzoo.evaluation.report.summary_metrics
 GATE_METRICS = ("gap_closed", "aiq", "max_quality", "apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc",
                 "pair_accuracy", "pair_log_loss", "auroc", "deferral_auc", "quality", "cost", "calls_per_prompt")
-#: each role's gate metric when none is named: routers by the share of the oracle gap they close,
-#: deferral scorers by how well they rank right above wrong answers, sequential policies (cascades,
-#: the MDP router) by the AIQ of their cost-quality curve (one point for a policy without thresholds)
-DEFAULT_METRIC = {"router": "gap_closed", "deferral": "auroc", "policy": "aiq"}
+#: each role's gate metrics when none is named, the first both versions report: routers by the share
+#: of the oracle gap they close, deferral scorers by how well they rank right above wrong answers,
+#: sequential policies by cascade AUC (a cascade's curve over its threshold), else the AIQ of their
+#: cost-quality point (the MDP router, which has no threshold to sweep)
+DEFAULT_METRIC = {"router": ("gap_closed",), "deferral": ("auroc",), "policy": ("cascade_auc", "aiq")}
 #: paired bootstrap resamples of a gated promotion
 GATE_BOOTSTRAP = 2000
 
@@ -532,7 +533,7 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
             record["forced_over"] = how
     else:
         role = (mv.tags or {}).get("routerzoo.role", "router")
-        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric or DEFAULT_METRIC.get(role, "gap_closed"))
+        warning = _recorded_metric_warning(client, parsed.name, mv, alias, metric or DEFAULT_METRIC.get(role, ("gap_closed",))[0])
         if warning:
             record["warning"] = warning
     from routerzoo.zoo.pyfunc import set_alias
@@ -571,7 +572,8 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
 
     candidate = load(f"models:/{cand_label}", tracking_uri=tracking_uri)
     role = get_kind(candidate.kind).role
-    metric = metric or DEFAULT_METRIC[role]
+    if metric is None and len(DEFAULT_METRIC[role]) == 1:
+        metric = DEFAULT_METRIC[role][0]
     if role == "router" and metric in PAIRED_METRICS:
         # both versions on the same prompts, resampled jointly: the interval is of the difference
         from routerzoo.data.dataset import load_dataset
@@ -586,6 +588,11 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
                                   min_improvement=min_improvement, n_boot=GATE_BOOTSTRAP)
         return result.record() | where | {"dataset": dataset.name, "dataset_sha256": dataset.manifest.get("sha256")}
     _, reports, dataset = _evaluate_versions(client, refs, data, split, tracking_uri)
+    if metric is None:  # the first of the role's metrics both versions report
+        from routerzoo.evaluation.report import summary_metrics
+
+        have = [summary_metrics(reports[label]) for label in (cand_label, inc_label)]
+        metric = next((m for m in DEFAULT_METRIC[role] if all(h.get(m) is not None for h in have)), DEFAULT_METRIC[role][-1])
     cand = _metric(reports[cand_label], metric, cand_label)
     inc = _metric(reports[inc_label], metric, inc_label)
     delta = (inc - cand) if metric in LOWER_IS_BETTER else (cand - inc)  # > 0: the candidate is better

@@ -7,7 +7,11 @@ selection, as ``routerzoo train`` does) and evaluated on the test split:
 * AIQ and the share of the zero-router → oracle gap closed, with bootstrap 95% intervals
   (``evaluate_router(..., bootstrap=B)``, prompts resampled);
 * the validation split's gap closed (what a default is chosen on: tuning never looks at test);
-* training seconds (fit, including any encoding not already cached);
+* K-fold cross-validation on train+val (``--cv-folds``, default 5; test untouched): CV mean ± sd of
+  gap closed, the number a default can honestly be chosen on;
+* ``auto`` (``routerzoo train --router auto``, ``--auto-time-limit`` seconds): CV over candidate
+  kinds, the one-SE choice or a cross-fitted stack; its row names what it chose;
+* training seconds (fit, including any encoding not already cached, and the CV);
 * each router's gap closed as a ratio to kNN's in the same run;
 * with ``--strong/--weak`` on two-model datasets (the RouteLLM caches): APGR, CPT(50%), CPT(80%).
 
@@ -33,17 +37,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DEFAULT_ROUTERS = ["knn", "mlp", "mf", "cluster", "sw-elo", "elo", "stack", "best-single", "random"]
+DEFAULT_ROUTERS = ["knn", "mlp", "mf", "cluster", "sw-elo", "elo", "stack", "best-single", "random", "auto"]
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
 
-def run_one(kind: str, data: Path, workdir: Path, bootstrap: int, strong_weak: tuple | None, seed: int = 0) -> dict:
+def run_one(kind: str, data: Path, workdir: Path, bootstrap: int, strong_weak: tuple | None, seed: int = 0,
+            cv_folds: int = 5, auto_time_limit: float = 300.0, candidates: list[str] | None = None) -> dict:
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.runner import evaluate_router
+    from routerzoo.training.auto import AUTO, AutoConfig
+    from routerzoo.training.cv import CVConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
+    config = None
+    if kind == AUTO:
+        config = AutoConfig(time_limit=auto_time_limit, **({"candidates": candidates} if candidates else {}))
     t0 = time.perf_counter()
-    result = train_router(kind, None, data, workdir / kind, tracking=TrackingConfig(enabled=False), progress=False, seed=seed)
+    result = train_router(kind, config, data, workdir / kind, tracking=TrackingConfig(enabled=False), progress=False,
+                          seed=seed, cv=CVConfig(folds=cv_folds, default_policy="none"))
     train_s = time.perf_counter() - t0
     dataset = load_dataset(data)
     strong, weak = strong_weak or (None, None)
@@ -56,6 +67,10 @@ def run_one(kind: str, data: Path, workdir: Path, bootstrap: int, strong_weak: t
         "gap_closed": report["gap_closed"],
         "gap_ci": report.get("bootstrap", {}).get("gap_closed"),
         "val_gap_closed": val.get("gap_closed"),
+        "cv_gap_closed_mean": result.fit_metrics.get("cv_gap_closed_mean"),
+        "cv_gap_closed_sd": result.fit_metrics.get("cv_gap_closed_sd"),
+        "chosen": (result.auto or {}).get("chosen"),
+        "auto_table": (result.auto or {}).get("candidates"),
         "zero_aiq": report["aiq"]["zero_router"],
         "oracle_aiq": report["aiq"]["oracle"],
         "fit_s": result.fit_metrics.get("fit_s"),
@@ -78,15 +93,17 @@ def _f(x, nd=3, pct=False) -> str:
 def table(name: str, rows: list[dict]) -> str:
     knn = next((r for r in rows if r["router"] == "knn"), None)
     lines = [f"### {name} (test n={rows[0]['n_test']}; zero AIQ {rows[0]['zero_aiq']:.4f}, oracle AIQ {rows[0]['oracle_aiq']:.4f})", "",
-             "| router | AIQ [95% CI] | gap closed [95% CI] | val gap closed | ratio to kNN | train s |"
+             "| router | AIQ [95% CI] | gap closed [95% CI] | CV gap closed (mean ± sd) | val gap closed | ratio to kNN | train s |"
              + (" APGR | CPT(50%) | CPT(80%) |" if any("apgr" in r for r in rows) else ""),
-             "|---|---|---|---|---|---|" + ("---|---|---|" if any("apgr" in r for r in rows) else "")]
+             "|---|---|---|---|---|---|---|" + ("---|---|---|" if any("apgr" in r for r in rows) else "")]
     for r in rows:
         ci = r.get("aiq_ci") or [None, None]
         gci = r.get("gap_ci") or [None, None]
         ratio = r["gap_closed"] / knn["gap_closed"] if knn and knn["gap_closed"] and r["gap_closed"] is not None else None
-        line = (f"| {r['router']} | {_f(r['aiq'], 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}] | {_f(r['gap_closed'], pct=True)} "
-                f"[{_f(gci[0], pct=True)}, {_f(gci[1], pct=True)}] | {_f(r['val_gap_closed'], pct=True)} | "
+        cv = _f(r.get("cv_gap_closed_mean"), pct=True) + (f" ± {100 * r['cv_gap_closed_sd']:.1f}" if r.get("cv_gap_closed_sd") is not None else "")
+        name = r["router"] + (f" → {r['chosen']}" if r.get("chosen") else "")
+        line = (f"| {name} | {_f(r['aiq'], 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}] | {_f(r['gap_closed'], pct=True)} "
+                f"[{_f(gci[0], pct=True)}, {_f(gci[1], pct=True)}] | {cv} | {_f(r['val_gap_closed'], pct=True)} | "
                 f"{_f(ratio, 2)} | {r['train_s']:.1f} |")
         if "apgr" in r:
             line += f" {_f(r.get('apgr'))} | {_f(r.get('cpt50'), pct=True)} | {_f(r.get('cpt80'), pct=True)} |"
@@ -100,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routers", nargs="+", default=DEFAULT_ROUTERS, help=f"router kinds (default {DEFAULT_ROUTERS})")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
     ap.add_argument("--json", dest="json_out", help="write every row as JSON here")
+    ap.add_argument("--cv-folds", type=int, default=5, help="K-fold CV on train+val for every router (0: off; default 5)")
+    ap.add_argument("--auto-time-limit", type=float, default=300.0, help="--auto.time_limit of the auto row (seconds)")
+    ap.add_argument("--auto-candidates", nargs="+", help="--auto.candidates of the auto row (default: auto's own)")
     ap.add_argument("--workdir", help="where artifacts go (default: a temporary directory)")
     args = ap.parse_args(argv)
 
@@ -117,14 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for kind in args.routers:
                 try:
-                    row = run_one(kind, data, root / name, args.bootstrap, sw)
+                    row = run_one(kind, data, root / name, args.bootstrap, sw, cv_folds=args.cv_folds,
+                                  auto_time_limit=args.auto_time_limit, candidates=args.auto_candidates)
                 except UserError as exc:
                     print(f"{name}: {kind} skipped: {exc}", file=sys.stderr)
                     continue
                 rows.append(row)
                 print(f"{name:<12} {kind:<12} gap {_f(row['gap_closed'], pct=True):>7} "
                       f"[{_f((row['gap_ci'] or [None])[0], pct=True)}, {_f((row['gap_ci'] or [None, None])[1], pct=True)}]  "
-                      f"val {_f(row['val_gap_closed'], pct=True):>7}  {row['train_s']:.1f}s", file=sys.stderr, flush=True)
+                      f"CV {_f(row['cv_gap_closed_mean'], pct=True):>7}  val {_f(row['val_gap_closed'], pct=True):>7}  "
+                      f"{row['train_s']:.1f}s" + (f"  chose {row['chosen']}" if row.get("chosen") else ""), file=sys.stderr, flush=True)
             results[name] = rows
             if args.json_out:
                 Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,7 +1,5 @@
 """``python -m routerzoo`` = the ``routerzoo`` command."""
 
-import sys
+from routerzoo.cli import entry
 
-from routerzoo.cli import main
-
-sys.exit(main())
+entry()

@@ -221,6 +221,11 @@ def run(args) -> int:
     capacity = parse_capacity(args.capacity)
     ids, prompts = read_prompts(args.prompts)
     router = load_router(args.router)
+    unknown = router.cost_model.unknown_models()
+    if unknown:
+        # its predicted cost of those models is 0: the budget would never bind
+        raise UserError(f"--budget: {args.router} ({router.kind}) predicts no cost for {unknown} (trained without costs), "
+                        "so a budget cannot be kept; use a router trained on outcomes with costs")
     if capacity:
         unknown = sorted(set(capacity) - set(router.models))
         if unknown:

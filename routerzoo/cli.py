@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strong", help="strong model for APGR / CPT (with --weak)")
     ev.add_argument("--weak", help="weak model for APGR / CPT (with --strong)")
     ev.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% confidence intervals (default 0: off)")
-    ev.add_argument("--prices", help="decide at these prices (YAML/JSON, $ per 1M input/output tokens per model) "
-                                     "instead of the training prices; no retraining needed")
+    ev.add_argument("--prices", help="decide and score at these prices (YAML/JSON, $ per 1M input/output tokens per "
+                                     "model) instead of the training prices: the router's costs and the dataset's "
+                                     "outcomes (from their token counts) are repriced; no retraining needed")
     ev.add_argument("--model", help="deferral scorer: the model whose answers are scored (default: the scorer's own)")
     ev.add_argument("--next-model", help="deferral scorer: the model deferred to, for the deferral curve "
                                          "(default: the scorer's own, or the other model of a two-model table)")
@@ -194,7 +195,8 @@ def cmd_data_split(args) -> int:
     from routerzoo.data.dataset import load_dataset, resplit, save_dataset
     from routerzoo.data.splits import SplitSpec
 
-    dataset = resplit(load_dataset(args.dataset), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
+    # the split is about to be replaced: check the content only, so an edited split column can be repaired
+    dataset = resplit(load_dataset(args.dataset, verify="content"), SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify))
     save_dataset(dataset, args.dataset, overwrite=True, keep_other_files=True)  # atomic: old or new, never a mix
     print(f"re-split {args.dataset}: {dataset.manifest['counts']['splits']}")
     return 0
@@ -255,7 +257,10 @@ def cmd_eval(args) -> int:
             raise UserError(f"routers compared side by side need the same candidate models; {name} has {router.models}, "
                             f"{next(iter(routers))} has {first.models}")
     dataset = load_dataset(args.data)
-    reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap)
+    # the outcomes are repriced too, or the baselines and the oracle would stay at the old prices
+    new_prices = None if prices is None else {m: p for m, p in prices.items() if m in first.models}
+    reports = {name: evaluate_router(router, dataset, args.split, strong=args.strong, weak=args.weak, bootstrap=args.bootstrap,
+                                     prices=new_prices)
                for name, router in routers.items()}
     if args.json_out:
         payload = next(iter(reports.values())) if len(reports) == 1 else {"reports": reports}
@@ -275,7 +280,7 @@ def cmd_eval(args) -> int:
     dropped = any_report["dataset"]["prompts_dropped_incomplete"]
     print(f"{dataset.name}[{args.split}]: {any_report['n_prompts']} prompts, {len(first.models)} models"
           + (f" ({dropped} prompts without every model's outcome left out)" if dropped else "")
-          + (f", decided at prices from {args.prices}" if args.prices else ""))
+          + (f", decided and scored at prices from {args.prices}" if args.prices else ""))
     print(format_table([report | {"name": name} for name, report in reports.items()]))
     if "best_single" in any_report:
         best = any_report["best_single"]
@@ -390,5 +395,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:  # pragma: no cover - the console script; tests call main()
+    """The ``routerzoo`` command: :func:`main`, then exit without native library teardown.
+
+    Once the command has finished and Python's exit hooks have run (MLflow ends its runs there),
+    the process leaves with ``os._exit``. Left to the interpreter's full shutdown, native thread
+    pools (torch, tokenizers, Arrow) are torn down in no fixed order; on a loaded machine that
+    turned a correct ``exit 2`` into ``terminate called without an active exception`` (SIGABRT).
+    """
+    import atexit
+
+    code = main()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

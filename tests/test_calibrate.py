@@ -64,10 +64,10 @@ def test_calibrate_cli_writes_default_policy(topic_dataset, tmp_path, capsys):
     assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-cost", "0.0003", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     # in place
-    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "big=0.5", "--overwrite"]) == 0
+    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "big=0.2", "--overwrite"]) == 0
     assert json.loads((tmp_path / "knn" / "config.json").read_text())["lineage"]["calibration"]["target"]["model"] == "big"
     capsys.readouterr()
-    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "gpt-9=0.5"]) == 2
+    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "gpt-9=0.5", "--dry-run"]) == 2
     assert "not a candidate" in capsys.readouterr().err
-    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "big=2"]) == 2
+    assert main(["calibrate", str(tmp_path / "knn"), "--data", str(topic_dataset), "--target-share", "big=2", "--dry-run"]) == 2
     assert "MODEL=P" in capsys.readouterr().err

@@ -154,7 +154,7 @@ def test_resplit_in_place_keeps_rejects_and_is_atomic(tmp_path, monkeypatch):
     rejects = pd.read_csv(out / "rejects.csv")
     assert rejects.to_dict("records") == [{"file": str(src), "row": 4, "field": "quality",
                                            "reason": "quality 7.0 is outside [0, 1]"}]
-    before = load_dataset(out).manifest["sha256"]
+    before = load_dataset(out).manifest["content_sha256"]
     monkeypatch.setattr(pd.DataFrame, "to_parquet", _boom)
     with pytest.raises(Boom):
         main(["data", "split", str(out), "--test", "0.5"])
@@ -162,7 +162,7 @@ def test_resplit_in_place_keeps_rejects_and_is_atomic(tmp_path, monkeypatch):
     assert load_dataset(out).manifest["split"]["test"] == 0.2
     assert main(["data", "split", str(out), "--test", "0.5"]) == 0
     again = load_dataset(out)
-    assert again.manifest["split"]["test"] == 0.5 and again.manifest["sha256"] == before
+    assert again.manifest["split"]["test"] == 0.5 and again.manifest["content_sha256"] == before
     assert (out / "rejects.csv").is_file()
 
 

@@ -24,14 +24,18 @@ def test_round_trip_and_manifest(tmp_path):
     assert json.loads((tmp_path / "d" / "dataset.json").read_text())["name"] == "t"
 
 
-def test_fingerprint_tracks_content_not_split_or_row_order():
+def test_fingerprint_tracks_content_and_split_not_row_order():
     df = topic_outcomes(20)
-    a = make_dataset(df, name="a").manifest["sha256"]
-    b = make_dataset(df.sample(frac=1.0, random_state=0), name="b", split=SplitSpec(seed=7)).manifest["sha256"]
+    a = make_dataset(df, name="a").manifest
+    b = make_dataset(df.sample(frac=1.0, random_state=0), name="b").manifest
+    resplit_ = make_dataset(df, name="r", split=SplitSpec(seed=7)).manifest
     changed = df.copy()
     changed.loc[0, "quality"] = 1 - changed.loc[0, "quality"]
-    c = make_dataset(changed, name="c").manifest["sha256"]
-    assert a == b and a != c
+    c = make_dataset(changed, name="c").manifest
+    assert a["sha256"] == b["sha256"] and a["sha256"] != c["sha256"]
+    # the split changes results, so it changes sha256; content_sha256 is the split-independent part
+    assert resplit_["sha256"] != a["sha256"] and resplit_["content_sha256"] == a["content_sha256"]
+    assert a["fingerprint_version"] == 2
 
 
 def test_outcome_matrix_missing_models_and_complete():
@@ -48,10 +52,11 @@ def test_outcome_matrix_missing_models_and_complete():
         ds.outcome_matrix(split="dev")
 
 
-def test_resplit_keeps_fingerprint(tmp_path):
+def test_resplit_keeps_content_fingerprint(tmp_path):
     ds = make_dataset(topic_outcomes(20), name="t")
     again = resplit(ds, SplitSpec(val=0.0, test=0.5, seed=3))
-    assert again.manifest["sha256"] == ds.manifest["sha256"]
+    assert again.manifest["content_sha256"] == ds.manifest["content_sha256"]
+    assert again.manifest["sha256"] != ds.manifest["sha256"]
     assert again.manifest["counts"]["splits"]["val"] == 0
 
 

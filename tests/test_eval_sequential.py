@@ -100,7 +100,7 @@ def test_eval_mdp_router(data, tmp_path, capsys):
     assert report["policy"] == "mdp" and point["n_scored"] == trained["n_prompts"]
     for key in ("cost", "quality", "calls_per_prompt"):
         assert point[key] == pytest.approx(trained[key])
-    assert "MDP router" in printed and f"mean quality {point['quality']:.4f}" in printed
+    assert "mdp policy" in printed and f"mean quality {point['quality']:.4f}" in printed
     # served the same way: a cascade section naming the policy evaluates the same router
     spec = tmp_path / "serve.yaml"
     spec.write_text(yaml.safe_dump({"mode": "cascade", "cascade": {"policy": str(out)}}))
@@ -112,7 +112,13 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
     ds, no_lp = data
     tq, cons = tmp_path / "tq", tmp_path / "cons"
     assert main(["train", "--router", "token-quantile", "--data", str(ds), "--out", str(tq), "--router.model", "small"]) == 0
-    assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 0
+    # a table holds one response per answer: training consistency on it is refused, so save it as configured
+    assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 2
+    assert "reads k sampled responses" in capsys.readouterr().err and not cons.exists()
+    from routerzoo.routers.consistency import ConsistencyScorer
+    from routerzoo.routers.deferral_artifact import save_deferral
+
+    save_deferral(ConsistencyScorer(), cons)
     route = tmp_path / "route.yaml"
     route.write_text(yaml.safe_dump({"mode": "route", "router": "x"}))
     cases = [

@@ -10,6 +10,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from routerzoo.data.dataset import load_dataset
+from routerzoo.data.fsutil import file_sha256
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers import load_router
 from routerzoo.routers.finetune import FILE_PREFIX, MODEL_CONFIG_FILE, FinetuneConfig
@@ -85,7 +86,7 @@ def test_tampered_artifact_and_bad_options_fail_clearly(trained, tmp_path):
     del tensors[FILE_PREFIX + MODEL_CONFIG_FILE]
     save_file(tensors, str(bad / "weights.safetensors"))
     cfg = json.loads((bad / "config.json").read_text())
-    cfg["weights_sha256"] = None
+    cfg["weights_sha256"] = file_sha256(bad / "weights.safetensors")  # the hash is required: recompute it
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="model_config.json"):
         load_router(bad)

@@ -28,6 +28,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ENCODER_ATOL
 
 from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
@@ -43,8 +44,6 @@ ROUTER_KINDS = sorted(kinds("router"))
 FIXTURES = ("outcomes", "preferences")
 #: (kind, fixture) pairs a kind must train on: every kind on outcomes, pair learners on pairs too
 TRAINABLE = [(k, f) for k in ROUTER_KINDS for f in FIXTURES if f == "outcomes" or "pairs" in kinds("router")[k].trains_from]
-#: fresh encodes vs cached ones: predicted qualities/costs agree to this (observed: <= 2e-7)
-ENCODER_ATOL = 1e-5
 COST_WEIGHTS = (0.0, 30.0, 300.0, 3000.0, 1e9)
 PROMPTS = ["What is the derivative of x^3?", "Who signed the treaty of 1648?", "Factor x^2 + 5x + 6.",
            "Describe the causes of the war that began in 1914.", "Compute 7 to the power 3 modulo 5."]

@@ -46,11 +46,13 @@ OUTCOMES_FILE = "outcomes.parquet"
 PREFERENCES_FILE = "preferences.parquet"
 
 
-def fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None) -> str:
-    """sha256 of the tables' content (not of the Parquet bytes, which embed writer versions).
+#: 1: ``sha256`` covered the tables' content only; 2: content, split labels and split spec
+FINGERPRINT_VERSION = 2
 
-    The split column is left out: the same data re-split keeps its fingerprint, and the manifest
-    records the split separately.
+
+def content_fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None) -> str:
+    """sha256 of the tables' content without the split (not of the Parquet bytes, which embed writer
+    versions): the same data re-split keeps it. It is the whole fingerprint of a version-1 manifest.
     """
     h = hashlib.sha256()
     for name, df, cols in (("outcomes", outcomes, OUTCOME_COLUMNS), ("preferences", preferences, PREFERENCE_COLUMNS)):
@@ -61,9 +63,42 @@ def fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None)
         # to the schema leaves the fingerprints of existing datasets unchanged
         cols = [c for c in cols if c not in OPTIONAL_IN_FINGERPRINT_IF_SET or (c in df.columns and df[c].notna().any())]
         canon = df[cols].sort_values(cols[:3] if name == "outcomes" else cols[:4], kind="mergesort")
+        if "token_logprobs" in canon.columns:
+            # lists as made, arrays as read back from Parquet: one text either way (str of an array differs)
+            canon = canon.assign(token_logprobs=[None if v is None or (isinstance(v, float) and v != v)
+                                                 else [float(x) for x in v] for v in canon["token_logprobs"]])
         canon = canon.astype("object").where(canon.notna(), None).astype(str)
         h.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def _split_labels(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None) -> pd.Series:
+    """The split label of every prompt, indexed by prompt id (sorted)."""
+    parts = [df[["prompt_id", "split"]] for df in (outcomes, preferences) if df is not None and "split" in df.columns]
+    if not parts:
+        return pd.Series([], dtype=object)
+    both = pd.concat(parts).drop_duplicates()
+    return both.set_index("prompt_id")["split"].sort_index(kind="mergesort")
+
+
+def split_fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None, spec: dict | None) -> str:
+    """sha256 of which prompt is in which split, and of the split spec the manifest states."""
+    h = hashlib.sha256(json.dumps(spec or {}, sort_keys=True).encode())
+    labels = _split_labels(outcomes, preferences)
+    frame = pd.DataFrame({"prompt_id": labels.index.astype(str), "split": labels.astype(str).to_numpy()})
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _combine(content: str, split: str) -> str:
+    return hashlib.sha256(f"routerzoo-dataset/{FINGERPRINT_VERSION}\0{content}\0{split}".encode()).hexdigest()
+
+
+def fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None, spec: dict | None = None) -> str:
+    """The dataset's ``sha256``: its content, which prompt is in which split, and the split spec, so
+    relabelling prompts (test as train) or editing the stated split gives a different fingerprint.
+    Row order does not count. :func:`content_fingerprint` is the split-independent part."""
+    return _combine(content_fingerprint(outcomes, preferences), split_fingerprint(outcomes, preferences, spec))
 
 
 @dataclass
@@ -224,9 +259,18 @@ def make_dataset(
         "sources": sources or [],
         "split": split.to_dict(),
         "notes": notes,
-        "sha256": fingerprint(outcomes, preferences),
     }
+    _stamp(manifest, outcomes, preferences)
     return RoutingDataset(outcomes, preferences, manifest)
+
+
+def _stamp(manifest: dict, outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None,
+           content: str | None = None) -> None:
+    """Set the manifest's fingerprints (``sha256``, ``content_sha256``, ``fingerprint_version``) for the tables."""
+    content = content or content_fingerprint(outcomes, preferences)
+    manifest["content_sha256"] = content
+    manifest["fingerprint_version"] = FINGERPRINT_VERSION
+    manifest["sha256"] = _combine(content, split_fingerprint(outcomes, preferences, manifest.get("split")))
 
 
 #: files a dataset directory holds besides the tables (rejects of an import with --on-invalid skip)
@@ -277,11 +321,16 @@ def save_dataset(dataset: RoutingDataset, out: str | os.PathLike, overwrite: boo
 
     out = Path(out)
     tables = {"outcomes": dataset.outcomes, "preferences": dataset.preferences}
-    if fingerprint(tables["outcomes"], tables["preferences"]) != dataset.manifest.get("sha256"):
+    manifest = dict(dataset.manifest)
+    old_style = manifest.get("fingerprint_version", 1) == 1  # loaded unverified from an older routerzoo
+    expected = (content_fingerprint(tables["outcomes"], tables["preferences"]) if old_style
+                else fingerprint(tables["outcomes"], tables["preferences"], manifest.get("split")))
+    if expected != manifest.get("sha256"):
         raise UserError("the dataset's tables changed after its manifest was made (sha256 differs); rebuild it "
                         "with make_dataset before saving")
+    if old_style:
+        _stamp(manifest, tables["outcomes"], tables["preferences"], content=expected)
     blobs = {TABLE_FILES[t]: _table_bytes(df, TABLE_FILES[t]) for t, df in tables.items() if df is not None}
-    manifest = dict(dataset.manifest)
     # per-file hashes, bound to the content fingerprint they were made for (a fast check at load)
     manifest["files"] = {name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "content_sha256": manifest["sha256"]}
                          for name, b in blobs.items()}
@@ -341,6 +390,13 @@ def _check_manifest(manifest, manifest_path: Path) -> None:
         if key in manifest and manifest[key] is not None and not isinstance(manifest[key], kind):
             raise _bad_manifest(manifest_path, f"{key} must be a JSON {'object' if kind is dict else kind.__name__ if kind is str else 'list'}, "
                                 f"got {type(manifest[key]).__name__}")
+    fv = manifest.get("fingerprint_version", 1)
+    if isinstance(fv, bool) or fv not in (1, FINGERPRINT_VERSION):
+        raise _bad_manifest(manifest_path, f"fingerprint_version must be 1 or {FINGERPRINT_VERSION}, got {fv!r}")
+    if fv == FINGERPRINT_VERSION:
+        content = manifest.get("content_sha256")
+        if not isinstance(content, str) or len(content) != 64 or not set(content) <= _HEX:
+            raise _bad_manifest(manifest_path, f"content_sha256 must be 64 hex digits, got {str(content)[:80]!r}")
     for name, entry in (manifest.get("files") or {}).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise _bad_manifest(manifest_path, f"files[{name!r}] must be an object with a sha256")
@@ -394,10 +450,15 @@ def load_dataset(path: str | os.PathLike, *, verify: bool | str = True) -> Routi
 
     Args:
         path: the dataset directory.
-        verify: ``True`` checks the content against the manifest: the table files' sha256 recorded
-            at save time when present (fast), else (or when a file's bytes changed) the content
-            fingerprint is recomputed with :func:`fingerprint`. ``"full"`` always recomputes the
-            fingerprint; ``False`` skips the content check (the other checks still run).
+        verify: ``True`` checks the content and the split against the manifest: the table files'
+            sha256 recorded at save time when present (fast), else (or when a file's bytes changed)
+            the content fingerprint is recomputed with :func:`fingerprint`. ``"full"`` always
+            recomputes it; ``"content"`` checks the content but not the split (for re-splitting a
+            dataset whose split was edited); ``False`` skips both (the other checks still run).
+
+    The manifest's counts (prompts, models, rows, prompts per split, rows per model) must be the
+    tables'. A manifest written before the fingerprint covered the split (no ``fingerprint_version``)
+    is verified as it was written and upgraded in memory, with a note.
 
     Raises:
         UserError: when the directory, manifest or a table is missing, unreadable or inconsistent.
@@ -453,19 +514,97 @@ def load_dataset(path: str | os.PathLike, *, verify: bool | str = True) -> Routi
         absent = sorted(set(manifest["models"]) - set(map(str, in_tables)))
         raise DataError(f"the manifest's models do not match the tables (only in the tables: {extra[:5]}, only in the "
                         f"manifest: {absent[:5]})", file=str(manifest_path))
-    if verify and not verified:
-        if fingerprint(tables["outcomes"], tables["preferences"]) != manifest["sha256"]:
-            names = ", ".join(TABLE_FILES[t] for t in manifest["tables"])
-            raise DataError(f"content does not match the manifest's sha256: {names} (or the manifest) was modified "
-                            "after the dataset was written; re-import or re-split it", file=str(path))
+    if verify:
+        _verify_content(manifest, tables, path, fast=verified and verify is True, check_split=verify != "content")
+    # after the content check: a table that changed is named as such; counts that differ from verified
+    # tables mean the manifest was edited
+    _check_counts(manifest, tables, manifest_path, check_split=verify != "content")
     return RoutingDataset(tables["outcomes"], tables["preferences"], manifest, path)
 
 
+def _check_counts(manifest: dict, tables: dict, manifest_path: Path, check_split: bool = True) -> None:
+    """The manifest's counts (prompts, models, rows, prompts per split, rows per model) are the tables'."""
+    outcomes, preferences = tables["outcomes"], tables["preferences"]
+    labels = _split_labels(outcomes, preferences)
+    actual: dict = {"prompts": int(labels.index.nunique()), "models": len(manifest["models"]),
+                    "outcomes": None if outcomes is None else int(len(outcomes)),
+                    "preferences": None if preferences is None else int(len(preferences)),
+                    "splits": {s: int((labels.groupby(level=0).first() == s).sum()) for s in SPLITS}}
+    counts = manifest.get("counts") or {}
+    if not check_split:
+        del actual["splits"]
+    for key, value in actual.items():
+        if key in counts and value is not None and counts[key] != value:
+            raise _bad_manifest(manifest_path, f"counts.{key} is {counts[key]!r} but the tables have {value!r}")
+    per_model = manifest.get("per_model") or {}
+    if outcomes is not None and per_model:
+        n = outcomes.groupby("model").size()
+        for model, entry in per_model.items():
+            have = int(n.get(model, 0))
+            if isinstance(entry, dict) and "n" in entry and entry["n"] != have:
+                raise _bad_manifest(manifest_path, f"per_model[{model!r}].n is {entry['n']!r} but the outcomes table has {have}")
+
+
+def _check_split_spec(manifest: dict, tables: dict, path: Path) -> None:
+    """The table's split labels are the ones the manifest's split spec assigns (DataError naming a prompt)."""
+    try:
+        spec = SplitSpec(**(manifest.get("split") or {}))
+    except (TypeError, UserError) as exc:
+        raise DataError(f"invalid manifest: split {manifest.get('split')!r} is not a split spec ({exc})",
+                        file=str(path / MANIFEST)) from None
+    labels = _split_labels(tables["outcomes"], tables["preferences"]).groupby(level=0).first()
+    expected = assign_splits(_prompt_table(tables["outcomes"], tables["preferences"]), spec).reindex(labels.index)
+    differ = labels.index[(expected != labels).to_numpy()]
+    if len(differ):
+        pid = differ[0]
+        raise DataError(f"{len(differ)} prompt(s) are in another split than the manifest's split spec {spec.to_dict()} "
+                        f"puts them (e.g. {pid!r}: {labels[pid]} in the table, {expected[pid]} by the spec): the split "
+                        "column or the spec was edited; re-split the dataset with `routerzoo data split`", file=str(path))
+
+
+def _verify_content(manifest: dict, tables: dict, path: Path, *, fast: bool, check_split: bool) -> None:
+    """Check the tables against the manifest's fingerprint; upgrade a version-1 fingerprint in memory.
+
+    ``fast``: the table files' bytes matched the hashes recorded at save time, so the content part
+    is not recomputed. ``check_split``: False when the split is about to be replaced (re-splitting).
+    """
+    outcomes, preferences = tables["outcomes"], tables["preferences"]
+    names = ", ".join(TABLE_FILES[t] for t in manifest["tables"])
+    modified = DataError(f"content does not match the manifest's sha256: {names} (or the manifest) was modified "
+                         "after the dataset was written; re-import or re-split it", file=str(path))
+    version = manifest.get("fingerprint_version", 1)
+    if version == 1:
+        # written before the fingerprint covered the split: its sha256 is the content's
+        if not fast and content_fingerprint(outcomes, preferences) != manifest["sha256"]:
+            raise modified
+        if not fast and check_split:  # bytes changed: the split column is not vouched for by the file hashes
+            _check_split_spec(manifest, tables, path)
+        old = manifest["sha256"]
+        _stamp(manifest, outcomes, preferences, content=old)
+        manifest["notes"] = [*(manifest.get("notes") or []),
+                             f"fingerprint upgraded to cover the split (written by an older routerzoo): sha256 "
+                             f"{old[:12]}... is now {manifest['sha256'][:12]}... (content_sha256 keeps the old value); "
+                             "`routerzoo data split` with the same flags rewrites the manifest"]
+        return
+    split = split_fingerprint(outcomes, preferences, manifest.get("split"))
+    if fast and _combine(str(manifest.get("content_sha256")), split) == manifest["sha256"]:
+        return
+    content = content_fingerprint(outcomes, preferences)
+    if content != manifest.get("content_sha256"):
+        raise modified
+    if check_split and _combine(content, split) != manifest["sha256"]:
+        _check_split_spec(manifest, tables, path)  # names a relabelled prompt, when that is what happened
+        raise modified  # labels and spec agree: the fingerprint itself (or spec and labels together) was edited
+
+
 def resplit(dataset: RoutingDataset, spec: SplitSpec) -> RoutingDataset:
-    """The same data with a new split assignment (fingerprint unchanged)."""
+    """The same data with a new split assignment: ``content_sha256`` unchanged, a new ``sha256``."""
     labels = assign_splits(_prompt_table(dataset.outcomes, dataset.preferences), spec)
     outcomes = None if dataset.outcomes is None else dataset.outcomes.assign(split=dataset.outcomes["prompt_id"].map(labels).to_numpy())
     preferences = None if dataset.preferences is None else dataset.preferences.assign(split=dataset.preferences["prompt_id"].map(labels).to_numpy())
     manifest = dict(dataset.manifest, split=spec.to_dict())
     manifest["counts"] = dict(manifest.get("counts", {}), splits={s: int((labels == s).sum()) for s in SPLITS})
+    # the content is unchanged (content_sha256 stays); the split, and so sha256, is new
+    _stamp(manifest, outcomes, preferences, content=dataset.manifest.get("content_sha256")
+           if dataset.manifest.get("fingerprint_version") == FINGERPRINT_VERSION else None)
     return RoutingDataset(outcomes, preferences, manifest, dataset.path)

@@ -198,6 +198,11 @@ def _remove_leftovers(target: Path, locked: bool) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+class WriteError(UserError, OSError):
+    """A directory write failed at the operating system (full disk, file too large, read-only): one
+    line for the CLI (a UserError), and still an OSError for callers that handle those."""
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, overwrite: bool = False, *, lock: bool = True,
                      what: str = "output directory") -> Iterator[Path]:
@@ -232,6 +237,11 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False, *, lock
             yield tmp
             _fsync_dir(tmp)
             _replace_dir(tmp, target)
+        except OSError as exc:  # a full disk (ENOSPC), a file too large (EFBIG), a read-only folder, ...
+            shutil.rmtree(tmp, ignore_errors=True)
+            code = f" [{errno.errorcode.get(exc.errno, exc.errno)}]" if exc.errno else ""
+            kept = f"{target} is unchanged" if target.exists() else "nothing was written"
+            raise WriteError(f"cannot write {what} {target}: {exc.strerror or exc}{code}; {kept}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

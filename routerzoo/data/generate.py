@@ -307,6 +307,21 @@ class GenerateConfig:
             raise ConfigError(f"--temperature must be in [0, 5], got {self.temperature}")
         if "{prompt}" not in self.instruction:
             raise ConfigError("the instruction must contain {prompt}")
+        import string
+
+        try:  # every placeholder is checked here, not as a KeyError on the first request
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.instruction) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(f"--instruction: not a valid template ({exc}); the only placeholder is {{prompt}}, "
+                              "write a literal brace as {{ or }}") from None
+        unknown = sorted({f for f in fields if f != "prompt"})
+        if unknown:
+            raise ConfigError(f"--instruction: unknown placeholder {{{unknown[0]}}}; the only placeholder is {{prompt}} "
+                              "(write a literal brace as {{ or }})")
+        try:
+            self.instruction.format(prompt="")
+        except (ValueError, IndexError, KeyError) as exc:  # a bad conversion or format spec after {prompt}
+            raise ConfigError(f"--instruction: not a valid template ({exc})") from None
 
     @property
     def url(self) -> str:

@@ -30,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -284,3 +284,39 @@ def _label(f) -> str:
     text = str(f)
     marker = os.sep + "routerzoo" + os.sep
     return "routerzoo/" + text.split(marker, 1)[1].replace(os.sep, "/") if marker in text else text
+
+
+def reprice_outcomes(matrix, prices: dict, where: str = "--prices"):
+    """The outcome table at new prices: each named model's cost recomputed from its token counts.
+
+    ``routerzoo eval --prices`` makes the router decide at new prices; scoring those decisions
+    against the old costs would leave the best single model, the zero router and the oracle where
+    they were, and answer "what if the big model got 50% cheaper" wrongly. So the truth is repriced
+    too: cost = input_tokens · input price + output_tokens · output price, per prompt.
+
+    Args:
+        matrix: an :class:`~routerzoo.data.matrix.OutcomeMatrix` (its rows are the prompts scored).
+        prices: model → :class:`Price` or ``{"input", "output"}`` (USD per 1M tokens); models of the
+            matrix not named keep their costs.
+        where: the flag or file named in errors.
+
+    Returns:
+        A copy of ``matrix`` with new costs in the named models' columns.
+
+    Raises:
+        UserError: a named model has no token counts for some prompt of ``matrix`` (one line).
+    """
+    cost = np.array(matrix.cost, dtype=np.float64, copy=True)
+    for model, entry in prices.items():
+        if model not in matrix.models:
+            continue
+        price = entry if isinstance(entry, Price) else Price(float(entry["input"]), float(entry["output"]), where)
+        j = matrix.models.index(model)
+        tin = None if matrix.input_tokens is None else np.asarray(matrix.input_tokens[:, j], dtype=np.float64)
+        tout = None if matrix.output_tokens is None else np.asarray(matrix.output_tokens[:, j], dtype=np.float64)
+        missing = len(matrix) if tin is None or tout is None else int((np.isnan(tin) | np.isnan(tout)).sum())
+        if missing:
+            raise UserError(f"{where}: cannot reprice the outcomes of {model!r}: {missing} of {len(matrix)} prompts have no "
+                            "input/output token counts in the dataset, so their cost at the new price is unknown")
+        cost[:, j] = price.cost(tin, tout)
+    return replace(matrix, cost=cost)

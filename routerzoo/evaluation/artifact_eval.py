@@ -1,20 +1,22 @@
-"""``routerzoo eval`` for what is not a router: deferral scorers, MDP routers and cascades.
+"""``routerzoo eval`` (and the zoo's compare / promote gate) for every role, not only routers.
 
-A router is evaluated on its λ sweep (``runner.py``). The other artifacts a user trains or
-calibrates are told apart here and evaluated with the code that already measures them:
+A router is evaluated on its λ sweep (``runner.py``). The other artifacts, loaded by the one loader
+(:func:`routerzoo.routers.loader.load`) and told apart by their declared role and the registry's
+``mode`` / ``reads`` (never by kind name), are evaluated with the code that already measures them:
 
-- a **deferral scorer** artifact (``config.json`` with ``role: deferral``): AUROC of answer
-  correctness and the deferral curve's AUC to the next model
-  (:func:`routerzoo.training.train_deferral.evaluate_deferral`, the numbers ``routerzoo train``
-  prints for val / test);
-- an **MDP router** artifact (``role: policy``, ``kind: mdp``): run once through the offline client
-  (:func:`~routerzoo.evaluation.sequential.run_offline`), its point reported with
-  :func:`~routerzoo.evaluation.sequential.evaluate_sequential`;
-- a **cascade**: the YAML ``routerzoo calibrate-cascade --out`` writes (``mode: cascade`` and a
-  ``cascade:`` section, as in a serve config) or a bare ``chain`` / ``thresholds`` / ``scorer``
-  mapping. Its configured thresholds give the operating point; the cascade's curve over one shared
-  threshold (:func:`~routerzoo.evaluation.sequential.cascade_curve`) gives AIQ and cascade AUC. A
-  ``cascade.policy`` naming an MDP router evaluates that router.
+- a **deferral scorer** (role ``deferral``): AUROC of answer correctness and the deferral curve's
+  AUC to the next model (:func:`routerzoo.evaluation.deferral.evaluate_deferral`, the numbers
+  ``routerzoo train`` prints for val / test);
+- a **sequential policy** (role ``policy``, mode ``sequential``: the MDP router, a calibrated
+  cascade): run once through the offline client
+  (:func:`~routerzoo.evaluation.sequential.run_offline`) for its operating point. A policy with
+  per-stage thresholds (a cascade) is also swept over one shared threshold
+  (:func:`~routerzoo.evaluation.sequential.cascade_curve`) for AIQ and cascade AUC; one without
+  (the MDP router) reports its one point;
+- a **cascade spec** file as ``routerzoo calibrate-cascade --out`` wrote it before cascade artifacts
+  (``mode: cascade`` and a ``cascade:`` section, as in a serve config) or a bare ``chain`` /
+  ``thresholds`` / ``scorer`` mapping: still read, with a note. A ``cascade.policy`` names a
+  policy artifact (folder or ``models:/`` URI).
 
 What a scorer reads must be in the table: scorers of token logprobs refuse a table without them,
 the (prompt, response) scorer one without responses, answer consistency one without k sampled
@@ -30,40 +32,28 @@ import numpy as np
 
 from routerzoo.errors import UserError
 
-__all__ = ["artifact_role", "load_cascade_spec", "evaluate_scorer", "evaluate_policy", "evaluate_cascade", "eval_command"]
+__all__ = ["artifact_role", "load_cascade_spec", "evaluate_scorer", "evaluate_policy", "evaluate_cascade",
+           "evaluate_artifact", "eval_command"]
 
-#: what each deferral kind cannot do without ("token_logprobs", "responses" or "samples");
-#: posthoc-deferral reads logprobs when present and the next model's predicted success always
-_NEEDS = {"token-quantile": "token_logprobs", "logprob-confidence": "token_logprobs",
-          "prompt-response": "responses", "consistency": "samples"}
+#: what a scorer's declared inputs (registry ``reads``) need in the table, beyond the prompt
+_TABLE_NEEDS = (("logprobs", "token_logprobs"), ("samples", "samples"), ("response", "responses"))
 
 
 def artifact_role(path: str | Path) -> str:
-    """``"router"``, ``"deferral"``, ``"mdp"`` or ``"cascade"`` for an eval argument.
+    """The role of an eval argument: ``"router"``, ``"deferral"``, ``"policy"`` or ``"cascade"`` (a spec file).
 
-    A directory is classified by its ``config.json``'s ``role`` / ``kind`` (routers carry no role);
-    a YAML / JSON file is a cascade spec. Anything else (MLflow URIs included) is left to the router
-    loader, which names the problem.
+    A directory says its role in ``config.json`` (routers written before roles carry none); a YAML
+    / JSON file is a cascade spec as ``calibrate-cascade`` wrote it before cascade artifacts.
+    Anything else (MLflow URIs included) is left to the router loader, which names the problem.
     """
+    from routerzoo.routers.loader import role_of
+
     p = Path(path)
     if str(path).startswith(("models:/", "runs:/")) or not p.exists():
         return "router"
     if p.is_file():
         return "cascade"
-    cfg = p / "config.json"
-    try:
-        doc = json.loads(cfg.read_text()) if cfg.is_file() else {}
-    except (OSError, ValueError):
-        return "router"  # the router loader reports the broken file
-    role = doc.get("role") if isinstance(doc, dict) else None
-    if role == "deferral":
-        return "deferral"
-    if role == "policy":
-        if doc.get("kind") != "mdp":
-            raise UserError(f"{cfg}: policy kind {doc.get('kind')!r} has no offline evaluation; "
-                            "`routerzoo eval` evaluates routers, deferral scorers, MDP routers and cascades")
-        return "mdp"
-    return "router"
+    return role_of(p) or "router"  # a broken or missing config.json: the router loader reports it
 
 
 def load_cascade_spec(path: str | Path):
@@ -94,8 +84,11 @@ def load_cascade_spec(path: str | Path):
 
 
 def _check_inputs(scorer, matrix, model: str, where: str) -> None:
-    """One clear error when the table lacks what the scorer reads for ``model``'s answers."""
-    need = _NEEDS.get(scorer.kind, "token_logprobs" if scorer.needs_logprobs and scorer.kind != "posthoc-deferral" else "")
+    """One clear error when the table lacks what the scorer reads (its registry ``reads``) for ``model``'s answers."""
+    from routerzoo.routers.registry import get_kind
+
+    reads = get_kind(scorer.kind, role="deferral").reads
+    need = next((column for what, column in _TABLE_NEEDS if what in reads), "")
     if not need:
         return
     cols = [matrix.models.index(model)] if model else list(range(len(matrix.models)))
@@ -123,7 +116,7 @@ def evaluate_scorer(scorer, matrix, *, model: str = "", next_model: str = "", wh
         ``{"kind": "deferral", "scorer", "model", "next_model", "n_answers", "auroc",
         "deferral_auc", "random_auc", "oracle_auc"}`` (missing values None).
     """
-    from routerzoo.training.train_deferral import evaluate_deferral
+    from routerzoo.evaluation.deferral import evaluate_deferral
 
     models = list(matrix.models)
     model = model or getattr(scorer.config, "model", "") or ""
@@ -168,34 +161,69 @@ def _point(r: dict, threshold=None) -> dict:
             "n_scored": int(k.sum()), "n_unscored": int((~k).sum()), "calls_per_prompt": float(r["n_calls"][k].mean())}
 
 
-def evaluate_policy(policy, matrix) -> dict:
-    """A sequential policy (an MDP router) run once on ``matrix``: its operating point and report."""
-    from routerzoo.evaluation.sequential import evaluate_sequential, run_offline
+def evaluate_policy(policy, matrix, n_points: int = 32, where: str = "dataset") -> dict:
+    """A sequential policy run once on ``matrix`` (its operating point) and its report.
 
-    chain = list(getattr(policy.config, "models", None) or matrix.models)
+    A policy with per-stage thresholds (a cascade) is also swept over one shared threshold, which
+    gives its curve (AIQ, cascade AUC); any other sequential policy reports its one point.
+    """
+    from routerzoo.evaluation.sequential import cascade_curve, evaluate_sequential, run_offline
+    from routerzoo.routers.registry import get_kind
+
+    spec = get_kind(policy.kind, role="policy")
+    if spec.mode != "sequential":
+        raise UserError(f"policy kind {policy.kind!r} is {spec.mode}: offline evaluation runs sequential policies "
+                        "(the MDP router, cascades)")
+    chain = list(policy.models) or list(matrix.models)
     missing = [m for m in chain if m not in matrix.models]
     if missing:
         raise UserError(f"the policy calls model(s) {missing} that the dataset lacks; its models: {list(matrix.models)}")
-    point = _point(run_offline(policy, matrix))
-    report = evaluate_sequential([point], matrix, chain)
-    return _with_oracle_curve(report | {"policy": policy.kind, "operating_point": point}, matrix)
+    thresholds = getattr(policy.config, "thresholds", None)
+    if policy.scorer is not None:
+        for model in chain[:-1] if thresholds is not None else chain:
+            _check_inputs(policy.scorer, matrix, model, where)
+    point = _point(run_offline(policy, matrix), None if thresholds is None else list(thresholds))
+    curve = [point] if thresholds is None else cascade_curve(policy.scorer, chain, matrix, n_points=n_points)
+    report = evaluate_sequential(curve, matrix, chain) | {"policy": policy.kind, "operating_point": point,
+                                                          "swept": thresholds is not None}
+    if policy.scorer is not None:
+        report["scorer"] = policy.scorer.kind
+    return _with_oracle_curve(report, matrix)
 
 
 def evaluate_cascade(scorer, chain: list[str], thresholds: list[float], matrix, n_points: int = 32,
                      where: str = "dataset") -> dict:
     """A cascade at its own thresholds (``operating_point``) and over one shared threshold (the curve)."""
-    from routerzoo.evaluation.sequential import cascade_curve, evaluate_sequential, run_offline
     from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 
     missing = [m for m in chain if m not in matrix.models]
     if missing:
         raise UserError(f"the cascade's chain model(s) {missing} are not in the dataset; its models: {list(matrix.models)}")
-    for model in chain[:-1]:
-        _check_inputs(scorer, matrix, model, where)
     policy = CascadePolicy(CascadeConfig(chain=list(chain), thresholds=list(thresholds)), scorer)
-    point = _point(run_offline(policy, matrix), list(thresholds))
-    report = evaluate_sequential(cascade_curve(scorer, chain, matrix, n_points=n_points), matrix, chain)
-    return _with_oracle_curve(report | {"policy": "cascade", "scorer": scorer.kind, "operating_point": point}, matrix)
+    return evaluate_policy(policy, matrix, n_points=n_points, where=where)
+
+
+def evaluate_artifact(obj, dataset, split: str = "test", **scorer_args) -> dict:
+    """The report of any loaded artifact on ``dataset``'s ``split``, by its role.
+
+    Routers: :func:`~routerzoo.evaluation.runner.evaluate_router`; deferral scorers:
+    :func:`evaluate_scorer` (``scorer_args``: ``model``, ``next_model``); sequential policies:
+    :func:`evaluate_policy`. What the zoo's ``compare`` and ``promote --if-better-than`` gate on.
+    """
+    from routerzoo.routers.base import Router
+    from routerzoo.routers.deferral import DeferralScorer
+
+    if isinstance(obj, Router):
+        from routerzoo.evaluation.runner import evaluate_router
+
+        return evaluate_router(obj, dataset, split)
+    matrix = dataset.outcome_matrix(split) if dataset.outcomes is not None else None
+    where = f"{dataset.name}[{split}]"
+    if matrix is None or len(matrix) == 0:
+        raise UserError(f"{where}: no benchmark outcomes to evaluate a {type(obj).__name__} on")
+    if isinstance(obj, DeferralScorer):
+        return evaluate_scorer(obj, matrix, where=where, **scorer_args)
+    return evaluate_policy(obj, matrix, where=where) | {"n_prompts": len(matrix)}
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -204,13 +232,13 @@ def eval_command(args, roles: dict[str, str]) -> int:
     from routerzoo.data.dataset import load_dataset
 
     if len(roles) != 1:
-        raise UserError("deferral scorers, MDP routers and cascades are evaluated one at a time; "
+        raise UserError("deferral scorers and policies (MDP routers, cascades) are evaluated one at a time; "
                         f"got {len(roles)} arguments ({', '.join(roles)})")
     (source, role), = roles.items()
     for flag, value in (("--strong/--weak", args.strong or args.weak), ("--prices", args.prices),
                         ("--bootstrap", args.bootstrap)):
         if value:
-            raise UserError(f"{flag} applies to routers; {source} is a {role if role != 'mdp' else 'MDP router'}")
+            raise UserError(f"{flag} applies to routers; {source} is a {'cascade spec' if role == 'cascade' else role}")
     if role != "deferral" and (args.model or args.next_model):
         raise UserError(f"--model / --next-model apply to deferral scorers; {source} is a {role}")
     if role == "deferral" and args.plot:
@@ -221,23 +249,27 @@ def eval_command(args, roles: dict[str, str]) -> int:
     if len(matrix) == 0:
         raise UserError(f"{args.data}: split {args.split!r} has no prompts")
     if role == "deferral":
-        from routerzoo.routers.deferral_artifact import load_deferral
+        from routerzoo.routers.loader import load
 
-        report = evaluate_scorer(load_deferral(source), matrix, model=args.model or "", next_model=args.next_model or "",
-                                 where=where)
-    elif role == "mdp":
-        from routerzoo.routers.policies.mdp import load_mdp
+        report = evaluate_scorer(load(source, role="deferral"), matrix, model=args.model or "",
+                                 next_model=args.next_model or "", where=where)
+    elif role == "policy":
+        from routerzoo.routers.loader import load
 
-        report = evaluate_policy(load_mdp(source), matrix)
+        report = evaluate_policy(load(source, role="policy"), matrix, where=where)
     else:
+        import sys
+
         spec = load_cascade_spec(source)
         if spec.policy:
-            from routerzoo.routers.policies.mdp import load_mdp
+            from routerzoo.routers.loader import load
 
-            report = evaluate_policy(load_mdp(spec.policy), matrix)
+            report = evaluate_policy(load(spec.policy, role="policy"), matrix, where=where)
         else:
             from routerzoo.routers.deferral_artifact import resolve_deferral
 
+            print(f"note: {source} is a cascade spec that points at its scorer; `routerzoo calibrate-cascade --out DIR` "
+                  "writes a self-contained, versioned cascade artifact", file=sys.stderr)
             scorer = resolve_deferral(spec.scorer, spec.scorer_config or None)
             report = evaluate_cascade(scorer, spec.chain, spec.thresholds, matrix, where=where)
     report["source"] = str(source)
@@ -276,13 +308,14 @@ def _print(report: dict, source, where: str) -> None:
             print("deferral curve: give --next-model (the model deferred to)")
         return
     p = report["operating_point"]
-    what = "MDP router" if report["policy"] == "mdp" else f"cascade {' -> '.join(report['models'])} ({report['scorer']})"
+    what = f"{report['policy']} policy" + (f" {' -> '.join(report['models'])}" if report["swept"] else "") \
+        + (f" ({report['scorer']})" if report.get("scorer") else "")
     print(f"{what} ({source}) on {where}: {p['n_scored']} prompts"
           + (f" ({p['n_unscored']} without an outcome for every call left out)" if p["n_unscored"] else ""))
     th = f" at thresholds {[round(t, 4) for t in p['threshold']]}" if p.get("threshold") else ""
     print(f"mean quality {p['quality']:.4f}, mean summed cost ${p['cost']:.6g}/prompt, "
           f"{p['calls_per_prompt']:.2f} calls/prompt{th}")
-    curve = "cascade curve (one shared threshold)" if report["policy"] == "cascade" else "its one point"
+    curve = "curve (one shared threshold)" if report["swept"] else "its one point"
     print(f"{curve}: AIQ {_f(report['aiq']['router'])} (single-model hull {_f(report['aiq']['zero_router'])}, "
           f"oracle {_f(report['aiq']['oracle'])}), gap closed {_f(report['gap_closed'], '.3f')}, "
           f"cascade AUC {_f(report['cascade_auc'])}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from routerzoo.errors import UserError
 from routerzoo.evaluation.metrics import EvaluationInputError
 
 
@@ -70,3 +71,26 @@ def deferral_curve(scores: np.ndarray, q_cur: np.ndarray, q_next: np.ndarray, n_
     trap = lambda y: float(np.sum((y[1:] + y[:-1]) / 2.0 * np.diff(share)))  # noqa: E731
     return {"share": share.tolist(), "quality": q.tolist(), "auc": trap(q),
             "random_auc": float((a.mean() + b.mean()) / 2.0), "oracle_auc": trap(oracle)}
+
+
+def evaluate_deferral(scorer, matrix, model: str = "", next_model: str = "") -> dict:
+    """AUROC of correctness (quality >= 0.5) of ``model``'s answers (every model's if empty), and with
+    ``next_model`` the deferral curve's AUC against the random and oracle orders."""
+    from routerzoo.routers.token_quantile import answers_for_training
+
+    rows, cols, prompts, responses, lps, q = answers_for_training(matrix, model)
+    out: dict = {"n_answers": int(len(rows))}
+    if not len(rows):
+        return out
+    scores = np.asarray(scorer.predict(prompts, responses, lps), dtype=np.float64)
+    out["auroc"] = auroc(scores, q >= 0.5)
+    if next_model:
+        if next_model not in matrix.models:
+            raise UserError(f"--next-model {next_model!r} is not in the dataset; its models: {list(matrix.models)}")
+        k = matrix.models.index(next_model)
+        qn = matrix.quality[rows, k]
+        ok = ~np.isnan(qn)
+        if ok.any():
+            c = deferral_curve(scores[ok], q[ok], qn[ok])
+            out.update({"deferral_auc": c["auc"], "random_auc": c["random_auc"], "oracle_auc": c["oracle_auc"]})
+    return out

@@ -346,3 +346,31 @@ def format_table(rows: list[dict]) -> str:
     lines = [render(header), "  ".join("-" * w for w in widths)]
     lines += [render(row) for row in table[1:]]
     return "\n".join(lines)
+
+
+def summary_metrics(report: dict) -> dict:
+    """The headline numbers of a report, flat, for MLflow metrics and tables."""
+    out: dict = {"n_prompts": report.get("n_prompts")}
+    if "aiq" in report:
+        out.update({
+            "aiq": report["aiq"]["router"],
+            "aiq_zero_router": report["aiq"]["zero_router"],
+            "aiq_oracle": report["aiq"]["oracle"],
+            "gap_closed": report["gap_closed"],
+            "best_single_quality": report["best_single"]["quality"],
+            "max_quality": report.get("max_quality"),
+        })
+    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc"):
+        if report.get(key) is not None:
+            out[key] = report[key]
+    for key in ("auroc", "deferral_auc", "random_auc", "oracle_auc", "n_answers"):  # deferral scorers
+        if report.get(key) is not None:
+            out[key] = report[key]
+    point = report.get("operating_point") or report  # sequential policies: their own point
+    for key in ("quality", "cost", "calls_per_prompt"):
+        if isinstance(point.get(key), (int, float)) and not isinstance(point.get(key), bool):
+            out[key] = point[key]
+    pairs = report.get("pairs")
+    if pairs:
+        out.update({"pair_accuracy": pairs.get("accuracy"), "pair_log_loss": pairs.get("log_loss"), "n_pairs": pairs.get("n_pairs")})
+    return out

@@ -59,10 +59,16 @@ def evaluate_router(
     strong: str | None = None,
     weak: str | None = None,
     bootstrap: int = 0,
+    prices: dict | None = None,
 ) -> dict:
     """Full report: the cost-quality metrics (:func:`~routerzoo.evaluation.report.evaluate_predictions`)
     where the dataset has outcomes, and ``pairs`` (:func:`~routerzoo.evaluation.pairwise.evaluate_pairs`)
-    where it has preference pairs."""
+    where it has preference pairs.
+
+    ``prices`` (model → Price or ``{"input", "output"}``) reprices the outcomes too, from their token
+    counts (:func:`~routerzoo.data.prices.reprice_outcomes`), so the single models, the zero router
+    and the oracle are scored at the prices the router decides at (give the router the same prices
+    with :meth:`Router.with_prices`)."""
     from routerzoo.evaluation.pairwise import evaluate_pairs
     from routerzoo.evaluation.report import evaluate_predictions
 
@@ -76,6 +82,10 @@ def evaluate_router(
     dropped = 0
     if dataset.outcomes is not None:
         matrix, dropped = evaluation_matrix(router, dataset, split)
+        if prices:
+            from routerzoo.data.prices import reprice_outcomes
+
+            matrix = reprice_outcomes(matrix, prices)
         use_embedding_cache(router)
         pred = router.predict(matrix.prompts)
         report = evaluate_predictions(pred.quality, pred.cost, matrix.quality, matrix.cost, matrix.models,

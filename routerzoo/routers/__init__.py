@@ -5,8 +5,8 @@ matplotlib, and torch / transformers load only when a router that needs them pre
 """
 
 from routerzoo.routers.base import Router
-from routerzoo.routers.loader import load_router
+from routerzoo.routers.loader import load, load_router
 from routerzoo.routers.prediction import Prediction
 from routerzoo.routers.registry import KINDS, get_kind
 
-__all__ = ["KINDS", "Prediction", "Router", "get_kind", "load_router"]
+__all__ = ["KINDS", "Prediction", "Router", "get_kind", "load", "load_router"]

@@ -1,8 +1,22 @@
-"""Router artifacts on disk: ``config.json`` + ``weights.safetensors``, nothing pickled.
+"""Artifacts on disk, for every role: ``config.json`` + ``weights.safetensors``, nothing pickled.
 
-``config.json`` (schema version 2)::
+Routers, deferral scorers and policies (MDP, calibrated cascades) share one format and one set of
+checks, applied by :func:`read_document` and :func:`read_weights` whatever the role:
+
+* no pickled file anywhere in the folder (:func:`refuse_pickles`);
+* ``role`` (absent: ``"router"``, as routerzoo 0.1-0.2 wrote them) and a ``schema_version`` this
+  routerzoo reads (older ones upgraded, newer ones refused);
+* ``kind`` registered for that role; its typed config validated when the object is built;
+* ``weights_sha256`` present and equal to the weights file's (only schema-1 routers, written before
+  the field existed, load without one, and say so in their lineage);
+* every tensor within its declared range (:func:`check_values`): quality inside the artifact's
+  ``quality_range``, costs >= 0, embeddings and weights finite;
+* the encoder fingerprint (``lineage.encoder_sha256``) against the local encoder's weights.
+
+A router's ``config.json`` (schema version 2)::
 
     schema_version  2
+    role            "router"
     kind            registered router kind ("knn", "mlp", ...)
     models          candidate model names: the column order of every array
     config          the kind's typed config (hyper-parameters), as the dataclass has it
@@ -22,6 +36,7 @@ upgraded on load (:func:`upgrade_v1`). Writing goes through a temporary folder r
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -33,6 +48,8 @@ from routerzoo.routers.cost import CostModel
 from routerzoo.routers.typed_config import config_from_dict, config_to_dict
 
 ARTIFACT_SCHEMA_VERSION = 2
+#: the newest config.json schema of each role; lower versions go through UPGRADES
+SCHEMA_VERSIONS = {"router": ARTIFACT_SCHEMA_VERSION, "deferral": 1, "policy": 1}
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 #: files that may carry pickled Python objects; an artifact containing one is refused unopened
@@ -60,6 +77,7 @@ def artifact_config(router) -> dict:
 
     return {
         "schema_version": ARTIFACT_SCHEMA_VERSION,
+        "role": "router",
         "kind": router.kind,
         "models": list(router.models),
         "config": config_to_dict(router.config),
@@ -72,22 +90,35 @@ def artifact_config(router) -> dict:
     }
 
 
-def write_artifact(router, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``router`` to directory ``path`` all-or-nothing; returns the path."""
+def write_document(path: str | os.PathLike, config: dict, tensors: dict[str, np.ndarray], *, overwrite: bool = False,
+                   what: str = "artifact") -> Path:
+    """Write ``config.json`` (plus ``weights_sha256``) and ``weights.safetensors`` all-or-nothing.
+
+    The one writer of every role: the folder appears complete or not at all, and the weights'
+    sha256 is recorded from the file actually written.
+    """
     from safetensors.numpy import save_file
 
     from routerzoo.data.fsutil import atomic_directory
 
     path = Path(path)
-    tensors = {k: np.ascontiguousarray(v) for k, v in router.state().items()}
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     if not tensors:  # safetensors needs at least one tensor; keep the file so every artifact looks alike
-        tensors = {"mean_cost": np.ascontiguousarray(np.nan_to_num(router.cost_model.mean_cost))}
-    config = artifact_config(router)
-    with atomic_directory(path, overwrite=overwrite, what="router artifact") as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"kind": router.kind})
+        tensors = {"empty": np.zeros(1)}
+    config = dict(config)
+    with atomic_directory(path, overwrite=overwrite, what=what) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"kind": str(config.get("kind"))})
         config["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
     return path
+
+
+def write_artifact(router, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``router`` to directory ``path`` all-or-nothing; returns the path."""
+    tensors = router.state()
+    if not tensors:  # routers without learned arrays keep their mean costs, so old readers find a tensor
+        tensors = {"mean_cost": np.nan_to_num(router.cost_model.mean_cost)}
+    return write_document(path, artifact_config(router), tensors, overwrite=overwrite, what="router artifact")
 
 
 def refuse_pickles(path: Path) -> None:
@@ -124,28 +155,90 @@ def upgrade_v1(config: dict, where: str) -> dict:
     }
 
 
-def read_config(path: str | os.PathLike) -> dict:
-    """Read, check and (if old) upgrade ``config.json`` of artifact directory ``path``."""
+UPGRADES = {("router", 1): upgrade_v1}
+
+
+def _where(path: Path) -> str:
+    return str(path / CONFIG_FILE)
+
+
+def read_document(path: str | os.PathLike, role: str | None = None) -> dict:
+    """``config.json`` of artifact directory ``path``, checked and upgraded, for any role.
+
+    Refuses pickles, unknown roles or kinds, schema versions this routerzoo does not read, and a
+    missing or malformed ``weights_sha256``. ``role``: the role the caller expects (None: any); an
+    artifact of another role is refused with one line naming both.
+
+    Returns:
+        The config with ``role`` filled in (``"router"`` when absent) and upgraded to the newest schema.
+    """
+    from routerzoo.routers.registry import ROLES, get_kind
+
     path = Path(path)
     cfg_path = path / CONFIG_FILE
+    what = f"a {role} artifact" if role else "a routerzoo artifact"
+    if not path.is_dir():
+        raise ArtifactError(f"{path} is not {what}: no such directory")
     if not cfg_path.is_file():
-        raise ArtifactError(f"{path} is not a router artifact: {CONFIG_FILE} not found (train one with `routerzoo train`)")
+        raise ArtifactError(f"{path} is not {what}: {CONFIG_FILE} not found (train one with `routerzoo train`)")
+    refuse_pickles(path)
     try:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{cfg_path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ArtifactError(f"{cfg_path}: cannot read ({exc})") from None
     if not isinstance(config, dict):
         raise ArtifactError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
+    found = config.get("role", "router")
+    if found not in ROLES:
+        raise ArtifactError(f"{cfg_path}: field 'role' must be one of {list(ROLES)}, got {found!r}")
+    kind = config.get("kind")
+    if role is not None and found != role:
+        raise ArtifactError(f"{path} is a {found} artifact (kind {kind!r}), not a {role}")
     version = config.get("schema_version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
         raise ArtifactError(f"{cfg_path}: field 'schema_version' must be an integer, got {version!r}")
-    if version > ARTIFACT_SCHEMA_VERSION:
+    newest = SCHEMA_VERSIONS[found]
+    if version > newest:
         raise ArtifactError(f"{cfg_path}: artifact schema version {version} is newer than this routerzoo supports "
-                            f"({ARTIFACT_SCHEMA_VERSION}); upgrade routerzoo")
+                            f"({newest}); upgrade routerzoo")
     if version < 1:
         raise ArtifactError(f"{cfg_path}: unknown artifact schema version {version}")
-    if version == 1:
-        config = upgrade_v1(config, str(cfg_path))
+    sha = config.get("weights_sha256")
+    while version < newest:
+        upgrade = UPGRADES.get((found, version))
+        if upgrade is None:
+            raise ArtifactError(f"{cfg_path}: no upgrade from {found} schema version {version}")
+        config = upgrade(config, str(cfg_path))
+        version = config["schema_version"]
+    config["role"] = found
+    if sha is None and config.get("lineage", {}).get("upgraded_from_schema") == 1:
+        # routerzoo 0.1 wrote no hash: such an artifact loads, and its lineage says it was not verified
+        config["lineage"]["weights_unverified"] = True
+    elif not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise ArtifactError(f"{cfg_path}: field 'weights_sha256' is {'missing' if sha is None else 'malformed'}: "
+                            "the weights cannot be verified; refusing to load")
+    else:
+        config["weights_sha256"] = sha
+    if not isinstance(kind := config.get("kind"), str):
+        raise ArtifactError(f"{cfg_path}: field 'kind' must be a string, got {kind!r}")
+    try:
+        get_kind(kind, role=found)
+    except UserError as exc:
+        raise ArtifactError(f"{cfg_path}: {exc}") from None
+    if not isinstance(config.get("config", {}), dict):
+        raise ArtifactError(f"{cfg_path}: field 'config' must be an object")
+    if not isinstance(config.get("lineage", {}), dict):
+        raise ArtifactError(f"{cfg_path}: field 'lineage' must be an object")
+    return config
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Read, check and (if old) upgrade ``config.json`` of router artifact directory ``path``."""
+    path = Path(path)
+    config = read_document(path, role="router")
+    cfg_path = path / CONFIG_FILE
     for key in ("kind", "models", "config", "cost_model", "policy"):
         if key not in config:
             raise ArtifactError(f"{cfg_path}: missing field '{key}'")
@@ -154,17 +247,45 @@ def read_config(path: str | os.PathLike) -> dict:
         raise ArtifactError(f"{cfg_path}: field 'models' must be a non-empty list of model names, got {models!r}")
     if len(set(models)) != len(models):
         raise ArtifactError(f"{cfg_path}: field 'models' names a model twice: {models}")
-    if not isinstance(config["kind"], str):
-        raise ArtifactError(f"{cfg_path}: field 'kind' must be a string, got {config['kind']!r}")
     encoder = config.get("encoder")
     if encoder is not None and not isinstance(encoder, str):
         raise ArtifactError(f"{cfg_path}: field 'encoder' must be a string or null, got {encoder!r}")
     qr = config.get("quality_range", [0.0, 1.0])
-    if not (isinstance(qr, list) and len(qr) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in qr) and qr[0] < qr[1]):
+    if not (isinstance(qr, list) and len(qr) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                          and math.isfinite(x) for x in qr) and qr[0] < qr[1]):
         raise ArtifactError(f"{cfg_path}: field 'quality_range' must be [low, high] with low < high, got {qr!r}")
-    if not isinstance(config.get("lineage", {}), dict):
-        raise ArtifactError(f"{cfg_path}: field 'lineage' must be an object")
     return config
+
+
+#: what each kind of tensor may hold (see :func:`check_values`); names not listed must be finite
+TENSOR_RANGES = {"quality": "quality", "mean_quality": "quality", "cost": "cost", "mean_cost": "cost"}
+
+
+def check_values(tensors: dict[str, np.ndarray], where: str, quality_range=(0.0, 1.0), ranges: dict | None = None) -> None:
+    """Refuse values no trained artifact holds, even under a recomputed hash.
+
+    ``quality`` tensors: inside ``quality_range`` (NaN = no outcome recorded); ``cost`` tensors:
+    >= 0 (NaN = unknown); every other float tensor (embeddings, network weights, ratings): finite.
+    ``ranges`` adds or overrides per-name rules (a kind's own ``tensor_ranges``); a name ending in
+    ``/quality`` or ``/cost`` (a member's or embedded scorer's tensor) follows its last part.
+    """
+    rules = TENSOR_RANGES | dict(ranges or {})
+    lo, hi = quality_range
+    for name, arr in tensors.items():
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        rule = rules.get(name) or rules.get(name.rsplit("/", 1)[-1].rsplit(".", 1)[-1], "finite")
+        known = arr[~np.isnan(arr)] if rule in ("quality", "cost") else arr
+        if rule == "any" or known.size == 0:
+            continue
+        if not np.isfinite(known).all():
+            raise ArtifactError(f"{where}: tensor {name!r} holds {'NaN or ' if rule == 'finite' else ''}infinite values; "
+                                "no trained artifact does: refusing to load")
+        if rule == "quality" and (known.min() < lo or known.max() > hi):
+            raise ArtifactError(f"{where}: tensor {name!r} holds quality {known.min():.4g}..{known.max():.4g} outside the "
+                                f"artifact's quality_range [{lo}, {hi}]: refusing to load")
+        if rule == "cost" and known.min() < 0:
+            raise ArtifactError(f"{where}: tensor {name!r} holds a negative cost ({known.min():.4g}): refusing to load")
 
 
 def read_weights(path: Path, expected_sha256: str | None) -> dict[str, np.ndarray]:
@@ -175,7 +296,7 @@ def read_weights(path: Path, expected_sha256: str | None) -> dict[str, np.ndarra
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise ArtifactError(f"{path}: {WEIGHTS_FILE} not found")
-    if expected_sha256 is not None and file_sha256(weights) != expected_sha256:
+    if expected_sha256 is not None and file_sha256(weights) != expected_sha256:  # None: a schema-1 router only
         raise ArtifactError(f"{weights}: sha256 does not match the one recorded in {CONFIG_FILE}: "
                             "the weights were modified or swapped after saving; refusing to load")
     try:
@@ -193,6 +314,8 @@ def build_router(config: dict, tensors: dict[str, np.ndarray], where: str):
     except UserError as exc:
         raise ArtifactError(f"{where}: {exc}") from None
     cls = spec.load_class()
+    check_values(tensors, f"{where}: weights", tuple(config.get("quality_range", (0.0, 1.0))),
+                 getattr(cls, "tensor_ranges", None))
     router_config = config_from_dict(spec.load_config(), config["config"], f"{where}: config")
     cost_model = CostModel.from_dict(config["models"], config["cost_model"], f"{where}: cost_model")
     policy = load_policy(config["policy"], where=f"{where}: policy")
@@ -213,8 +336,6 @@ def build_router(config: dict, tensors: dict[str, np.ndarray], where: str):
 def load_artifact(path: str | os.PathLike):
     """Load a router artifact directory (checked, never unpickled)."""
     path = Path(path)
-    if path.is_dir():
-        refuse_pickles(path)
     config = read_config(path)
     tensors = read_weights(path, config.get("weights_sha256"))
     router = build_router(config, tensors, str(path / CONFIG_FILE))

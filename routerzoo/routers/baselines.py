@@ -13,7 +13,7 @@ from routerzoo.routers.base import Router
 from routerzoo.routers.encoder import text_keys
 
 if TYPE_CHECKING:
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 
 @dataclass

@@ -149,6 +149,12 @@ class CostModel:
                 replace[j] = new
         return scale, replace
 
+    def unknown_models(self) -> list[str]:
+        """Models whose cost nothing tells: no training cost and no price in force (their predicted
+        cost is 0, so a cost weight, a cost target or a budget cannot act on them)."""
+        _, replace = self.reprice()
+        return [m for m, c, r in zip(self.models, self.mean_cost, replace, strict=True) if np.isnan(c) and np.isnan(r)]
+
     def predict(self, cost: np.ndarray | None, n: int) -> np.ndarray:
         """USD per prompt and model at the prices in force.
 

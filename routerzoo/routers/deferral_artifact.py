@@ -1,29 +1,34 @@
 """Deferral scorers on disk, and built from a kind name: ``config.json`` + ``weights.safetensors``.
 
-The layout matches router artifacts (nothing pickled; the weights' sha256 recorded in the config
-and checked on load)::
+The format and its checks are those of every artifact (:mod:`routerzoo.routers.artifact`; loaded
+through the one loader, :func:`routerzoo.routers.loader.load`)::
 
     schema_version  1
     role            "deferral"
     kind            registered deferral kind
     config          the kind's typed config
-    lineage         dataset, split, models the scorer was fitted for
+    lineage         dataset, split, models the scorer was fitted for, encoder fingerprint
     weights_sha256
+
+A policy that reads a scorer (a calibrated cascade, the MDP router) embeds it in its own artifact
+(:func:`scorer_section` / :func:`scorer_from_section`): its kind, config and lineage under
+``scorer`` and its tensors prefixed ``scorer/`` in the policy's weights, covered by one hash.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from routerzoo.errors import UserError
-from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError, read_weights, refuse_pickles
+from routerzoo.routers.artifact import ArtifactError, check_values, write_document
 from routerzoo.routers.typed_config import config_from_dict, config_to_dict
 
 DEFERRAL_SCHEMA_VERSION = 1
+#: prefix of an embedded scorer's tensors in a policy's weights
+SCORER_PREFIX = "scorer/"
 
 
 def make_deferral(kind: str, config: dict | None = None, where: str = "scorer"):
@@ -35,58 +40,64 @@ def make_deferral(kind: str, config: dict | None = None, where: str = "scorer"):
     return spec.load_class()(cfg)
 
 
+def deferral_config(scorer, lineage: dict | None = None) -> dict:
+    """``config.json`` content of ``scorer`` (without ``weights_sha256``)."""
+    from routerzoo import __version__
+
+    return {"schema_version": DEFERRAL_SCHEMA_VERSION, "role": "deferral", "kind": scorer.kind,
+            "config": config_to_dict(scorer.config), "lineage": dict(lineage or getattr(scorer, "lineage", None) or {}),
+            "routerzoo_version": __version__}
+
+
 def save_deferral(scorer, path: str | os.PathLike, *, lineage: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``scorer`` to directory ``path`` all-or-nothing; returns the path."""
-    from safetensors.numpy import save_file
-
-    from routerzoo import __version__
-    from routerzoo.data.fsutil import atomic_directory, file_sha256
-
-    path = Path(path)
-    tensors = {k: np.ascontiguousarray(v) for k, v in scorer.state().items()}
-    if not tensors:  # safetensors needs one tensor; every artifact keeps the same two files
-        tensors = {"unsupervised": np.zeros(1)}
-    config = {"schema_version": DEFERRAL_SCHEMA_VERSION, "role": "deferral", "kind": scorer.kind,
-              "config": config_to_dict(scorer.config), "lineage": lineage or {}, "routerzoo_version": __version__}
-    with atomic_directory(path, overwrite=overwrite, what="deferral scorer artifact") as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"kind": scorer.kind})
-        config["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return path
+    return write_document(path, deferral_config(scorer, lineage), scorer.state(), overwrite=overwrite,
+                          what="deferral scorer artifact")
 
 
-def load_deferral(path: str | os.PathLike):
-    """Load a deferral scorer artifact (checked, never unpickled)."""
-    path = Path(path)
-    cfg_path = path / CONFIG_FILE
-    if not path.is_dir() or not cfg_path.is_file():
-        raise ArtifactError(f"{path}: not a deferral scorer artifact (no {CONFIG_FILE})")
-    refuse_pickles(path)
+def build_deferral(config: dict, tensors: dict[str, np.ndarray], where: str):
+    """The scorer a checked ``config.json`` describes, with its weights loaded (the loader's deferral builder)."""
     try:
-        config = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{cfg_path}: cannot read ({exc})") from None
-    if not isinstance(config, dict) or config.get("role") != "deferral":
-        raise ArtifactError(f"{cfg_path}: field 'role' must be \"deferral\" (is this a router artifact?)")
-    version = config.get("schema_version")
-    if not isinstance(version, int) or version > DEFERRAL_SCHEMA_VERSION:
-        raise ArtifactError(f"{cfg_path}: schema version {version!r} is newer than this routerzoo reads "
-                            f"({DEFERRAL_SCHEMA_VERSION}); upgrade routerzoo")
-    try:
-        scorer = make_deferral(config.get("kind"), config.get("config"), where=str(cfg_path))
+        scorer = make_deferral(config.get("kind"), config.get("config"), where=where)
     except UserError as exc:
-        raise ArtifactError(f"{cfg_path}: {exc}") from None
-    tensors = read_weights(path, config.get("weights_sha256"))
+        raise ArtifactError(f"{where}: {exc}") from None
+    tensors = {k: v for k, v in tensors.items() if k != "empty"}
+    check_values(tensors, f"{where}: weights")
     try:
         scorer.load_state(tensors)
-    except (KeyError, ValueError) as exc:
-        raise ArtifactError(f"{path / WEIGHTS_FILE}: {exc}") from None
+    except ArtifactError:
+        raise
+    except (KeyError, ValueError, UserError) as exc:
+        raise ArtifactError(f"{where}: weights: {exc}") from None
     scorer.lineage = config.get("lineage") or {}
     return scorer
 
 
-def resolve_deferral(source: str, config: dict | None = None):
-    """A scorer from a registered kind name (with ``config``) or an artifact directory."""
+def load_deferral(path: str | os.PathLike, *, tracking_uri: str | None = None):
+    """Load a deferral scorer artifact (a folder or an MLflow URI; checked, never unpickled)."""
+    from routerzoo.routers.loader import load
+
+    return load(path, role="deferral", tracking_uri=tracking_uri)
+
+
+def scorer_section(scorer) -> tuple[dict, dict[str, np.ndarray]]:
+    """(``scorer`` section, prefixed tensors) embedding ``scorer`` in a policy's artifact."""
+    section = {"kind": scorer.kind, "config": config_to_dict(scorer.config), "lineage": getattr(scorer, "lineage", None) or {}}
+    return section, {SCORER_PREFIX + k: v for k, v in scorer.state().items()}
+
+
+def scorer_from_section(section, tensors: dict[str, np.ndarray], where: str):
+    """The scorer a policy artifact embeds (:func:`scorer_section`)."""
+    if not isinstance(section, dict) or not isinstance(section.get("kind"), str):
+        raise ArtifactError(f"{where}: field 'scorer' must be an object with the scorer's 'kind' and 'config'")
+    own = {k[len(SCORER_PREFIX):]: v for k, v in tensors.items() if k.startswith(SCORER_PREFIX)}
+    doc = {"kind": section["kind"], "config": section.get("config") or {}, "lineage": section.get("lineage") or {}}
+    return build_deferral(doc, own, f"{where}: scorer")
+
+
+def resolve_deferral(source: str, config: dict | None = None, *, tracking_uri: str | None = None):
+    """A scorer from a registered kind name (with ``config``), an artifact directory or an MLflow URI."""
+    from routerzoo.routers.loader import is_uri
     from routerzoo.routers.registry import KINDS
 
     spec = KINDS.get(source)
@@ -94,8 +105,8 @@ def resolve_deferral(source: str, config: dict | None = None):
         return make_deferral(source, config)
     if config:
         raise UserError(f"scorer_config applies to a deferral kind; {source!r} is not one (an artifact holds its own)")
-    if not Path(source).is_dir():
+    if not is_uri(source) and not Path(source).is_dir():
         from routerzoo.routers.registry import kinds
 
         raise UserError(f"scorer {source!r} is neither a deferral kind ({sorted(kinds('deferral'))}) nor a directory")
-    return load_deferral(source)
+    return load_deferral(source, tracking_uri=tracking_uri)

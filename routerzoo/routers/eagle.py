@@ -30,7 +30,7 @@ from routerzoo.routers.sw_elo import _embed_texts, _pairs, win_matrices
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 
 @dataclass

@@ -27,7 +27,7 @@ from routerzoo.routers.base import Router
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 #: Elo points per unit of rating (the chess convention: 400 points = 10:1 odds)
 ELO_SCALE = 400.0 / np.log(10.0)

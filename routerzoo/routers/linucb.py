@@ -30,7 +30,7 @@ from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router, check_prompts
 
 if TYPE_CHECKING:
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 EXPLORATION = ("ucb", "thompson")
 OFFLINE = ("replay", "full")

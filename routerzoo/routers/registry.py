@@ -100,6 +100,7 @@ KINDS: dict[str, KindSpec] = {
     "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation", trains_from=("outcomes", "pairs")),
     "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
     "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
+    "logreg": KindSpec("router", f"{_R}.logreg:LogRegConfig", f"{_R}.logreg:LogRegRouter", f"{_R}.logreg:fit_logreg", "one L2-regularised logistic regression per candidate on prompt embeddings (numpy, no Lightning)"),
     "linucb": KindSpec("router", f"{_R}.linucb:LinUCBConfig", f"{_R}.linucb:LinUCBRouter", f"{_R}.linucb:fit_linucb", "contextual bandit (LinUCB or Thompson sampling) on prompt embeddings: offline replay, then update() online"),
     # deferral scorers
     "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)", reads=("prompt", "response", "logprobs")),

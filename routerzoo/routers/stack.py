@@ -25,7 +25,7 @@ from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
 
 if TYPE_CHECKING:
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 _NOT_MEMBERS = ("stack", "oracle", "random")
 

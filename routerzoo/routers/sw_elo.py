@@ -30,7 +30,7 @@ from routerzoo.routers.elo import fit_ratings, pair_metrics
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
-    from routerzoo.training.context import FitContext
+    from routerzoo.routers.fit_context import FitContext
 
 
 @dataclass

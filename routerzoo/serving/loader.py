@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from routerzoo.errors import UserError
-from routerzoo.routers import Router, load_router
+from routerzoo.routers import Router, load, load_router
 
 log = logging.getLogger("routerzoo.serving")
 
@@ -172,5 +172,13 @@ def load_for_serving(source: str | os.PathLike, settings) -> LoadedRouter:
     if alias is not None:
         version = alias_version(*alias, tracking_uri)
         target = f"models:/{alias[0]}/{version}"
-    router = load_router(target, tracking_uri=tracking_uri)
+    router = load(target, tracking_uri=tracking_uri)  # any role: one that is not a router is told where it goes
+    if not isinstance(router, Router):
+        from routerzoo.errors import ConfigError
+        from routerzoo.routers.registry import get_kind
+
+        role = get_kind(router.kind).role
+        where = "cascade.policy" if role == "policy" else "cascade.scorer"
+        raise ConfigError(f"{source} is a {role} artifact ({router.kind}), not a router: serve it with `mode: cascade` "
+                          f"and `{where}: {source}` in --config")
     return prepare_router(router, settings, source=str(source), version=version)

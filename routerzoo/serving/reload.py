@@ -7,6 +7,11 @@ download), checked against the serve config, warmed with one prediction, and onl
 with one assignment, which is atomic for the event loop. Requests read the router once when they
 start and keep that object, so those in flight finish on the old router; a failed load leaves the
 old one serving.
+
+:class:`PolicyWatcher` does the same for a sequential policy served in ``mode: cascade`` from
+``cascade.policy: models:/NAME@ALIAS`` (a calibrated cascade or the MDP router): the new version is
+loaded by number through the one loader, checked against the backends, warmed with one ``begin``
+(the MDP router embeds the prompt) and swapped in with one assignment.
 """
 
 from __future__ import annotations
@@ -77,6 +82,10 @@ class AliasWatcher:
         self._task: asyncio.Task | None = None
         self._failed_version: str | None = None
 
+    def serving(self) -> str:
+        """What is in service now, for the log."""
+        return self.holder.current.label if self.holder.current else "nothing"
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-reload")
 
@@ -98,7 +107,7 @@ class AliasWatcher:
                 raise
             except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop the watcher
                 log.warning("hot reload of models:/%s@%s failed, still serving %s: %s", self.name, self.alias,
-                            self.holder.current.label if self.holder.current else "nothing", exc)
+                            self.serving(), exc)
                 if self.metrics is not None:
                     self.metrics.reloads.labels("error").inc()
 
@@ -127,6 +136,53 @@ class AliasWatcher:
         self.holder.swap(loaded)
         log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
                  version, current.version if current else "none")
+        if self.metrics is not None:
+            self.metrics.reloads.labels("swapped").inc()
+        return True
+
+
+class PolicyWatcher(AliasWatcher):
+    """Polls the registry and swaps in new versions of an aliased sequential policy (``mode: cascade``).
+
+    Args:
+        cascade: the :class:`~routerzoo.serving.cascade.CascadeServer` whose ``policy`` is swapped
+            (``cascade.config.policy`` is the ``models:/NAME@ALIAS`` followed).
+        settings: the serve config (interval, tracking URI, backends).
+        version: the version in service now ("" if unknown: the first poll then loads the alias's).
+        metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
+    """
+
+    def __init__(self, cascade, settings, version: str = "", metrics=None):  # noqa: D107 - the loop is AliasWatcher's
+        alias = parse_alias_uri(cascade.config.policy)
+        if alias is None:
+            raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {cascade.config.policy!r}")
+        self.name, self.alias = alias
+        self.settings, self.metrics, self.cascade, self.version = settings, metrics, cascade, version
+        self._task: asyncio.Task | None = None
+        self._failed_version: str | None = None
+
+    def serving(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else "the policy loaded at start-up"
+
+    async def check(self) -> bool:
+        """Poll once; load, check, warm and swap if the alias moved. Returns whether it swapped."""
+        from routerzoo.errors import ConfigError
+        from routerzoo.routers.loader import load
+
+        tracking_uri = self.settings.tracking_uri or None
+        version = await asyncio.to_thread(alias_version, self.name, self.alias, tracking_uri)
+        if version == self.version or version == self._failed_version:
+            return False
+        policy = await asyncio.to_thread(load, f"models:/{self.name}/{version}", role="policy", tracking_uri=tracking_uri)
+        missing = [m for m in policy.models if m not in self.settings.backends]
+        if missing:  # will not fit next time either: not retried every poll
+            self._failed_version = version
+            raise ConfigError(f"models:/{self.name}/{version} calls model(s) {missing} without a backend")
+        await asyncio.to_thread(policy.begin, "Warm-up: what is 2 + 2?")  # loads the encoder before traffic
+        old, self.cascade.policy = self.version, policy
+        self.version = version
+        log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
+                 version, old or "the start-up version")
         if self.metrics is not None:
             self.metrics.reloads.labels("swapped").inc()
         return True

@@ -6,12 +6,19 @@ included), never from predicted costs:
 
 1. one shared threshold swept over the scorer's score quantiles (:func:`threshold_grid`): the best
    point meeting the target (cost: the highest quality at mean cost <= target; quality: the lowest
-   cost at quality >= target; if none meets it, the point closest to the target);
+   cost at quality >= target). If none meets it the target is refused in one line, or with
+   ``--allow-miss`` the point closest to it is written with a warning;
 2. coordinate refinement: each stage's threshold in turn is moved over the same grid, keeping a
    move when the objective improves and the target still holds (two passes).
 
-The result is the ``cascade`` section of a serve config (chain, thresholds, scorer), with what it
-realises on the calibration split and on the test split next to the target.
+A quality target outside [0, 1] is refused, and so is a scorer whose inputs (the registry's
+``reads``) the calibration table lacks for a scored stage.
+
+The result is one self-contained, versioned cascade artifact (``--out DIR``: chain, thresholds,
+the deferral scorer embedded, the chain's prices, and the calibration record as lineage), loaded
+like every artifact (:func:`routerzoo.routers.loader.load`), served, registered and evaluated by
+itself; with what it realises on the calibration split and on the test split next to the target.
+``--out FILE.yaml`` still writes the old serve-config section that points at its scorer.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from pathlib import Path
 from routerzoo.errors import UserError
 from routerzoo.evaluation.sequential import _stage_scores, run_offline, threshold_grid
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
-from routerzoo.training.calibrate import Target
+from routerzoo.routers.registry import kinds
+from routerzoo.training.calibrate import Target, TargetMissed
+from routerzoo.training.train_deferral import check_reads
 
 
 @dataclass
@@ -87,7 +96,8 @@ def _better(target: Target, a: CascadeRealised, b: CascadeRealised | None) -> bo
 
 
 def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_matrix=None,
-                      split: str = "val", n_points: int = 24, passes: int = 2) -> CascadeCalibration:
+                      split: str = "val", n_points: int = 24, passes: int = 2,
+                      allow_miss: bool = False) -> CascadeCalibration:
     """Thresholds per stage meeting ``target`` on ``matrix`` (see the module docstring).
 
     Args:
@@ -99,6 +109,8 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
         split: the calibration split's name (for the report).
         n_points: thresholds tried per stage.
         passes: coordinate-refinement passes.
+        allow_miss: when no threshold meets the target, keep the closest point instead of raising
+            :class:`~routerzoo.training.calibrate.TargetMissed`.
     """
     if target.kind not in ("cost", "quality"):
         raise UserError(f"a cascade calibrates to a cost or a quality target, not {target.kind!r}")
@@ -108,6 +120,11 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
     missing = [m for m in chain if m not in matrix.models]
     if missing:
         raise UserError(f"chain model(s) {missing} are not in the dataset; its models: {list(matrix.models)}")
+    if target.kind == "quality" and not 0.0 <= target.value <= 1.0:
+        raise UserError(f"--target-quality {target.value:g}: quality is in [0, 1]")
+    if getattr(scorer, "kind", None) in kinds("deferral"):
+        for model in chain[:-1]:  # the stages whose answers the scorer judges
+            check_reads(scorer.kind, matrix, model, where=f"split {split!r}")
     grid = threshold_grid(_stage_scores(scorer, chain, matrix), n_points).tolist()
     stages = len(chain) - 1
     cache: dict[tuple, CascadeRealised] = {}
@@ -126,7 +143,12 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
             closest_th, gap = [t] * stages, miss
         if _meets(target, r) and _better(target, r, best):
             best_th, best = [t] * stages, r
-    if best_th is None:  # nothing meets the target: the closest point, and the report says so
+    if best_th is None:  # nothing meets the target: refused, or the closest point where the caller allows it
+        if not allow_miss:
+            figs = [r.figure(target) for r in cache.values()]
+            what = f"mean cost is at least ${min(figs):.6g}" if target.kind == "cost" else f"mean quality is at most {max(figs):.4f}"
+            raise TargetMissed(f"--target-{target.kind} {target.value:g}: out of reach; on split {split!r} the cascade's "
+                               f"{what} at any threshold; give a reachable target, or --allow-miss to write the closest point")
         th = closest_th
     else:
         th = list(best_th)
@@ -146,6 +168,28 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
     return CascadeCalibration(target, chain, [float(t) for t in th], cal, test)
 
 
+#: ``--out`` names with these suffixes get the old serve-config section instead of an artifact
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def cascade_artifact(scorer, res: CascadeCalibration, dataset) -> CascadePolicy:
+    """The calibrated cascade as a policy carrying its prices and calibration record (save it with ``.save``)."""
+    from routerzoo import __version__
+
+    policy = CascadePolicy(CascadeConfig(chain=list(res.chain), thresholds=list(res.thresholds)), scorer)
+    prices = (dataset.manifest.get("prices") or {}) if dataset is not None else {}
+    policy.prices = {m: {"input": float(p["input"]), "output": float(p["output"])} for m, p in prices.items()
+                     if m in res.chain and isinstance(p, dict) and p.get("input") is not None and p.get("output") is not None}
+    policy.lineage = {"dataset": getattr(dataset, "name", None),
+                      "dataset_sha256": (dataset.manifest.get("sha256") if dataset is not None else None),
+                      "calibration": res.to_dict(), "routerzoo_version": __version__}
+    metrics = {"calibration": asdict(res.calibration)}
+    if res.test is not None:
+        metrics["test"] = asdict(res.test)
+    policy.lineage["metrics"] = metrics
+    return policy
+
+
 # -- command line ----------------------------------------------------------------------------------
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``calibrate-cascade`` on the CLI's subparsers."""
@@ -163,9 +207,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
                    help="split the realised figure is reported on (default test)")
-    p.add_argument("--out", help="write the serve-config section (YAML: mode + cascade) here")
+    p.add_argument("--out", help="write the calibrated cascade here: a folder (a self-contained cascade artifact: chain, "
+                                 "thresholds, scorer, prices) or, for the old form, a .yaml serve-config section")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
+    p.add_argument("--allow-miss", action="store_true", help="when no thresholds meet the target, write the closest "
+                                                              "point with a warning instead of refusing")
     return p
 
 
@@ -186,8 +233,10 @@ def run(args) -> int:
     from routerzoo.routers.deferral_artifact import resolve_deferral
 
     value = args.target_cost if args.target_cost is not None else args.target_quality
-    if not math.isfinite(value) or (args.target_cost is not None and value <= 0):
-        raise UserError(f"the target must be a finite number (a cost > 0), got {value}")
+    if args.target_cost is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"--target-cost must be a positive number of USD, got {value}")
+    if args.target_quality is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UserError(f"--target-quality must be a quality in [0, 1], got {value}")
     target = Target("cost" if args.target_cost is not None else "quality", float(value))
     for path in (args.out, args.json_out):
         if path and Path(path).exists() and not args.overwrite:
@@ -200,7 +249,7 @@ def run(args) -> int:
     if len(cal_m) == 0:
         raise UserError(f"{args.data}: split {args.split!r} has no prompts")
     res = calibrate_cascade(scorer, chain, cal_m, target, test_matrix=test_m if test_m is not None and len(test_m) else None,
-                            split=args.split)
+                            split=args.split, allow_miss=args.allow_miss)
     c = res.calibration
     fmt = (lambda x: f"${x:.6g}") if target.kind == "cost" else (lambda x: f"{x:.4f}")
     print(f"thresholds {[round(t, 6) for t in res.thresholds]} for {' -> '.join(chain)} on {ds.name}[{c.split}] "
@@ -212,13 +261,24 @@ def run(args) -> int:
         rel = f" ({100 * (got - target.value) / target.value:+.1f}% vs target)" if target.value else ""
         print(f"{ds.name}[{t.split}] ({t.n_prompts} prompts): target {fmt(target.value)}, realised {fmt(got)}{rel}; "
               f"mean cost ${t.cost:.6g}, quality {t.quality:.4f}, {t.calls_per_prompt:.2f} calls/prompt")
-    if args.out:
+    if not _meets(target, c):
+        import sys
+
+        print(f"routerzoo: warning: {target.describe()} is out of reach on {ds.name}[{c.split}]; writing the closest "
+              "point (--allow-miss)", file=sys.stderr)
+    if args.out and Path(args.out).suffix.lower() in _SPEC_SUFFIXES:
         section = {"mode": "cascade", "cascade": {"chain": chain, "thresholds": res.thresholds, "scorer": args.scorer,
                                                   "scorer_config": {} if Path(args.scorer).is_dir() else
                                                   asdict(scorer.config)}}
         _write(Path(args.out), "# from routerzoo calibrate-cascade; merge into a serve config\n"
                + yaml.safe_dump(section, sort_keys=False), args.overwrite)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} (note: this spec points at its scorer; give --out a folder for a self-contained, "
+              "versioned cascade artifact)")
+    elif args.out:
+        policy = cascade_artifact(scorer, res, ds)
+        policy.save(args.out, overwrite=args.overwrite)
+        print(f"wrote cascade artifact {args.out} (serve it with `mode: cascade` and `cascade.policy: {args.out}` or a "
+              "models:/ URI after `routerzoo zoo register`)")
     if args.json_out:
         _write(Path(args.json_out), json.dumps(res.to_dict(), indent=2) + "\n", args.overwrite)
     return 0

@@ -17,6 +17,7 @@ import yaml
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig
+from routerzoo.training.cv import CVConfig
 from routerzoo.training.train import EVAL_SPLITS, TrackingConfig
 from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
 
@@ -27,8 +28,17 @@ to MLflow.
 Without --router (or a --config naming one) the default router is trained (kNN: it generalised
 best across datasets in bench/routing_quality.py).
 
+Every one-shot router trained on outcomes is cross-validated afterwards on train+val (--cv.folds,
+default 5; 0 disables; test is never used): CV mean ± sd of gap closed and AIQ, logged to MLflow and
+the artifact's lineage. The out-of-fold predictions choose the default policy: the cheapest cost
+weight that matches the best single model's quality (--cv.default_policy none keeps λ = 0).
+
+--router auto cross-validates candidate kinds (--auto.candidates) within --auto.time_limit seconds
+and keeps the one-standard-error choice, or a cross-fitted stack when CV says it is better.
+
 Examples:
   routerzoo train --data data/mmlu-pro --out routers/default
+  routerzoo train --router auto --data data/mmlu-pro --out routers/auto --auto.time_limit 600
   routerzoo train --router knn --data data/mmlu-pro --out routers/knn
   routerzoo train --config configs/routers/mlp.yaml --data data/mmlu-pro --out routers/mlp --router.hidden "[512]"
   routerzoo train --router mlp --data data/a --eval-data data/b --out routers/mlp-ab
@@ -90,7 +100,9 @@ def build_parser(kind: str):
     class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
         """jsonargparse's help with the description's examples kept line by line."""
 
-    config_cls = get_kind(kind, role="router").load_config()
+    from routerzoo.training.auto import AUTO, AutoConfig
+
+    config_cls = AutoConfig if kind == AUTO else get_kind(kind, role="router").load_config()
     parser = ArgumentParser(prog="routerzoo train", description=DESCRIPTION, exit_on_error=False, default_env=False,
                             formatter_class=HelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config file; command-line flags override its keys")
@@ -102,7 +114,11 @@ def build_parser(kind: str):
     parser.add_argument("--eval-split", type=str, default="test", help=f"split of --eval-data to evaluate on ({'|'.join(EVAL_SPLITS)})")
     parser.add_argument("--plot", type=str | None, default=None, help="write the --eval-data cost-quality plot (PNG) here")
     parser.add_argument("--seed", type=int, default=0, help="global random seed")
-    parser.add_class_arguments(config_cls, "router", help=f"hyper-parameters of the {kind!r} router")
+    if kind == AUTO:
+        parser.add_class_arguments(config_cls, "auto", help="automatic router selection by cross-validation")
+    else:
+        parser.add_class_arguments(config_cls, "router", help=f"hyper-parameters of the {kind!r} router")
+    parser.add_class_arguments(CVConfig, "cv", help="K-fold cross-validation on train+val, and the default policy chosen on it")
     parser.add_class_arguments(FeatureConfig, "features", help="prompt features (embedding encoder)")
     parser.add_class_arguments(TrackingConfig, "tracking", help="MLflow tracking")
     parser.add_class_arguments(TrainerConfig, "trainer", help="Lightning settings for Lightning-trained routers "
@@ -131,7 +147,10 @@ def main(argv: list[str]) -> int:
         from routerzoo.training.mdp_cli import main as mdp_main
 
         return mdp_main(argv)
-    get_kind(kind, role="router")  # unknown kind → clear error before building a parser
+    from routerzoo.training.auto import AUTO
+
+    if kind != AUTO:
+        get_kind(kind, role="router")  # unknown kind → clear error before building a parser
     parser = build_parser(kind)
     try:
         cfg = parser.parse_args(argv)
@@ -150,14 +169,22 @@ def main(argv: list[str]) -> int:
     from routerzoo.training.train import train_router
 
     result = train_router(
-        kind, init.router, cfg.data, cfg.out,
+        kind, init.auto if kind == AUTO else init.router, cfg.data, cfg.out,
         eval_data=cfg.eval_data, eval_split=cfg.eval_split,
         features=init.features, tracking=init.tracking, seed=cfg.seed, trainer=init.trainer,
-        resolved_config=resolved_dict, plot=cfg.plot, overwrite=cfg.overwrite,
+        resolved_config=resolved_dict, plot=cfg.plot, overwrite=cfg.overwrite, cv=init.cv,
     )
     if ddp_worker():  # rank 0 reports; a DDP worker only trained its share
         return 0
-    print(f"router {kind!r} written to {result.router_dir}")
+    if result.auto is not None:
+        from routerzoo.training.auto import format_table as auto_table
+
+        print(f"auto: {result.auto['folds']}-fold CV of {len(result.auto['candidates'])} candidates in "
+              f"{result.auto['search_s']:.0f} s; chosen ({result.auto['method']}): {result.auto['chosen']}")
+        print(auto_table(result.auto["candidates"], result.auto["chosen"]))
+    for line in result.notes:
+        print(line)
+    print(f"router {result.router.kind!r} written to {result.router_dir}")
     if result.run_id:
         print(f"MLflow run {result.run_id} (experiment {init.tracking.experiment!r})")
     if result.model_uri and result.registered_version:

@@ -206,25 +206,45 @@ def evaluate_mdp(policy: MDPPolicy, matrix) -> dict:
             "calls_per_prompt": float(r["n_calls"][k].mean())}
 
 
-def train_mdp(config: MDPConfig, data, out, *, overwrite: bool = False, seed: int = 0) -> tuple[MDPPolicy, Path, dict]:
-    """Fit on ``data``'s train split, evaluate on val and test, write the artifact to ``out``."""
+def _sequential_report(policy: MDPPolicy, matrix) -> dict:
+    """The report ``routerzoo eval`` gives the policy (AIQ of its point, gap closed), for tracking; {} if none."""
+    from routerzoo.evaluation.artifact_eval import evaluate_policy
+
+    try:
+        return evaluate_policy(policy, matrix)
+    except UserError:  # e.g. no prompt with every outcome: the point metrics above say so
+        return {}
+
+
+def train_mdp(config: MDPConfig, data, out, *, overwrite: bool = False, seed: int = 0,
+              tracking=None) -> tuple[MDPPolicy, Path, dict]:
+    """Fit on ``data``'s train split, evaluate on val and test, write the artifact to ``out``.
+
+    ``tracking``: a :class:`~routerzoo.training.train.TrackingConfig` to log the run, the artifact
+    and its pyfunc model to MLflow (and register it) as router training does; None: not tracked.
+    """
     from routerzoo.data.dataset import load_dataset
     from routerzoo.data.fsutil import check_output_dir
     from routerzoo.routers.policies.mdp import save_mdp
-    from routerzoo.training.train_deferral import DeferralFitContext
+    from routerzoo.training.train_deferral import DeferralFitContext, role_lineage, tracked_run
 
     check_output_dir(out, overwrite=overwrite, what="MDP router artifact")
     ds = load_dataset(data)
     if ds.outcomes is None:
         raise UserError(f"{data}: the MDP router trains on benchmark outcomes; this dataset has none")
-    ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), config.encoder, seed)
-    policy, metrics = fit_mdp(config, ctx)
-    policy._encoder = ctx._encoder  # reuse the loaded encoder for evaluation
-    for split in ("val", "test"):
-        m = ds.outcome_matrix(split)
-        if len(m):
-            metrics[split] = evaluate_mdp(policy, m)
-    lineage = {"dataset": ds.name, "dataset_sha256": ds.manifest.get("sha256"), "split": "train",
-               "metrics": {k: v for k, v in metrics.items() if k in ("val", "test", "n_prompts")}}
-    path = save_mdp(policy, out, lineage=lineage, overwrite=overwrite)
+    with tracked_run(tracking, "mdp", ds, config, seed) as run:
+        ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), config.encoder, seed)
+        policy, metrics = fit_mdp(config, ctx)
+        policy._encoder = ctx._encoder  # reuse the loaded encoder for evaluation
+        reports = {}
+        for split in ("val", "test"):
+            m = ds.outcome_matrix(split)
+            if len(m):
+                metrics[split] = evaluate_mdp(policy, m)
+                if run.run_id is not None:  # the full report (AIQ, gap closed) only where it is logged
+                    reports[split] = _sequential_report(policy, m)
+        lineage = role_lineage(ds, config.encoder, seed, run) | {
+            "fit_split": "train", "metrics": {k: v for k, v in metrics.items() if k in ("val", "test", "n_prompts")}}
+        path = save_mdp(policy, out, lineage=lineage, overwrite=overwrite)
+        run.log_result({k: v for k, v in metrics.items() if k not in reports}, reports, path)
     return policy, Path(path), metrics

@@ -19,6 +19,7 @@ from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig, FitContext
+from routerzoo.training.cv import CVConfig, CVResult
 from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
 
 EVAL_SPLITS = ("train", "val", "test", "all")
@@ -72,6 +73,9 @@ class TrainResult:
     reports: dict = field(default_factory=dict)
     model_uri: str | None = None
     registered_version: int | None = None
+    cv: CVResult | None = None
+    notes: list[str] = field(default_factory=list)
+    auto: dict | None = None
 
 
 def check_plot_path(plot: str | os.PathLike | None) -> None:
@@ -184,6 +188,7 @@ def train_router(
     plot: str | os.PathLike | None = None,
     overwrite: bool = False,
     trainer: TrainerConfig | None = None,
+    cv: CVConfig | None = None,
 ) -> TrainResult:
     """Train router ``kind`` on ``data``'s train split and write the artifact to ``out``.
 
@@ -196,12 +201,22 @@ def train_router(
         data: dataset directory.
         out: artifact directory to write (refused if it exists and is not empty, unless ``overwrite``).
         trainer: ``--trainer.*`` Lightning settings (devices, strategy, ...) for Lightning-trained routers.
+        cv: K-fold cross-validation on train+val after the fit (``--cv.*``; the CLI runs 5 folds by
+            default). None: off, except for ``kind="auto"`` (which chooses by CV: 5 folds).
+            With folds, the out-of-fold predictions also choose the default policy.
     """
     from routerzoo.data.fsutil import check_output_dir
+    from routerzoo.training.auto import AUTO, AutoConfig
     from routerzoo.zoo.tracking import TrainingRun
 
-    spec = get_kind(kind, role="router")
-    config_cls, fit = spec.load_config(), spec.load_fit()
+    is_auto = kind == AUTO
+    if is_auto:  # not a kind: a search over kinds whose result is one of them (or a stack)
+        spec, config_cls, fit, trains_from, uses_embeddings = None, AutoConfig, None, ("outcomes",), True
+    else:
+        spec = get_kind(kind, role="router")
+        config_cls, fit = spec.load_config(), spec.load_fit()
+        trains_from, uses_embeddings = spec.trains_from, spec.load_class().uses_embeddings
+    cv = cv if cv is not None else CVConfig(folds=5 if is_auto else 0)
     router_config = config_cls() if router_config is None else router_config
     if not isinstance(router_config, config_cls):
         raise TypeError(f"router {kind!r} takes a {config_cls.__name__}, got {type(router_config).__name__}")
@@ -222,20 +237,33 @@ def train_router(
     eval_dataset = load_dataset(eval_data) if eval_data is not None else None
     check_eval_dataset(dataset.models, eval_dataset, eval_split)
     ctx = build_context(dataset, features, seed, progress)
-    check_trains_from(kind, spec.trains_from, ctx)
+    check_trains_from(kind, trains_from, ctx)
     ctx.trainer = trainer
     from routerzoo.zoo.lineage import training_lineage
 
-    ctx.lineage.update(training_lineage(dataset, features.encoder if spec.load_class().uses_embeddings else None, seed))
+    ctx.lineage.update(training_lineage(dataset, features.encoder if uses_embeddings else None, seed))
 
-    with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed) as run:
+    with TrainingRun(tracking, kind, dataset, resolved_config or {}, features, seed, role="router") as run:
         ctx.lineage.update(run.lineage())
         ctx.logger = run.lightning_logger  # a factory: only Lightning fits import Lightning
         t0 = time.perf_counter()
-        router, fit_metrics = fit(router_config, ctx)
+        cv_result = folds = auto_info = None
+        if is_auto:
+            from routerzoo.training.auto import fit_auto
+
+            router, fit_metrics, cv_result, folds, auto_info = fit_auto(router_config, ctx, cv.folds, cv.seed, progress)
+        else:
+            router, fit_metrics = fit(router_config, ctx)
         timings = {"fit_s": time.perf_counter() - t0}
         if worker:
             return TrainResult(router, Path(out), None, {**fit_metrics, **timings})
+        if cv_result is None and cv.folds and can_cross_validate(spec, ctx):
+            from routerzoo.training.cv import run_cv
+
+            t1 = time.perf_counter()
+            cv_result, folds = run_cv(kind, router.config, ctx, cv, progress)
+            timings["cv_s"] = time.perf_counter() - t1
+        notes = after_cv(router, cv_result, folds, cv, fit_metrics)
         if ctx.encoder is not None and router.encoder is not None:
             router.set_encoder(ctx.encoder)  # its memory cache already holds the split's prompts
         reports = evaluate_after_fit(router, dataset, eval_dataset, eval_split)
@@ -243,25 +271,45 @@ def train_router(
         logged = run.log_result({**fit_metrics, **timings}, reports, router_dir,
                                 plot=plot, plot_title=f"{kind} on {eval_dataset.name} ({eval_split})" if eval_dataset else None)
     return TrainResult(router, Path(router_dir), run.run_id, {**fit_metrics, **timings}, reports,
-                       logged.get("model_uri"), logged.get("version"))
+                       logged.get("model_uri"), logged.get("version"), cv_result, notes, auto_info)
 
 
-def summary_metrics(report: dict) -> dict:
-    """The headline numbers of a report, flat, for MLflow metrics and tables."""
-    out: dict = {"n_prompts": report.get("n_prompts")}
-    if "aiq" in report:
-        out.update({
-            "aiq": report["aiq"]["router"],
-            "aiq_zero_router": report["aiq"]["zero_router"],
-            "aiq_oracle": report["aiq"]["oracle"],
-            "gap_closed": report["gap_closed"],
-            "best_single_quality": report["best_single"]["quality"],
-            "max_quality": report.get("max_quality"),
-        })
-    for key in ("apgr", "apgr_routellm", "cpt50", "cpt80", "cascade_auc"):
-        if report.get(key) is not None:
-            out[key] = report[key]
-    pairs = report.get("pairs")
-    if pairs:
-        out.update({"pair_accuracy": pairs.get("accuracy"), "pair_log_loss": pairs.get("log_loss"), "n_pairs": pairs.get("n_pairs")})
-    return out
+def can_cross_validate(spec, ctx: FitContext) -> bool:
+    """CV scores one-shot routers that learn from outcome tables, on a dataset that has them."""
+    return (spec.mode == "one-shot" and "outcomes" in spec.trains_from
+            and ctx.train is not None and len(ctx.train) > 0 and len(ctx.train) + len(ctx.val or []) >= 30)
+
+
+def after_cv(router: Router, result: CVResult | None, folds, cv: CVConfig, fit_metrics: dict) -> list[str]:
+    """Record the CV summary (metrics, lineage) and set the default policy from the out-of-fold predictions.
+
+    Returns the lines worth printing (the error-bar warning on small data, the default policy).
+    """
+    if result is None:
+        return []
+    from routerzoo.training.cv import error_bar_note, format_cv, lineage_entry
+
+    fit_metrics.update({k: v for k, v in result.summary().items() if v is not None})
+    router.lineage = dict(router.lineage, cv=lineage_entry(result, folds, cv))
+    notes = [format_cv(result)]
+    note = error_bar_note(result, folds.n)
+    if note:
+        notes.append(note)
+    if cv.default_policy == "match-best":
+        from routerzoo.training.default_policy import apply_default_policy, choose_default_policy
+
+        choice = choose_default_policy(result.oof_quality, result.oof_cost, folds.data.quality, folds.data.cost,
+                                       folds.fold, router.models)
+        if choice is None:
+            notes.append("default policy: λ = 0 (no cost weight reaches the best single model's quality out of fold)")
+        else:
+            apply_default_policy(router, choice)
+            fit_metrics.update({"default_cost_weight": choice.cost_weight, "default_cv_quality": choice.quality[0],
+                                "default_cv_cost": choice.cost[0]})
+            notes.append(choice.describe())
+    return notes
+
+
+# summary_metrics moved to routerzoo.evaluation.report (evaluation imports no training code);
+# re-exported here for callers of the old place
+from routerzoo.evaluation.report import summary_metrics  # noqa: E402,F401

@@ -6,6 +6,10 @@ the deferral curve to ``--next-model`` when given) and written as an artifact of
 routers (``config.json`` + ``weights.safetensors``, nothing pickled). Unsupervised kinds
 (``logprob-confidence``, ``consistency``) have nothing to fit; they are saved as configured, so a
 cascade can name the artifact directory like any other scorer.
+
+A table without what the kind reads per answer (the registry's ``reads``: token logprobs, response
+texts, k sampled responses) is refused before anything is fitted or written: scores computed from
+inputs that are not there are constant, and their AUROC of 0.5 would look like a result.
 """
 
 from __future__ import annotations
@@ -14,68 +18,60 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
+
+# re-exported from their old place: the fit contract moved beside the protocol, the metric to evaluation/
+from routerzoo.evaluation.deferral import evaluate_deferral
+from routerzoo.routers.fit_context import DeferralFitContext
 from routerzoo.routers.registry import get_kind
 
-
-@dataclass
-class DeferralFitContext:
-    """What a deferral fit reads.
-
-    Attributes:
-        train: training split outcomes (with responses / token logprobs).
-        val: validation split outcomes, or None.
-        encoder: sentence-transformers id for :meth:`embed` (scorers that read prompt embeddings).
-        seed: random seed.
-    """
-
-    train: object
-    val: object | None = None
-    encoder: str | None = None
-    seed: int = 0
-    _encoder: object | None = field(default=None, repr=False)
-
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        """(n, d) prompt embeddings (on-disk cache shared with router training)."""
-        if self._encoder is None:
-            from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder
-
-            self._encoder = Encoder(self.encoder or DEFAULT_ENCODER, show_progress=False, max_cached=None)
-        return self._encoder.encode(prompts)
+#: what each per-query input the registry declares (``reads``) needs in a benchmark table
+_READS_NEED = {"logprobs": "token logprobs", "response": "response texts",
+               "samples": "k sampled responses per answer (a table holds one response each)"}
 
 
-def evaluate_deferral(scorer, matrix, model: str = "", next_model: str = "") -> dict:
-    """AUROC of correctness (quality >= 0.5) of ``model``'s answers (every model's if empty), and with
-    ``next_model`` the deferral curve's AUC against the random and oracle orders."""
-    from routerzoo.evaluation.deferral import auroc, deferral_curve
-    from routerzoo.routers.token_quantile import answers_for_training
+def missing_reads(kind: str, matrix, model: str = "") -> list[str]:
+    """What deferral kind ``kind`` reads per query (the registry's ``reads``) that ``matrix`` holds for no
+    recorded answer of ``model`` (every model's when empty); [] when the table has it all."""
+    reads = get_kind(kind, role="deferral").reads
+    cols = [matrix.models.index(model)] if model in matrix.models else list(range(len(matrix.models)))
+    seen = list(zip(*np.nonzero(~np.isnan(matrix.quality[:, cols])), strict=True))
+    missing = []
+    for need in reads:
+        if need == "prompt":
+            continue
+        table = matrix.token_logprobs if need == "logprobs" else matrix.responses
+        values = [] if table is None else [table[i, cols[k]] for i, k in seen]
+        if need == "samples":
+            ok = any(isinstance(v, (list, tuple)) and len(v) >= 2 for v in values)
+        else:
+            ok = any(v is not None and (not hasattr(v, "__len__") or len(v) > 0) for v in values)
+        if not ok:
+            missing.append(_READS_NEED[need])
+    return missing
 
-    rows, cols, prompts, responses, lps, q = answers_for_training(matrix, model)
-    out: dict = {"n_answers": int(len(rows))}
-    if not len(rows):
-        return out
-    scores = np.asarray(scorer.predict(prompts, responses, lps), dtype=np.float64)
-    out["auroc"] = auroc(scores, q >= 0.5)
-    if next_model:
-        if next_model not in matrix.models:
-            raise UserError(f"--next-model {next_model!r} is not in the dataset; its models: {list(matrix.models)}")
-        k = matrix.models.index(next_model)
-        qn = matrix.quality[rows, k]
-        ok = ~np.isnan(qn)
-        if ok.any():
-            c = deferral_curve(scores[ok], q[ok], qn[ok])
-            out.update({"deferral_auc": c["auc"], "random_auc": c["random_auc"], "oracle_auc": c["oracle_auc"]})
-    return out
+
+def check_reads(kind: str, matrix, model: str = "", where: str = "dataset") -> None:
+    """One line when the table lacks what ``kind`` reads, so no scorer "trains" or is calibrated on
+    inputs that are not there (its scores would be constant: AUROC 0.5, a meaningless threshold)."""
+    missing = missing_reads(kind, matrix, model)
+    if missing:
+        whose = f"the answers of {model!r}" if model else "any answer"
+        raise UserError(f"{where}: the {kind!r} scorer reads {' and '.join(missing)}; the table has none for {whose} "
+                        "(generate answers with token logprobs with `routerzoo data generate`, or pick a scorer that "
+                        "reads what the table has)")
 
 
 def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: str | os.PathLike = "", *,
-                   next_model: str = "", overwrite: bool = False, seed: int = 0) -> tuple[object, Path, dict]:
+                   next_model: str = "", overwrite: bool = False, seed: int = 0, tracking=None) -> tuple[object, Path, dict]:
     """Fit deferral kind ``kind`` on ``data``'s train split, evaluate it on val and test, write ``out``.
+
+    ``tracking``: a :class:`~routerzoo.training.train.TrackingConfig` to log the run, the artifact and
+    its pyfunc model to MLflow (and register it) as router training does; None: not tracked.
 
     Returns:
         (scorer, artifact directory, metrics: fit metrics + ``val`` / ``test`` evaluations).
@@ -93,23 +89,68 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
     model = getattr(config, "model", "") or ""
     if model and model not in ds.models:
         raise UserError(f"--router.model {model!r} is not in the dataset; its models: {list(ds.models)}")
-    ctx = DeferralFitContext(ds.outcome_matrix("train"), ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
-    t0 = time.perf_counter()
-    if spec.fit is None:
-        scorer, metrics = spec.load_class()(config), {}
-    else:
-        np.random.seed(seed)
-        scorer, metrics = spec.load_fit()(config, ctx)
-    metrics["fit_s"] = time.perf_counter() - t0
-    next_model = next_model or getattr(config, "next_model", "") or ""
-    for split in ("val", "test"):
-        m = ds.outcome_matrix(split)
-        if len(m):
-            metrics[split] = evaluate_deferral(scorer, m, model, next_model)
-    lineage = {"dataset": ds.name, "dataset_sha256": ds.manifest.get("sha256"), "split": "train",
-               "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
-    path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
+    train_m = ds.outcome_matrix("train")
+    check_reads(kind, train_m, model, where=f"{data}[train]")
+    with tracked_run(tracking, kind, ds, config, seed) as run:
+        ctx = DeferralFitContext(train_m, ds.outcome_matrix("val"), getattr(config, "encoder", None), seed)
+        t0 = time.perf_counter()
+        if spec.fit is None:
+            scorer, metrics = spec.load_class()(config), {}
+        else:
+            np.random.seed(seed)
+            scorer, metrics = spec.load_fit()(config, ctx)
+        metrics["fit_s"] = time.perf_counter() - t0
+        next_model = next_model or getattr(config, "next_model", "") or ""
+        for split in ("val", "test"):
+            m = ds.outcome_matrix(split)
+            if len(m):
+                metrics[split] = evaluate_deferral(scorer, m, model, next_model)
+        lineage = role_lineage(ds, getattr(config, "encoder", None), seed, run) | {
+            "fit_split": "train", "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
+        path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
+        run.log_result(metrics, {k: v for k, v in metrics.items() if k in ("val", "test")}, path)
     return scorer, Path(path), metrics
+
+
+def tracked_run(tracking, kind: str, dataset, config, seed: int):
+    """The :class:`~routerzoo.zoo.tracking.TrainingRun` every role trains in (a no-op when ``tracking`` is None)."""
+    from routerzoo.routers.typed_config import config_to_dict
+    from routerzoo.training.train import TrackingConfig
+    from routerzoo.zoo.tracking import TrainingRun
+
+    return TrainingRun(tracking or TrackingConfig(enabled=False), kind, dataset,
+                       {"kind": kind, "router": config_to_dict(config)}, None, seed)
+
+
+def role_lineage(dataset, encoder: str | None, seed: int, run) -> dict:
+    """The lineage routers record (dataset, sources, prices, encoder fingerprint, code version) plus the run's."""
+    from routerzoo.zoo.lineage import training_lineage
+
+    return training_lineage(dataset, encoder, seed) | run.lineage()
+
+
+def split_tracking(rest: list[str]):
+    """(TrackingConfig or None, the other arguments): ``--tracking.FIELD VALUE`` flags turn tracking on."""
+    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.training.train import TrackingConfig
+
+    fields, other, i = {}, [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--tracking."):
+            other.append(arg)
+            i += 1
+            continue
+        name, sep, value = arg[len("--tracking."):].partition("=")
+        if not sep:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"{arg} needs a value")
+            value, i = rest[i + 1], i + 1
+        fields[name] = _parse_value(value)
+        i += 1
+    if not fields:
+        return None, other
+    return config_from_dict(TrackingConfig, fields, "--tracking"), other
 
 
 def _parse_value(text: str):
@@ -155,7 +196,8 @@ def main(kind: str, argv: list[str]) -> int:
 
     spec = get_kind(kind, role="deferral")
     p = argparse.ArgumentParser(prog="routerzoo train", description=f"Train the {kind!r} deferral scorer: "
-                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml).")
+                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml); "
+                                "--tracking.FIELD VALUE (e.g. --tracking.register NAME) logs the run to MLflow.")
     p.add_argument("--kind", default=kind)
     p.add_argument("--config", help="YAML with `kind:` and a `router:` mapping of config fields")
     p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs)")
@@ -164,13 +206,14 @@ def main(kind: str, argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--seed", type=int, default=0)
     known, rest = p.parse_known_args(argv)
+    tracking, rest = split_tracking(rest)
     fields = parse_router_fields(known.config, rest, kind)
     config = config_from_dict(spec.load_config(), fields, f"{kind} config")
     _, path, metrics = train_deferral(kind, config, known.data, known.out, next_model=known.next_model,
-                                      overwrite=known.overwrite, seed=known.seed)
+                                      overwrite=known.overwrite, seed=known.seed, tracking=tracking)
     print(f"deferral scorer {kind!r} written to {path}")
     print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=float))
     return 0
 
 
-__all__ = ["DeferralFitContext", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]
+__all__ = ["DeferralFitContext", "check_reads", "missing_reads", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]

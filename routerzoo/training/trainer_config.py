@@ -13,6 +13,42 @@ from dataclasses import dataclass
 
 from routerzoo.errors import ConfigError
 
+#: what Lightning accepts, spelled out so a typo is one line naming the flag before any encoding
+#: (Lightning itself would fail with a traceback after minutes of encoding)
+PRECISIONS = ("auto", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16")
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload",
+              "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3",
+              "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme", "xla", "xla_debug", "single_xla")
+_DDP_VARIANTS = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def _strategy_ok(name: str) -> bool:
+    if name in STRATEGIES:
+        return True
+    base, _, rest = name.partition("_find_unused_parameters_")
+    return base in _DDP_VARIANTS and rest in ("true", "false")
+
+
+def check_devices(devices, flag: str = "--trainer.devices") -> None:
+    """``devices`` as Lightning takes it: an int >= 1 or -1, "auto", a count or an id list like "0,1"."""
+    if isinstance(devices, bool):
+        raise ConfigError(f"{flag} must be a number, a list like '0,1', or 'auto', got {devices!r}")
+    if isinstance(devices, int):
+        if devices < 1 and devices != -1:
+            raise ConfigError(f"{flag} must be >= 1, -1 (all) or 'auto', got {devices}")
+        return
+    if isinstance(devices, (list, tuple)):
+        if not devices or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
+            raise ConfigError(f"{flag} as a list names device ids >= 0, got {devices!r}")
+        return
+    text = str(devices).strip()
+    if text == "auto":
+        return
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() or (p == "-1" and len(parts) == 1) for p in parts) or (len(parts) == 1 and parts[0] == "0"):
+        raise ConfigError(f"{flag} must be a number >= 1, -1 (all), a list of device ids like '0,1', or 'auto', got {devices!r}")
+
 
 @dataclass
 class TrainerConfig:
@@ -34,8 +70,15 @@ class TrainerConfig:
     num_nodes: int = 1
 
     def __post_init__(self):
-        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
-            raise ConfigError(f"--trainer.devices must be >= 1, -1 (all) or 'auto', got {self.devices}")
+        if self.devices is not None:
+            check_devices(self.devices)
+        if self.precision is not None and str(self.precision) not in PRECISIONS:
+            raise ConfigError(f"--trainer.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.strategy is not None and not _strategy_ok(str(self.strategy)):
+            raise ConfigError(f"--trainer.strategy must be one of {list(STRATEGIES)} (or a ddp variant with "
+                              f"_find_unused_parameters_true/false), got {self.strategy!r}")
+        if isinstance(self.num_nodes, bool) or not isinstance(self.num_nodes, int):
+            raise ConfigError(f"--trainer.num_nodes must be an integer >= 1, got {self.num_nodes!r}")
         if self.num_nodes < 1:
             raise ConfigError(f"--trainer.num_nodes must be >= 1, got {self.num_nodes}")
         if self.accelerator is not None and self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
@@ -48,6 +91,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is None:
                 value = getattr(config, name, None)
+            if name == "precision" and value == "auto" and not hasattr(config, "precision"):
+                continue  # "auto" is resolved by routers with a precision of their own; others take Lightning's default
             if value is not None:
                 out[name] = value
         return out

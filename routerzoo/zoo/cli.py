@@ -4,7 +4,8 @@
     routerzoo zoo show NAME[@ALIAS|/VERSION]
     routerzoo zoo register RUN_ID|ROUTER_DIR --name NAME [--alias A]
     routerzoo zoo compare NAME/1 NAME/2 ... --data DIR [--split test] [--plot OUT.png]
-    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR] [--force]
+    routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR
+                                                        [--min-improvement X] [--confidence 0.95]] [--force]
     routerzoo zoo rm NAME[/VERSION|@ALIAS] [--force]
 
 Every subcommand takes ``--tracking-uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -30,8 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     show = zsub.add_parser("show", parents=[common], help="a model's versions, or one version's lineage and metrics")
     show.add_argument("ref", metavar="NAME[@ALIAS|/VERSION]")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    reg = zsub.add_parser("register", parents=[common], help="register a run's router or a router directory")
-    reg.add_argument("source", metavar="RUN_ID|ROUTER_DIR")
+    reg = zsub.add_parser("register", parents=[common], help="register a run's artifact or an artifact directory "
+                                                             "(router, deferral scorer, cascade or MDP router)")
+    reg.add_argument("source", metavar="RUN_ID|ARTIFACT_DIR")
     reg.add_argument("--name", required=True, help="registered model name")
     reg.add_argument("--alias", help="point NAME@ALIAS at the new version (e.g. challenger)")
     cmp_ = zsub.add_parser("compare", parents=[common], help="evaluate versions on the same data (table, plot, run)")
@@ -43,9 +46,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pro.add_argument("ref", metavar="NAME/VERSION")
     pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
     pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on --data")
-    pro.add_argument("--metric", default="gap_closed", help="gate metric (default gap_closed; aiq, apgr, pair_accuracy, ...)")
+    pro.add_argument("--metric", help="gate metric (default by role: gap_closed for routers, auroc for deferral scorers, "
+                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
+    pro.add_argument("--min-improvement", type=float, default=0.0,
+                     help="the gate's paired-bootstrap lower bound must exceed this (default 0)")
+    pro.add_argument("--confidence", type=float, default=0.95, help="level of the paired interval (default 0.95)")
     pro.add_argument("--force", action="store_true", help="promote even if not better (recorded as a version tag)")
     rm = zsub.add_parser("rm", parents=[common], help="remove a version, a model, or an alias")
     rm.add_argument("ref", metavar="NAME[/VERSION|@ALIAS]")
@@ -79,13 +86,19 @@ def _print_show(args) -> int:
         aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(info["aliases"].items())) or "none"
         print(f"{info['name']}: {len(info['versions'])} version(s); aliases {aliases}")
         for v in info["versions"]:
-            gap = v["metrics"].get("eval_gap_closed") or v["metrics"].get("val_gap_closed") or "-"
+            # each role's headline: gap closed (routers), AUROC (deferral scorers), AIQ (policies)
+            names = {"gap_closed": "gap closed", "auroc": "AUROC", "aiq": "AIQ"}
+            head = next(((names[metric], v["metrics"][f"{split}_{metric}"]) for metric in names
+                         for split in ("eval", "test", "val", "calibration") if f"{split}_{metric}" in v["metrics"]),
+                        ("gap closed", "-"))
             tag = " ".join("@" + a for a in v["aliases"])
-            print(f"  v{v['version']:<4} {v['created']}  dataset {v['dataset'] or '-'}  gap closed {gap}  run {v['run_id']}  {tag}")
+            print(f"  v{v['version']:<4} {v['created']}  dataset {v['dataset'] or '-'}  {head[0]} {head[1]}  run {v['run_id']}  {tag}")
         return 0
     print(f"{info['name']}/{info['version']}  {' '.join('@' + a for a in info['aliases']) or '(no alias)'}")
-    print(f"kind {info['kind']}  encoder {info['encoder'] or '-'}  run {info['run_id']}  registered {info['created']}")
-    print("candidates and training prices (USD per 1M tokens in/out):")
+    print(f"{info['role']} kind {info['kind']}  encoder {info['encoder'] or '-'}  run {info['run_id']}  "
+          f"registered {info['created']}" + (f"  scorer {info['scorer']}" if info.get("scorer") else ""))
+    if info["candidates"]:
+        print("candidates and training prices (USD per 1M tokens in/out):")
     for m in info["candidates"]:
         p = info["prices"].get(m) or {}
         price = f"{p.get('input')}/{p.get('output')}" if p else "-"
@@ -104,7 +117,11 @@ def _print_show(args) -> int:
 
 
 def _register(args) -> int:
-    from routerzoo.zoo.registry_ops import register
+    from routerzoo.zoo.registry_ops import check_alias, check_model_name, register
+
+    check_model_name(args.name, "--name")
+    if args.alias is not None:
+        check_alias(args.alias, "--alias")
 
     version = register(args.source, args.name, alias=args.alias, tracking_uri=args.tracking_uri)
     print(f"registered {args.name}/{version}" + (f" as @{args.alias}" if args.alias else ""))
@@ -125,11 +142,16 @@ def _compare(args) -> int:
 
 
 def _promote(args) -> int:
-    from routerzoo.zoo.registry_ops import PromotionRefused, promote
+    from routerzoo.zoo.registry_ops import PromotionRefused, check_alias, promote
+
+    check_alias(args.alias, "--alias")
+    if args.if_better_than is not None:
+        check_alias(args.if_better_than, "--if-better-than")
 
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
-                         split=args.split, force=args.force, tracking_uri=args.tracking_uri)
+                         split=args.split, force=args.force, tracking_uri=args.tracking_uri,
+                         min_improvement=args.min_improvement, confidence=args.confidence)
     except PromotionRefused as exc:
         print(f"routerzoo: {exc}", file=sys.stderr)
         return 1  # the gate worked: not a usage error, but not a promotion either
@@ -137,12 +159,16 @@ def _promote(args) -> int:
     line = f"promoted {args.ref} to @{args.alias}"
     if record.get("metric") and record.get("incumbent") is not None:
         line += (f": {record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for "
-                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f})")
+                 f"{name}/{record['incumbent_version']} (delta {record['delta']:+.4f}"
+                 + (f", {record['confidence']:.0%} paired CI [{record['ci'][0]:+.4f}, {record['ci'][1]:+.4f}]"
+                    if record.get("ci") else "") + ")")
     elif record.get("note"):
         line += f" ({record['note']})"
     if record["forced"]:
         line += " [forced: recorded as tag routerzoo.promotion.forced]"
     print(line)
+    if record.get("warning"):
+        print(f"routerzoo: warning: {record['warning']}", file=sys.stderr)
     return 0
 
 
@@ -165,4 +191,11 @@ def main(argv: list[str]) -> int:
     if args.zoo_command is None:
         zoo.print_help(sys.stderr)
         return 2
-    return COMMANDS[args.zoo_command](args)
+    from routerzoo.zoo.registry_ops import check_tracking_uri, registry_errors
+
+    # an unreachable server fails here in seconds, not after MLflow's minutes of silent retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    uri = check_tracking_uri(args.tracking_uri)
+    with registry_errors(f"zoo {args.zoo_command}", uri):
+        return COMMANDS[args.zoo_command](args)

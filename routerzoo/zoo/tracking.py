@@ -125,23 +125,28 @@ def log_default_plot(reports: dict, title: str | None = None) -> None:
 class TrainingRun:
     """The MLflow side of one training run, as a context manager.
 
-    Opens a run (unless tracking is off) with the router kind, dataset and version as tags, logs
-    parameters, the resolved config and the dataset manifest on entry; :meth:`log_result` logs fit
-    metrics, evaluation reports, the optional plot, the artifact and the pyfunc model, and registers
-    it. With tracking off every method is a no-op, so the training code has no branches for it.
+    The same for every role (routers, deferral scorers, policies). Opens a run (unless tracking is
+    off) with the kind, role, dataset and version as tags, logs parameters, the resolved config and
+    the dataset manifest on entry; :meth:`log_result` logs fit metrics, evaluation reports, the
+    optional plot, the artifact and the pyfunc model, and registers it. With tracking off every
+    method is a no-op, so the training code has no branches for it.
 
     Args:
         tracking: a :class:`routerzoo.training.train.TrackingConfig`.
-        kind: router kind.
+        kind: the registered kind.
         dataset: the training :class:`~routerzoo.data.dataset.RoutingDataset`.
         resolved: the resolved command-line / YAML config (logged as ``config.json``).
-        features: the feature config (logged as params).
+        features: the feature config (logged as params), or None for kinds without one.
         seed: global seed.
     """
 
-    def __init__(self, tracking, kind: str, dataset, resolved: dict, features, seed: int):
+    def __init__(self, tracking, kind: str, dataset, resolved: dict, features, seed: int, role: str | None = None):
+        from routerzoo.routers.registry import get_kind
+
         self.tracking = tracking
         self.kind = kind
+        # ``role`` for what is trained but is no registered kind (``auto``: a search whose result is a router)
+        self.role = role or get_kind(kind).role
         self.dataset = dataset
         self.resolved = resolved
         self.features = features
@@ -157,15 +162,17 @@ class TrainingRun:
         from routerzoo import __version__
 
         t = self.tracking
-        tags = {"routerzoo.router": self.kind, "routerzoo.dataset": self.dataset.name,
+        tags = {"routerzoo.router": self.kind, "routerzoo.role": self.role, "routerzoo.dataset": self.dataset.name,
                 "routerzoo.dataset_sha256": str(self.dataset.manifest.get("sha256")), "routerzoo.version": __version__}
         self._ctx = run(t.experiment, run_name=t.run_name or self.kind, tags=tags, uri=t.tracking_uri)
         active = self._ctx.__enter__()
         self.run_id = active.info.run_id
         import mlflow
 
-        mlflow.log_params(flatten({"router": self.kind, "config": self.resolved.get("router", {}),
-                                   "features": asdict(self.features), "seed": self.seed}))
+        params = {"router": self.kind, "config": self.resolved.get("router", {}), "seed": self.seed}
+        if self.features is not None:
+            params["features"] = asdict(self.features)
+        mlflow.log_params(flatten(params))
         mlflow.log_text(json.dumps(self.resolved, indent=2, default=str), "config.json")
         mlflow.log_dict(self.dataset.manifest, "dataset/dataset.json")
         return self
@@ -191,7 +198,10 @@ class TrainingRun:
                             tracking_uri=resolve_tracking_uri(self.tracking.tracking_uri), run_id=self.run_id)
 
     def log_result(self, fit_metrics: dict, reports: dict, router_dir, plot=None, plot_title: str | None = None) -> dict:
-        """Log metrics, reports, plot, artifact and pyfunc model; register. Returns {"model_uri", "version"}."""
+        """Log metrics, reports, plot, artifact and pyfunc model; register. Returns {"model_uri", "version"}.
+
+        ``router_dir``: the artifact directory of any role (logged under its role's folder).
+        """
         if plot is not None and "eval" in reports:
             from routerzoo.evaluation.plot import plot_report
 
@@ -200,7 +210,7 @@ class TrainingRun:
             return {}
         import mlflow
 
-        from routerzoo.training.train import summary_metrics
+        from routerzoo.evaluation.report import summary_metrics
 
         log_metrics(fit_metrics)
         for name, report in reports.items():
@@ -210,21 +220,23 @@ class TrainingRun:
             mlflow.log_artifact(str(plot), "reports")
         else:
             log_default_plot(reports, plot_title)
-        mlflow.log_artifacts(str(router_dir), "router")
-        from routerzoo.routers.artifact import read_config
+        from routerzoo.routers.artifact import read_document
+        from routerzoo.routers.loader import ARTIFACT_DIRS
         from routerzoo.zoo.lineage import lineage_tags, metric_tags
 
-        lineage = read_config(router_dir).get("lineage", {})
+        doc = read_document(router_dir)
+        mlflow.log_artifacts(str(router_dir), ARTIFACT_DIRS[doc["role"]])
+        lineage = doc.get("lineage", {})
         mlflow.log_dict(lineage, "lineage.json")
         headline = {f"{name}_{k}": v for name, report in reports.items() for k, v in summary_metrics(report).items()}
         tags = lineage_tags(lineage) | metric_tags(headline)
         mlflow.set_tags(tags)
         if not self.tracking.log_model:
             return {}
-        from routerzoo.zoo.pyfunc import log_router_model, set_alias
+        from routerzoo.zoo.pyfunc import log_model, set_alias
 
         t = self.tracking
-        info = log_router_model(router_dir, registered_name=t.register)
+        info = log_model(router_dir, registered_name=t.register)
         version = info.registered_model_version
         if version is not None:  # the version shows what it was trained on without opening the run
             client = mlflow.MlflowClient()

@@ -192,6 +192,10 @@ def _read_json_records(path: Path) -> list[tuple[int, object]]:
     return list(enumerate(data, start=1))
 
 
+#: the longest CSV field read (characters): 2**31 - 1, the csv module's largest on every platform
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
 def _csv_header(raw: str, sep: str, file: str) -> list[str]:
     """Check a CSV's structure; returns its header.
 
@@ -199,6 +203,10 @@ def _csv_header(raw: str, sep: str, file: str) -> list[str]:
     fields must be closed and the file must end with a line break (or a closed quote): a file cut
     short in its last row fails here instead of importing a shortened value.
     """
+    # the csv module refuses fields over 128 KiB by default; a long prompt or response is valid CSV
+    # (pandas, which reads the values, has no such limit)
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(io.StringIO(raw, newline=""), delimiter=sep, strict=True)
     header: list[str] | None = None
     row = 0
@@ -209,6 +217,13 @@ def _csv_header(raw: str, sep: str, file: str) -> list[str]:
             if header is None:
                 header = record
                 seen: set[str] = set()
+                other = next((c for c in (";", "\t", "|") if c != sep and len(header) == 1 and c in header[0]), None)
+                if other is not None:
+                    named = {";": "semicolon", "\t": "tab", "|": "pipe"}[other]
+                    hint = "name it .tsv" if other == "\t" else f"save it with {'commas' if sep == ',' else 'tabs'}"
+                    raise StructureError(f"the header is one column holding {other!r}: the file looks {named}-separated, "
+                                         f"but a {Path(file).suffix or 'CSV'} file is read as "
+                                         f"{'comma' if sep == ',' else 'tab'}-separated; {hint}", file=file)
                 for name in header:
                     if name in seen and name != "":
                         raise StructureError(f"column {name!r} appears twice in the header", file=file, field=name)
@@ -221,6 +236,9 @@ def _csv_header(raw: str, sep: str, file: str) -> list[str]:
                     + (" (the row is cut short: is the file truncated?)" if len(record) < len(header) else ""),
                     file=file, row=row)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise StructureError(f"a field is longer than {CSV_FIELD_LIMIT} characters", file=file,
+                                 row=row + 1 if header is not None else None) from None
         raise StructureError(f"cannot parse CSV ({exc}): a quoted field is not closed (is the file truncated?)",
                              file=file, row=row + 1 if header is not None else None) from None
     if header is None:

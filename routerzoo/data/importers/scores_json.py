@@ -9,7 +9,8 @@ Input: ``.json`` files holding a list of records, or ``.jsonl`` files with one r
      "responses": {"gpt-4o": "Canberra.", "llama-3.1-8b": "Sydney."}}
 
 Required: ``question`` (the prompt) and ``scores`` (model -> number in [0, 1]; a null score means
-the model was not run and is left out). Optional: ``id`` (default: first 16 hex digits of
+the model was not run and is left out; a ``NaN`` score, cost or token count is an error naming the
+record, never read as missing). Optional: ``id`` (default: first 16 hex digits of
 sha256(question)), ``category``, ``costs`` (model -> USD), ``tokens`` (model -> ``{"input": n,
 "output": n}`` or ``[input, output]``), ``responses`` (model -> answer text). Other keys are
 errors.
@@ -22,6 +23,8 @@ An ``id`` repeated within a file is an error naming file, row and field.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -43,6 +46,12 @@ from routerzoo.errors import DataError
 NAME = "scores-json"
 SUMMARY = "JSON / JSONL records {question, scores: {model: score}, costs?, tokens?, responses?}"
 KEYS = ("id", "question", "category", "scores", "costs", "tokens", "responses")
+
+
+def _no_nan(value, what: str, instead: str, file: str, row: int, field: str) -> None:
+    """A JSON ``NaN`` literal is refused: read as "missing" it would silently drop a score or re-price a cost."""
+    if isinstance(value, float) and math.isnan(value):
+        raise DataError(f"{what} is NaN; write {instead}", file=file, row=row, field=field)
 
 
 def _mapping(rec: dict, key: str, file: str, row: int) -> dict:
@@ -69,6 +78,7 @@ def _tokens(value, file: str, row: int, field: str) -> tuple[float | None, float
         raise DataError("tokens must be {\"input\": n, \"output\": n} or [input, output]", file=file, row=row, field=field)
     out = []
     for v, part in ((tin, "input"), (tout, "output")):
+        _no_nan(v, "token count", "leave it out to count it from the text", file, row, f"{field}.{part}")
         v = as_number(v, file=file, row=row, field=f"{field}.{part}", allow_none=True)
         if v is not None and v < 0:
             raise DataError(f"token count must be >= 0, got {v!r}", file=file, row=row, field=f"{field}.{part}")
@@ -107,6 +117,8 @@ def read(paths, options: ImportOptions) -> ImportResult:
             responses = _mapping(rec, "responses", file, row)
             category = rec.get("category")
             for model, score in scores.items():
+                _no_nan(score, "score", "null for a model that was not run", file, row, f"scores.{model}")
+                _no_nan(costs.get(model), "cost", "leave it out to price the tokens", file, row, f"costs.{model}")
                 q = as_number(score, file=file, row=row, field=f"scores.{model}", allow_none=True)
                 if q is None:
                     continue

@@ -11,7 +11,6 @@ from routerzoo.errors import ConfigError
 from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.prediction import Prediction
 
-
 #: Utilities this close to the best (relative to max(1, |best|)) count as tied. Prompt embeddings are
 #: float32: the same text encoded in another batch (other padding), from the disk cache or on another
 #: CPU differs by ~1e-7, and predicted qualities by about as much. Without a tolerance such noise

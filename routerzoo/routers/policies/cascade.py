@@ -64,6 +64,11 @@ class CascadeConfig:
                 raise ConfigError(f"thresholds[{k}] must be a finite number, got {v!r}")
         self.thresholds = [float(v) for v in t]
 
+    @property
+    def models(self) -> list[str]:
+        """The models the cascade may call (its chain): what every sequential policy's config names."""
+        return list(self.chain)
+
 
 class _CascadeSteps(Steps):
     """Stage k calls ``chain[k]``; an answer scoring at least ``thresholds[k]`` (or the last stage's)
@@ -121,6 +126,10 @@ class CascadePolicy(SequentialPolicy):
             raise ConfigError("a cascade needs a deferral scorer to decide when to escalate")
         super().__init__(config)
         self.scorer = scorer
+        #: training prices of the chain (model -> {"input", "output"} USD per 1M tokens), when calibrated
+        self.prices: dict[str, dict[str, float]] = {}
+        #: calibration target, data and what it realised (a calibrated cascade's record)
+        self.lineage: dict = {}
 
     @property
     def needs_logprobs(self) -> bool:
@@ -205,3 +214,55 @@ class CascadePolicy(SequentialPolicy):
     def to_dict(self) -> dict[str, Any]:
         """Kind, config and the scorer's own ``{"kind", "config"}``."""
         return {"kind": self.kind, "config": asdict(self.config), "scorer": self.scorer.to_dict()}
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.config.chain)
+
+    # -- artifact: one self-contained folder (chain, thresholds, the scorer embedded, prices) --------
+    def artifact(self, lineage: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+        """(``config.json`` content, tensors) of this cascade, its scorer embedded."""
+        from routerzoo import __version__
+        from routerzoo.routers.deferral_artifact import scorer_section
+
+        scorer, tensors = scorer_section(self.scorer)
+        doc = {"schema_version": CASCADE_SCHEMA_VERSION, "role": "policy", "kind": self.kind, "config": asdict(self.config),
+               "scorer": scorer, "prices": dict(self.prices), "lineage": dict(lineage if lineage is not None else self.lineage),
+               "routerzoo_version": __version__}
+        return doc, tensors
+
+    def save(self, path, *, lineage: dict | None = None, overwrite: bool = False):
+        """Write the cascade as an artifact folder, all-or-nothing; returns the path."""
+        from routerzoo.routers.artifact import write_document
+
+        doc, tensors = self.artifact(lineage)
+        return write_document(path, doc, tensors, overwrite=overwrite, what="cascade artifact")
+
+    @classmethod
+    def from_artifact(cls, doc: dict, tensors: dict[str, np.ndarray], where: str) -> CascadePolicy:
+        """The cascade a checked ``config.json`` describes (the loader's policy builder)."""
+        from routerzoo.routers.artifact import ArtifactError
+        from routerzoo.routers.cost import _price_pair
+        from routerzoo.routers.deferral_artifact import scorer_from_section
+        from routerzoo.routers.typed_config import config_from_dict
+
+        config = config_from_dict(CascadeConfig, doc.get("config") or {}, f"{where}: config")
+        if "scorer" not in doc:
+            raise ArtifactError(f"{where}: missing field 'scorer' (a cascade artifact embeds its deferral scorer)")
+        policy = cls(config, scorer_from_section(doc["scorer"], tensors, where))
+        prices = doc.get("prices") or {}
+        if not isinstance(prices, dict):
+            raise ArtifactError(f"{where}: field 'prices' must be an object, got {prices!r}")
+        try:
+            policy.prices = {m: dict(zip(("input", "output"), _price_pair(p, m, f"{where}: prices"), strict=True))
+                             for m, p in prices.items()}
+        except UserError as exc:
+            raise ArtifactError(str(exc)) from None
+        unknown = sorted(set(policy.prices) - set(config.chain))
+        if unknown:
+            raise ArtifactError(f"{where}: prices name model(s) {unknown} outside the chain {config.chain}")
+        policy.lineage = doc.get("lineage") or {}
+        return policy
+
+
+CASCADE_SCHEMA_VERSION = 1

@@ -19,7 +19,6 @@ looked up in a benchmark table) or against real backends, and is evaluated with
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -144,6 +143,7 @@ class MDPPolicy(SequentialPolicy):
         self.params = params
         self.scorer = scorer
         self._encoder = None
+        self.lineage: dict = {}
 
     # -- the Q-function -------------------------------------------------------------------------------
     def reduce(self, emb: np.ndarray) -> np.ndarray:
@@ -157,6 +157,11 @@ class MDPPolicy(SequentialPolicy):
         h = np.maximum(feats @ p["w1"].T + p["b1"], 0.0)
         h = np.maximum(h @ p["w2"].T + p["b2"], 0.0)
         return h @ p["w3"].T + p["b3"]
+
+    @property
+    def models(self) -> list[str]:
+        """The models it may call."""
+        return list(self.config.models)
 
     def embed(self, prompts: list[str]) -> np.ndarray:
         if self._encoder is None:
@@ -234,6 +239,13 @@ class MDPPolicy(SequentialPolicy):
     def to_dict(self) -> dict:
         return {"kind": self.kind, "config": asdict(self.config)}
 
+    @classmethod
+    def from_artifact(cls, doc: dict, tensors: dict[str, np.ndarray], where: str) -> MDPPolicy:
+        return mdp_from_artifact(doc, tensors, where)
+
+    def save(self, path: str | os.PathLike, *, lineage: dict | None = None, overwrite: bool = False) -> Path:
+        return save_mdp(self, path, lineage=lineage, overwrite=overwrite)
+
 
 class _MDPSteps(Steps):
     """The greedy Q-policy for one prompt; a model whose backend failed is never chosen again."""
@@ -276,52 +288,60 @@ MDP_SCHEMA_VERSION = 1
 _PARAMS = ("pca_mean", "pca_components", "w1", "b1", "w2", "b2", "w3", "b3")
 
 
+def mdp_config(policy: MDPPolicy, lineage: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(``config.json`` content, tensors) of an MDP router; its scorer, if any, is embedded."""
+    from routerzoo import __version__
+    from routerzoo.routers.deferral_artifact import scorer_section
+
+    cfg = {"schema_version": MDP_SCHEMA_VERSION, "role": "policy", "kind": "mdp", "config": asdict(policy.config),
+           "lineage": dict(lineage if lineage is not None else policy.lineage), "routerzoo_version": __version__}
+    tensors = {k: policy.params[k] for k in _PARAMS}
+    if policy.scorer is not None:  # self-contained: the scorer travels inside, not as a path to a folder
+        cfg["scorer"], scorer_tensors = scorer_section(policy.scorer)
+        tensors |= scorer_tensors
+    return cfg, tensors
+
+
 def save_mdp(policy: MDPPolicy, path: str | os.PathLike, *, lineage: dict | None = None, overwrite: bool = False) -> Path:
     """``config.json`` + ``weights.safetensors`` (nothing pickled), written all-or-nothing."""
-    from safetensors.numpy import save_file
+    from routerzoo.routers.artifact import write_document
 
-    from routerzoo import __version__
-    from routerzoo.data.fsutil import atomic_directory, file_sha256
-    from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE
-
-    path = Path(path)
-    cfg = {"schema_version": MDP_SCHEMA_VERSION, "role": "policy", "kind": "mdp", "config": asdict(policy.config),
-           "lineage": lineage or {}, "routerzoo_version": __version__}
-    with atomic_directory(path, overwrite=overwrite, what="MDP router artifact") as tmp:
-        save_file({k: np.ascontiguousarray(policy.params[k]) for k in _PARAMS}, str(tmp / WEIGHTS_FILE))
-        cfg["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-    return path
+    cfg, tensors = mdp_config(policy, lineage)
+    return write_document(path, cfg, tensors, overwrite=overwrite, what="MDP router artifact")
 
 
-def load_mdp(path: str | os.PathLike) -> MDPPolicy:
-    """Load an MDP router artifact (checked, never unpickled); its scorer is resolved as configured."""
-    from routerzoo.routers.artifact import CONFIG_FILE, ArtifactError, read_weights, refuse_pickles
+def mdp_from_artifact(doc: dict, tensors: dict[str, np.ndarray], where: str) -> MDPPolicy:
+    """The MDP router a checked ``config.json`` and its tensors describe (the loader's policy builder)."""
+    from routerzoo.routers.artifact import ArtifactError, check_values
     from routerzoo.routers.typed_config import config_from_dict
 
-    path = Path(path)
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise ArtifactError(f"{path}: not an MDP router artifact (no {CONFIG_FILE})")
-    refuse_pickles(path)
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{cfg_path}: cannot read ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "mdp":
-        raise ArtifactError(f"{cfg_path}: field 'kind' must be \"mdp\"")
-    config = config_from_dict(MDPConfig, doc.get("config") or {}, f"{cfg_path}: config")
-    tensors = read_weights(path, doc.get("weights_sha256"))
+    config = config_from_dict(MDPConfig, doc.get("config") or {}, f"{where}: config")
     missing = [k for k in _PARAMS if k not in tensors]
     if missing:
-        raise ArtifactError(f"{path}: weights lack tensor(s) {missing}")
+        raise ArtifactError(f"{where}: weights lack tensor(s) {missing}")
     params = {k: np.asarray(tensors[k], dtype=np.float64) for k in _PARAMS}
+    check_values(params, f"{where}: weights")
     m = len(config.models)
     if params["w3"].shape[0] != m + 1:
-        raise ArtifactError(f"{path}: Q-network has {params['w3'].shape[0]} outputs for {m} models (+ accept)")
+        raise ArtifactError(f"{where}: Q-network has {params['w3'].shape[0]} outputs for {m} models (+ accept)")
+    if m < 1:
+        raise ArtifactError(f"{where}: config.models is empty; an MDP router calls at least one model")
     scorer = None
-    if config.scorer:
+    if "scorer" in doc:
+        from routerzoo.routers.deferral_artifact import scorer_from_section
+
+        scorer = scorer_from_section(doc["scorer"], tensors, where)
+    elif config.scorer:  # written before scorers were embedded: resolved as configured
         from routerzoo.routers.deferral_artifact import resolve_deferral
 
         scorer = resolve_deferral(config.scorer)
-    return MDPPolicy(config, params, scorer)
+    policy = MDPPolicy(config, params, scorer)
+    policy.lineage = doc.get("lineage") or {}
+    return policy
+
+
+def load_mdp(path: str | os.PathLike, *, tracking_uri: str | None = None):
+    """Load a sequential policy artifact (the MDP router or a calibrated cascade) from a folder or URI."""
+    from routerzoo.routers.loader import load
+
+    return load(path, role="policy", tracking_uri=tracking_uri)

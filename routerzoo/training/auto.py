@@ -1,0 +1,313 @@
+"""``routerzoo train --router auto``: pick the router for this dataset by K-fold cross-validation.
+
+No kind is best everywhere, and a single validation split picks wrongly, so ``auto`` does what
+AutoML tools do for tabular data:
+
+1. every candidate (a kind, or ``kind:key=value`` for a kind with a fixed setting, such as
+   ``knn:k=40``) is cross-validated on train+val (:mod:`routerzoo.training.cv`) within
+   ``time_limit`` seconds; a candidate the budget cuts short is left out;
+2. the **one-standard-error rule** picks the first candidate (candidates are listed simplest
+   first) whose mean gap closed is within one standard error of the best mean;
+3. a **cross-fitted stack** of the best few distinct embedding kinds is scored by CV as well: its
+   weights (non-negative, summing to one, least squares on the observed outcomes) are fitted on
+   the out-of-fold predictions of K−1 folds, shrunk toward the best member, and scored on the
+   held-out fold's out-of-fold predictions. The
+   stack is chosen only if its CV mean beats the best single candidate's;
+4. the choice is refit on the full train split (validation for early stopping), as ``routerzoo
+   train`` does for that kind, and the stack's weights are fitted on all out-of-fold predictions.
+
+The result is a normal artifact (the chosen kind, or a ``stack``) whose lineage holds the CV table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import yaml
+
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.training.context import FitContext
+from routerzoo.training.cv import CVResult, Folds, cross_validate, score
+
+AUTO = "auto"
+
+#: Simplest first (the one-SE rule prefers earlier entries: a kNN with more neighbours is the smoother
+#: model); each is cheap enough to cross-validate on full MMLU-Pro on 2 CPU cores.
+DEFAULT_CANDIDATES = ["best-single", "knn:k=300", "knn:k=100", "knn:k=30", "knn:k=10", "cluster", "sw-elo", "mf", "mlp"]
+
+
+@dataclass
+class AutoConfig:
+    """Automatic router selection by K-fold cross-validation (``--cv.folds`` folds).
+
+    Attributes:
+        candidates: router kinds to try, simplest first; ``kind:key=value[,key=value]`` fixes settings
+            of a kind (``knn:k=40``). The one-SE rule prefers earlier entries.
+        time_limit: seconds for the whole search, refit included; a candidate whose folds would not
+            fit in the remaining time is left out (the table says so).
+        method: "stack" (a cross-fitted stack when CV says it beats every single candidate, else the
+            one-SE choice) or "select" (the one-SE choice only).
+        max_members: at most this many members (best CV means, one per kind) in the stack.
+        shrinkage: weight pulled from the fitted stack weights toward the best member (0: none,
+            1: the best member alone); guards against weights tuned to noise.
+        step: grid step of the stack weight search on the simplex.
+    """
+
+    candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CANDIDATES))
+    time_limit: float = 900.0
+    method: str = "stack"
+    max_members: int = 4
+    shrinkage: float = 0.3
+    step: float = 0.05
+
+    def __post_init__(self):
+        if not self.candidates:
+            raise ConfigError("--auto.candidates must name at least one router kind")
+        if self.time_limit <= 0:
+            raise ConfigError(f"--auto.time_limit must be > 0 seconds, got {self.time_limit}")
+        if self.method not in ("stack", "select"):
+            raise ConfigError(f"--auto.method must be 'stack' or 'select', got {self.method!r}")
+        if self.max_members < 1:
+            raise ConfigError(f"--auto.max_members must be >= 1, got {self.max_members}")
+        if not 0 <= self.shrinkage <= 1:
+            raise ConfigError(f"--auto.shrinkage must be in [0, 1], got {self.shrinkage}")
+        if not 0 < self.step <= 1 or abs(round(1 / self.step) - 1 / self.step) > 1e-9:
+            raise ConfigError(f"--auto.step must be in (0, 1] with 1/step an integer, got {self.step}")
+        for c in self.candidates:
+            parse_candidate(c)
+
+
+def parse_candidate(name: str) -> tuple[str, object]:
+    """``"knn:k=40"`` → ("knn", KNNConfig(k=40)); ``"mf"`` → ("mf", MFConfig())."""
+    from routerzoo.routers.registry import get_kind
+    from routerzoo.routers.typed_config import config_from_dict
+
+    kind, _, rest = str(name).partition(":")
+    if kind in (AUTO, "oracle", "stack"):
+        raise ConfigError(f"--auto.candidates: {kind!r} cannot be a candidate")
+    try:
+        spec = get_kind(kind, role="router")
+    except UserError as exc:
+        raise ConfigError(f"--auto.candidates: {exc}") from None
+    if spec.mode != "one-shot" or "outcomes" not in spec.trains_from:
+        raise ConfigError(f"--auto.candidates: {kind!r} does not learn one-shot routing from benchmark outcomes")
+    values: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--auto.candidates: {name!r}: settings are key=value, e.g. knn:k=40")
+        values[key.strip()] = yaml.safe_load(value)
+    try:
+        return kind, config_from_dict(spec.load_config(), values, f"--auto.candidates[{name!r}]")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def one_se_choice(results: list[CVResult]) -> CVResult:
+    """The first (simplest) result whose mean gap closed is within one standard error of the best."""
+    scored = [r for r in results if r.mean() is not None]
+    best = max(scored, key=lambda r: r.mean())
+    bar = best.mean() - (best.se() or 0.0)
+    return next(r for r in scored if r.mean() >= bar)
+
+
+def fit_weights(q: np.ndarray, tq: np.ndarray, step: float, shrinkage: float) -> np.ndarray:
+    """Simplex weights (K,) of K members' predicted quality (K, n, m), shrunk toward the best member.
+
+    The weights minimise the squared error of the combined quality on the observed outcomes
+    (Breiman's stacked regression, non-negative and summing to one): smooth in the weights, so it
+    is far less noisy than searching the routing metric itself, and cheap enough for a fine grid.
+    """
+    from routerzoo.routers.stack import simplex_grid
+
+    k = q.shape[0]
+    obs = ~np.isnan(tq)
+    y = tq[obs]
+    x = q[:, obs]  # (K, n_observed)
+    eye = np.eye(k)
+    mse = lambda w: float(np.mean((w @ x - y) ** 2))  # noqa: E731
+    best_member = int(np.argmin([mse(eye[i]) for i in range(k)]))
+    grid = simplex_grid(k, step)
+    errors = np.mean((grid @ x - y) ** 2, axis=1)
+    best_w = grid[int(np.argmin(errors))]
+    return (1 - shrinkage) * best_w + shrinkage * eye[best_member]
+
+
+def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig) -> tuple[CVResult, np.ndarray]:
+    """CV of the stack (weights fitted on the other folds' out-of-fold predictions) and its final weights."""
+    data = folds.data
+    ok = ~np.isnan(data.quality).any(axis=1)
+    for r in members:
+        ok &= np.isfinite(r.oof_quality).all(axis=1) & np.isfinite(r.oof_cost).all(axis=1)
+    q = np.stack([r.oof_quality for r in members])
+    c = np.stack([r.oof_cost for r in members])
+    tq, tc = data.quality, np.nan_to_num(data.cost, nan=0.0)
+    from routerzoo.training.cv import FoldResult
+
+    fold_results = []
+    oq, oc = np.full_like(members[0].oof_quality, np.nan), np.full_like(members[0].oof_cost, np.nan)
+    for f in range(folds.k):
+        inner, held = ok & (folds.fold != f), ok & (folds.fold == f)
+        if held.sum() < 2 or inner.sum() < 2:
+            continue
+        t0 = time.perf_counter()
+        w = fit_weights(q[:, inner], tq[inner], config.step, config.shrinkage)
+        hq, hc = np.tensordot(w, q[:, held], axes=1), np.tensordot(w, c[:, held], axes=1)
+        oq[held], oc[held] = hq, hc
+        gap, aiq = score(hq, hc, tq[held], tc[held], data.models)
+        fold_results.append(FoldResult(f, int(held.sum()), gap, aiq, time.perf_counter() - t0))
+    weights = fit_weights(q[:, ok], tq[ok], config.step, config.shrinkage)
+    name = "stack(" + "+".join(r.name for r in members) + ")"
+    return CVResult(name, fold_results, oq, oc, True), weights
+
+
+def _stack_members(scored: list[CVResult], kinds: dict[str, str], config: AutoConfig) -> list[CVResult]:
+    """The best candidate of each distinct embedding kind, best CV means first, at most max_members."""
+    from routerzoo.routers.registry import get_kind
+
+    seen, out = set(), []
+    for r in sorted(scored, key=lambda r: -r.mean()):
+        kind = kinds[r.name]
+        if kind in seen or not get_kind(kind, role="router").load_class().uses_embeddings:
+            continue
+        seen.add(kind)
+        out.append(r)
+    return out[:config.max_members]
+
+
+def table_rows(results: list[CVResult], skipped: dict[str, str]) -> list[dict]:
+    rows = [{"candidate": r.name, "gap_closed_mean": r.mean(), "gap_closed_sd": r.sd(), "gap_closed_se": r.se(),
+             "aiq_mean": r.mean("aiq"), "aiq_sd": r.sd("aiq"), "folds": len(r.folds), "complete": r.complete,
+             "fit_s": float(sum(f.fit_s for f in r.folds))} for r in results]
+    rows += [{"candidate": name, "skipped": why} for name, why in skipped.items()]
+    return rows
+
+
+def format_table(rows: list[dict], chosen: str) -> str:
+    lines = ["candidate                          CV gap closed (mean ± sd)   AIQ (mean ± sd)      fit s"]
+    for r in rows:
+        mark = "*" if r["candidate"] == chosen else " "
+        if "skipped" in r:
+            lines.append(f"{mark} {r['candidate']:<32} skipped: {r['skipped']}")
+            continue
+        g, gs = r["gap_closed_mean"], r["gap_closed_sd"]
+        a, as_ = r["aiq_mean"], r["aiq_sd"]
+        gtxt = "-" if g is None else f"{100 * g:6.1f}%" + (f" ± {100 * gs:4.1f}" if gs is not None else "")
+        atxt = "-" if a is None else f"{a:.4f}" + (f" ± {as_:.4f}" if as_ is not None else "")
+        lines.append(f"{mark} {r['candidate']:<32} {gtxt:<27} {atxt:<20} {r['fit_s']:.1f}")
+    return "\n".join(lines)
+
+
+def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, progress: bool = False):
+    """Cross-validate the candidates, choose, refit. Returns (router, metrics, chosen CVResult, Folds, info)."""
+    from routerzoo.routers.registry import get_kind
+
+    if folds_k < 3:
+        raise ConfigError("--router auto chooses by cross-validation: give --cv.folds 3 or more")
+    start = time.monotonic()
+    # leave a share of the budget for refitting the choice on the full train split
+    deadline = start + 0.8 * config.time_limit
+    parsed = {name: parse_candidate(name) for name in config.candidates}
+    ctx.require_outcomes(AUTO)
+    folds = Folds(ctx, folds_k, seed)
+    if any(get_kind(k, role="router").load_class().uses_embeddings for k, _ in parsed.values()):
+        folds.embeddings()  # encode once, with its own progress bar, before the fold bar starts
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(parsed) * folds_k, unit="fold", desc="auto", dynamic_ncols=True)
+    results: list[CVResult] = []
+    skipped: dict[str, str] = {}
+    slowest = 0.0  # seconds of the slowest fold run so far, of any candidate
+    try:
+        for index, (name, (kind, cfg)) in enumerate(parsed.items()):
+            # a candidate's first fold cannot be cut short: start none that the slowest fold so far
+            # says would overrun (a proxy; the folds of a candidate are stopped once they would)
+            if time.monotonic() + slowest >= deadline:
+                skipped[name] = "time limit"
+                if bar is not None:
+                    bar.update((index + 1) * folds_k - bar.n)
+                continue
+
+            def on_fold(f, name=name):
+                if bar is not None:
+                    bar.set_description(f"auto: {name} fold {f + 1}/{folds_k}")
+                    if f:
+                        bar.update(1)
+
+            try:
+                r = cross_validate(name, kind, cfg, folds, deadline=deadline, on_fold=on_fold)
+            except UserError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                skipped[name] = str(exc).splitlines()[0]
+                r = None
+            if bar is not None:
+                bar.update((index + 1) * folds_k - bar.n)
+            if r is None:
+                continue
+            slowest = max([slowest] + [f.fit_s for f in r.folds])
+            if not r.complete:
+                skipped[name] = f"time limit after {len(r.folds)} of {folds_k} folds"
+                continue
+            results.append(r)
+    finally:
+        if bar is not None:
+            bar.close()
+    scored = [r for r in results if r.mean() is not None]
+    if not scored:
+        raise UserError(f"--router auto: no candidate finished its {folds_k} folds within --auto.time_limit "
+                        f"{config.time_limit:g} s ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    chosen = one_se_choice(scored)
+    method = "one-se"
+    stack_result, weights, members = None, None, []
+    kinds = {name: kind for name, (kind, _) in parsed.items()}
+    if config.method == "stack":
+        members = _stack_members(scored, kinds, config)
+        if len(members) > 1:
+            stack_result, weights = cross_fitted_stack(members, folds, config)
+            best_mean = max(r.mean() for r in scored)
+            if stack_result.mean() is not None and stack_result.mean() > best_mean:
+                chosen, method = stack_result, "stack"
+    rows = table_rows(results + ([stack_result] if stack_result is not None else []), skipped)
+
+    if method == "stack":
+        router, fit_metrics = _refit_stack(members, weights, parsed, ctx)
+    else:
+        kind, cfg = parsed[chosen.name]
+        router, fit_metrics = get_kind(kind, role="router").load_fit()(cfg, ctx)
+    info = {"method": method, "chosen": chosen.name, "folds": folds_k, "time_limit": config.time_limit,
+            "search_s": time.monotonic() - start, "candidates": rows}
+    if weights is not None and method == "stack":
+        info["weights"] = {r.name: float(w) for r, w in zip(members, weights, strict=True)}
+    metrics = {f"chosen.{k}": v for k, v in fit_metrics.items()}
+    for r in rows:
+        key = r["candidate"].replace(":", ".").replace("=", "").replace(",", ".").replace("(", "_").replace(")", "").replace("+", "_")
+        if "skipped" not in r:
+            metrics[f"auto.{key}.cv_gap_closed_mean"] = r["gap_closed_mean"]
+            metrics[f"auto.{key}.cv_gap_closed_sd"] = r["gap_closed_sd"]
+            metrics[f"auto.{key}.cv_aiq_mean"] = r["aiq_mean"]
+    metrics["auto.search_s"] = info["search_s"]
+    router.lineage = dict(router.lineage, auto=info)
+    return router, metrics, chosen, folds, info
+
+
+def _refit_stack(members: list[CVResult], weights: np.ndarray, parsed: dict, ctx: FitContext):
+    """Each stack member refit on the full train split; the weights from the out-of-fold predictions."""
+    from routerzoo.routers.registry import get_kind
+    from routerzoo.routers.stack import StackConfig, StackRouter
+
+    fitted, metrics = [], {}
+    for r in members:
+        kind, cfg = parsed[r.name]
+        member, m = get_kind(kind, role="router").load_fit()(cfg, ctx)
+        fitted.append(member)
+        metrics.update({f"{kind}.{k}": v for k, v in m.items()})
+    config = StackConfig(members=[m.kind for m in fitted], member_configs={m.kind: asdict(m.config) for m in fitted})
+    router = StackRouter(config, **ctx.router_kwargs(encoder=True))
+    router.set_members(fitted, weights)
+    metrics.update({f"weight.{m.kind}": float(w) for m, w in zip(fitted, weights, strict=True)})
+    return router, metrics

@@ -1,0 +1,133 @@
+"""``routerzoo train --router auto``: candidates cross-validated, the one-SE choice or a cross-fitted stack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.training.auto import AutoConfig, fit_weights, one_se_choice, parse_candidate
+from routerzoo.training.cv import CVConfig, CVResult, FoldResult
+
+
+def _result(name: str, gaps: list[float]) -> CVResult:
+    folds = [FoldResult(i, 10, g, 0.5, 0.0) for i, g in enumerate(gaps)]
+    return CVResult(name, folds, np.zeros((1, 2)), np.zeros((1, 2)))
+
+
+def test_one_se_rule_prefers_the_simpler_candidate_within_one_standard_error():
+    simple = _result("simple", [0.20, 0.22, 0.18])        # mean 0.20
+    best = _result("complex", [0.21, 0.27, 0.18])         # mean 0.22, se ≈ 0.026
+    assert one_se_choice([simple, best]).name == "simple"
+    far = _result("complex", [0.30, 0.31, 0.29])          # mean 0.30, se ≈ 0.006
+    assert one_se_choice([simple, far]).name == "complex"
+
+
+def test_stack_weights_favour_the_informative_member_and_shrink_toward_it():
+    rng = np.random.default_rng(0)
+    n = 200
+    tq = (rng.random((n, 2)) < np.array([0.5, 0.8])).astype(float)
+    good = tq + rng.normal(0, 0.3, tq.shape)        # knows the outcomes
+    noise = rng.random(tq.shape)                     # knows nothing
+    q = np.stack([noise, good])
+    tq[0, 0] = np.nan  # an unobserved outcome is ignored
+    w = fit_weights(q, tq, step=0.25, shrinkage=0.0)
+    assert w[1] > w[0] and np.isclose(w.sum(), 1) and (w >= 0).all()
+    assert np.allclose(fit_weights(q, tq, step=0.25, shrinkage=1.0), [0, 1])
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(candidates=["nope"]), "unknown router"),
+    (dict(candidates=["oracle"]), "cannot be a candidate"),
+    (dict(candidates=["knn:k"]), "key=value"),
+    (dict(candidates=["knn:k=0"]), "router.k"),
+    (dict(time_limit=0), "time_limit"),
+    (dict(method="vote"), "method"),
+])
+def test_bad_auto_settings_are_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        AutoConfig(**bad)
+
+
+def test_candidate_settings_are_typed():
+    kind, cfg = parse_candidate("knn:k=40,temperature=0.5")
+    assert kind == "knn" and cfg.k == 40 and cfg.temperature == 0.5
+
+
+def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
+    from routerzoo.routers import load_router
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    config = AutoConfig(candidates=["best-single", "knn:k=20", "cluster"], time_limit=120)
+    result = train_router("auto", config, topic_dataset, tmp_path / "auto", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=3))
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    info = saved["lineage"]["auto"]
+    names = [r["candidate"] for r in info["candidates"]]
+    assert names[:3] == ["best-single", "knn:k=20", "cluster"]
+    assert all(r["folds"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
+    assert saved["kind"] in ("knn", "cluster", "stack") and saved["kind"] == result.router.kind
+    if info["method"] == "one-se":  # the rule itself is tested above; best-single cannot be within 1 SE here
+        assert info["chosen"] in names[1:3]
+    else:
+        assert set(info["weights"]) <= {"knn:k=20", "cluster"}
+    assert saved["lineage"]["cv"]["candidate"] == info["chosen"]
+    assert load_router(tmp_path / "auto").route(["Solve for x: 3x + 1 = 7."])[0] in saved["models"]
+
+
+def test_auto_out_of_time_is_one_line(topic_dataset, tmp_path):
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    with pytest.raises(UserError, match="time_limit") as exc:
+        train_router("auto", AutoConfig(candidates=["knn:k=20"], time_limit=1e-6), topic_dataset, tmp_path / "a",
+                     tracking=TrackingConfig(enabled=False), progress=False, cv=CVConfig(folds=3))
+    assert "\n" not in str(exc.value)
+
+
+def test_auto_cli_prints_the_table(topic_dataset, tmp_path, capsys):
+    from routerzoo.cli import main
+
+    out = tmp_path / "auto-cli"
+    assert main(["train", "--router", "auto", "--data", str(topic_dataset), "--out", str(out), "--cv.folds", "3",
+                 "--auto.candidates", '["best-single", "knn:k=20"]', "--auto.method", "select",
+                 "--tracking.enabled", "false"]) == 0
+    text = capsys.readouterr().out
+    assert "auto: 3-fold CV of 2 candidates" in text and "* knn:k=20" in text
+    assert main(["train", "--router", "auto", "--data", str(topic_dataset), "--out", str(tmp_path / "b"),
+                 "--cv.folds", "0", "--tracking.enabled", "false"]) != 0
+    assert "--cv.folds 3 or more" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_user_dataset(tmp_path_factory):
+    """320 prompts × 3 models, noisy per prompt: a 32-prompt validation split is all a user has."""
+    from conftest import topic_outcomes
+
+    from routerzoo.data.dataset import make_dataset, save_dataset
+    from routerzoo.data.splits import SplitSpec
+
+    ds = make_dataset(topic_outcomes(n_per_topic=160, seed=3), name="small",
+                      split=SplitSpec(val=0.1, test=0.2, stratify=True))
+    return save_dataset(ds, tmp_path_factory.mktemp("small") / "small")
+
+
+def test_small_data_chooses_k_by_cv_and_states_the_error_bars(small_user_dataset, tmp_path):
+    """The val split has 32 prompts; the choice of k must come from CV over all 256 train+val prompts."""
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    assert len(load_dataset(small_user_dataset).outcome_matrix("val")) == 32
+    config = AutoConfig(candidates=["knn:k=80", "knn:k=40", "knn:k=10", "knn:k=3"], method="select", time_limit=120)
+    result = train_router("auto", config, small_user_dataset, tmp_path / "auto", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=5))
+    rows = {r["candidate"]: r for r in result.auto["candidates"]}
+    means = {name: r["gap_closed_mean"] for name, r in rows.items()}
+    best = max(means, key=means.get)
+    chosen = result.auto["chosen"]
+    # the one-SE rule over the CV table, not the validation split, made the choice
+    assert means[chosen] >= means[best] - rows[best]["gap_closed_se"]
+    assert result.router.config.k == int(chosen.split("=")[1])
+    assert chosen != "knn:k=3"  # three neighbours of noisy outcomes: never within one SE of the best here
+    assert any("uncertain by about" in line for line in result.notes)

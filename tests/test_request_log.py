@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from routerzoo.data.request_log_format import read_meta
 from routerzoo.errors import ConfigError
 from routerzoo.serving.config import load_config
 from routerzoo.serving.request_log import (
@@ -18,7 +19,6 @@ from routerzoo.serving.request_log import (
     note,
     open_record,
     parse_feedback,
-    read_meta,
     segment_files,
 )
 

@@ -21,9 +21,9 @@ from test_serving import MATH, backends_for, fakes, knn_dir, router, serving, wa
 from test_serving_feedback import bandit_dir, encoder, fresh_router  # noqa: F401  (fixtures)
 
 from routerzoo.data.importers import import_files
+from routerzoo.data.request_log_format import segment_files
 from routerzoo.serving.app import create_app
 from routerzoo.serving.config import load_config
-from routerzoo.serving.request_log import segment_files
 from routerzoo.serving.testing import ServerThread, free_port
 
 SECRET = "Integrate the zebra polynomial 4417 over the unit disc."

@@ -37,8 +37,8 @@ from routerzoo.data.importers._common import (
     text_id,
 )
 from routerzoo.data.prices import PriceTable
+from routerzoo.data.request_log_format import SCHEMA_VERSION, read_meta
 from routerzoo.errors import DataError, UserError
-from routerzoo.serving.request_log import SCHEMA_VERSION, read_meta
 
 NAME = "serve-log"
 SUMMARY = "the request log of routerzoo serve (log: section) with its rewards and preferences"

@@ -177,6 +177,10 @@ def test_bare_serve_of_a_policy_uses_cascade_mode_and_the_artifacts_prices(fakes
         assert raw.headers["x-routerzoo-router"] == "mdp"
     finally:
         server.stop()
+    # the config's router: the same switch
+    (tmp_path / "serve.yaml").write_text(f"router: {tmp_path / 'm'}\n")
+    config = _serve_args(fakes, f"--config={tmp_path / 'serve.yaml'}")
+    assert config.mode == "cascade" and config.cascade.policy == str(tmp_path / "m") and not config.router
     # a router source is still served as a router (not switched)
     assert _serve_args(fakes, str(tmp_path / "missing")).mode == "route"
 

@@ -81,13 +81,12 @@ def build_config(args):
         if value is not None:
             overrides[key] = value
     config = load_config(args.config, overrides)
-    if args.router and _is_policy(args.router, config):
+    if config.router and config.mode != "cascade" and _is_policy(config.router, config):
         # a calibrated cascade or an MDP router: served in mode: cascade, its models from --backend/--config
-        overrides.pop("router")
-        cascade = {"policy": args.router}
+        cascade = {"policy": config.router}
         if config.cascade is not None:
             cascade["top_logprobs"] = config.cascade.top_logprobs
-        config = load_config(args.config, {**overrides, "mode": "cascade", "cascade": cascade})
+        config = load_config(args.config, {**overrides, "router": "", "mode": "cascade", "cascade": cascade})
     if args.deadline is not None:
         from dataclasses import replace
 

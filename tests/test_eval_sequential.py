@@ -136,3 +136,27 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "p.png").exists()
+
+
+def test_eval_of_registered_scorer_and_policy_by_role(data, tmp_path, capsys):
+    """`routerzoo eval models:/NAME@ALIAS` evaluates a deferral scorer or a policy by its role, as its folder."""
+    from routerzoo.routers.logprob_confidence import LogprobConfidence
+    from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
+    from routerzoo.zoo.registry_ops import register
+
+    ds, _ = data
+    scorer = tmp_path / "scorer"
+    assert main(["train", "--router", "logprob-confidence", "--data", str(ds), "--out", str(scorer)]) == 0
+    policy = CascadePolicy(CascadeConfig(chain=["small", "large"], thresholds=0.5), LogprobConfidence()).save(tmp_path / "p")
+    register(str(scorer), "eval-role-scorer", alias="champion")
+    register(str(policy), "eval-role-cascade", alias="champion")
+    for folder, uri, extra in ((scorer, "models:/eval-role-scorer@champion", ["--model", "small"]),
+                               (policy, "models:/eval-role-cascade/1", [])):
+        reports = []
+        for source in (str(folder), uri):
+            assert main(["eval", source, "--data", str(ds), *extra, "--json", str(tmp_path / "r.json")]) == 0
+            reports.append(json.loads((tmp_path / "r.json").read_text()))
+        capsys.readouterr()
+        assert reports[1].pop("source") == uri and reports[0].pop("source") == str(folder)
+        assert reports[1] == reports[0]
+    assert reports[0]["policy"] == "cascade"

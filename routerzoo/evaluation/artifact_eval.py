@@ -43,13 +43,22 @@ def artifact_role(path: str | Path) -> str:
     """The role of an eval argument: ``"router"``, ``"deferral"``, ``"policy"`` or ``"cascade"`` (a spec file).
 
     A directory says its role in ``config.json`` (routers written before roles carry none); a YAML
-    / JSON file is a cascade spec as ``calibrate-cascade`` wrote it before cascade artifacts.
-    Anything else (MLflow URIs included) is left to the router loader, which names the problem.
+    / JSON file is a cascade spec as ``calibrate-cascade`` wrote it before cascade artifacts. A
+    registry version says it in the ``routerzoo.role`` tag ``zoo register`` sets; any other URI is
+    loaded by the one loader, which also names a problem. A path that does not exist is left to the
+    router loader, which names it.
     """
-    from routerzoo.routers.loader import role_of
+    from routerzoo.routers.loader import is_uri, load, role_of, source_role
 
+    if is_uri(str(path)):
+        role = source_role(str(path))
+        if role is None:
+            from routerzoo.routers.registry import get_kind
+
+            role = get_kind(load(str(path)).kind).role
+        return role
     p = Path(path)
-    if str(path).startswith(("models:/", "runs:/")) or not p.exists():
+    if not p.exists():
         return "router"
     if p.is_file():
         return "cascade"

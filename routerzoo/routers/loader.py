@@ -142,3 +142,30 @@ def role_of(source: str | os.PathLike) -> str | None:
     except (OSError, ValueError):
         return None
     return doc.get("role", "router") if isinstance(doc, dict) else None
+
+
+def source_role(source: str | os.PathLike, *, tracking_uri: str | None = None) -> str | None:
+    """The role of a directory or registry URI, without loading it (None when it cannot tell).
+
+    A directory: its ``config.json`` (:func:`role_of`). ``models:/NAME@ALIAS`` or
+    ``models:/NAME/VERSION``: the ``routerzoo.role`` tag ``zoo register`` puts on every version (one
+    registry call, no download). Anything else (``runs:/``, an untagged version, a registry that
+    cannot be reached) is None: the caller loads it and the one loader names the problem.
+    """
+    if not is_uri(source):
+        return role_of(source)
+    import re
+
+    m = re.match(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))/?$", str(source))
+    if m is None:
+        return None
+    from routerzoo.zoo.tracking import setup
+
+    mlflow = setup(tracking_uri)
+    client = mlflow.MlflowClient()
+    try:
+        mv = (client.get_model_version_by_alias(m["name"], m["alias"]) if m["alias"]
+              else client.get_model_version(m["name"], m["version"]))
+    except mlflow.exceptions.MlflowException:
+        return None
+    return (mv.tags or {}).get("routerzoo.role")

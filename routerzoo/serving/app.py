@@ -329,6 +329,7 @@ class ServerState:
         self.batcher: MicroBatcher | None = None
         self.upstream: Upstream | None = None
         self.watcher: AliasWatcher | None = None
+        self.policy_watcher = None  # mode: cascade from models:/NAME@ALIAS (reload.PolicyWatcher)
         self.ready = False
         self.in_flight = 0
         self._startup: asyncio.Task | None = None
@@ -373,8 +374,9 @@ class ServerState:
         for task in (self._startup,):
             if task is not None and not task.done():
                 task.cancel()
-        if self.watcher is not None:
-            await self.watcher.stop()
+        for watcher in (self.watcher, self.policy_watcher):
+            if watcher is not None:
+                await watcher.stop()
         if self.feedback is not None:  # before the batcher: its last batch is learnt in the prediction thread
             await self.feedback.stop()
         if self.batcher is not None:
@@ -395,6 +397,7 @@ class ServerState:
                     await self.batcher.run_in_worker(self.cascade.load)
                 # loads the scorer's encoder in the prediction thread, where every later use runs
                 await self.batcher.run_in_worker(self.cascade.warm)
+                self._watch_policy()
                 if not s.router and self._initial is None:  # a cascade alone: no router to load
                     self.ready = True
                     log.info("serving a cascade %s as %r", self.cascade.describe(), s.name)
@@ -424,6 +427,14 @@ class ServerState:
             self.watcher = AliasWatcher(s, self.holder, self.warm, self.metrics,
                                         before_swap=self.feedback.attach if self.feedback is not None else None)
             self.watcher.start()
+
+    def _watch_policy(self) -> None:
+        """Follow ``cascade.policy: models:/NAME@ALIAS``: a moved alias hot-reloads the policy."""
+        if parse_alias_uri(self.cascade.config.policy or "") is not None and self.settings.reload.poll_interval_s > 0:
+            from routerzoo.serving.reload import PolicyWatcher
+
+            self.policy_watcher = PolicyWatcher(self.cascade, self.settings, metrics=self.metrics)
+            self.policy_watcher.start()
 
     def _set_threads(self) -> None:
         if self.settings.threads:

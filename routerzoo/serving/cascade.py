@@ -151,30 +151,48 @@ class CascadeServer:
         self.accepted = Counter("routerzoo_cascade_accepted", "Answers returned by the cascade, by stage and model",
                                 ["stage", "model"], registry=reg)
         self._prices: dict[str, tuple[float, float]] | None = None
+        #: registry version of ``config.policy`` in service ("" for a folder or a configured chain)
+        self.version = ""
 
     def load(self) -> None:
         """Build the scorer (kind + config, or an artifact) and the policy; UserError when they do not fit."""
         from routerzoo.routers.deferral_artifact import resolve_deferral
 
         c = self.config
-        if c.policy:  # a trained sequential policy (the MDP router): its models come from the artifact
-            from routerzoo.errors import ConfigError
-            from routerzoo.routers.policies.mdp import load_mdp
+        if c.policy:  # a trained sequential policy (calibrated cascade, MDP router): models from the artifact
+            from routerzoo.routers.loader import load
+            from routerzoo.serving.loader import alias_version, parse_alias_uri
 
-            policy = load_mdp(c.policy)
-            missing = [m for m in policy.config.models if m not in self.state.settings.backends]
-            if missing:
-                raise ConfigError(f"cascade.policy {c.policy}: model(s) {missing} have no backend; "
-                                  f"backends: {sorted(self.state.settings.backends)}")
+            source, tracking_uri = c.policy, self.state.settings.tracking_uri or None
+            alias = parse_alias_uri(source)
+            if alias is not None:  # pinned by number: the alias may move during the download
+                self.version = alias_version(*alias, tracking_uri)
+                source = f"models:/{alias[0]}/{self.version}"
+            policy = load(source, role="policy", tracking_uri=tracking_uri)
+            self.check(policy, f"cascade.policy {c.policy}")
             self.policy = policy
             return
         scorer = resolve_deferral(c.scorer, c.scorer_config)
         self.policy = CascadePolicy(CascadeConfig(chain=list(c.chain), thresholds=list(c.thresholds)), scorer)
 
-    def warm(self) -> None:
-        """Run the policy and its scorer once (loads a learned scorer's encoder) before ``/ready`` says so."""
-        steps = self.policy.begin("Warm-up: what is 2 + 2?")
-        scorer = getattr(self.policy, "scorer", None)
+    def check(self, policy, where: str) -> None:
+        """ConfigError when ``policy`` calls a model that has no backend."""
+        from routerzoo.errors import ConfigError
+
+        missing = [m for m in policy.models if m not in self.state.settings.backends]
+        if missing:
+            raise ConfigError(f"{where}: model(s) {missing} have no backend; "
+                              f"backends: {sorted(self.state.settings.backends)}")
+
+    def warm(self, policy=None) -> None:
+        """Run ``policy`` (default: the one in service) and its scorer once, loading their encoders.
+
+        Called in the prediction thread before ``/ready`` says so, and by the hot reload before a
+        new version takes traffic.
+        """
+        policy = policy if policy is not None else self.policy
+        steps = policy.begin("Warm-up: what is 2 + 2?")  # the MDP router embeds the prompt
+        scorer = getattr(policy, "scorer", None)
         if scorer is not None:
             try:  # a scorer that wants other inputs (k samples) warms on its first request instead
                 scorer.predict(["Warm-up: what is 2 + 2?"], ["4"], [np.array([-0.1, -0.2])])
@@ -187,14 +205,16 @@ class CascadeServer:
         """What ``/ready`` shows."""
         c = self.config
         if c.policy:
-            return {"policy": getattr(self.policy, "kind", "mdp"), "name": Path(c.policy).name,
-                    "models": list(self.policy.config.models) if self.policy else None}
+            return {"policy": getattr(self.policy, "kind", None), "name": Path(c.policy).name,
+                    **({"version": self.version} if self.version else {}),
+                    "models": list(self.policy.models) if self.policy else None}
         return {"chain": list(c.chain), "thresholds": list(c.thresholds),
                 "scorer": getattr(self.policy.scorer, "kind", c.scorer) if self.policy else c.scorer}
 
     # -- prices -------------------------------------------------------------------------------------
-    def price(self, model: str, loaded) -> tuple[float, float] | None:
-        """USD per 1M (input, output) tokens: backend override, else the price file, else the router's."""
+    def price(self, model: str, loaded, policy=None) -> tuple[float, float] | None:
+        """USD per 1M (input, output) tokens: backend override, else the price file, else the prices the
+        policy was calibrated with (a cascade artifact keeps them), else the router's."""
         b = self.state.settings.backends.get(model)
         if b is not None and b.prices is not None:
             return b.prices.input, b.prices.output
@@ -207,9 +227,12 @@ class CascadeServer:
                 self._prices = {m: (float(p.input), float(p.output)) for m, p in load_price_file(path).items()}
         if model in self._prices:
             return self._prices[model]
+        own = (getattr(policy, "prices", None) or {}).get(model)
+        if own is not None:
+            return float(own["input"]), float(own["output"])
         return loaded.prices.get(model) if loaded is not None else None
 
-    def usage_cost(self, usage, model: str, loaded) -> float | None:
+    def usage_cost(self, usage, model: str, loaded, policy=None) -> float | None:
         """Record tokens and the estimated cost of one call's ``usage``; the USD cost, or None."""
         m = self.state.metrics
         if not isinstance(usage, dict):
@@ -220,7 +243,7 @@ class CascadeServer:
             m.tokens.labels(model, "prompt").inc(pt)
         if ok[1]:
             m.tokens.labels(model, "completion").inc(ct)
-        price = self.price(model, loaded)
+        price = self.price(model, loaded, policy)
         if price is None or not all(ok):
             return None
         usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
@@ -228,14 +251,14 @@ class CascadeServer:
         return usd
 
     # -- one request ----------------------------------------------------------------------------------
-    def _scored_payload(self, payload: dict, chat: bool) -> dict:
-        """The body for a scored (non-last) stage: not streamed, logprobs requested if the scorer reads them."""
+    def _scored_payload(self, payload: dict, chat: bool, scorer) -> dict:
+        """The body for a scored (non-last) stage: not streamed, logprobs requested if ``scorer`` reads them."""
         body = {k: v for k, v in payload.items() if k not in ("routerzoo", "stream", "stream_options")}
-        samples = int(getattr(self.policy.scorer, "samples", 1) or 1)
+        samples = int(getattr(scorer, "samples", 1) or 1)
         if samples > 1:  # a consistency scorer compares k sampled answers
             body["n"] = samples
-            body["temperature"] = self.policy.scorer.config.temperature
-        if getattr(self.policy.scorer, "needs_logprobs", False):
+            body["temperature"] = scorer.config.temperature
+        if getattr(scorer, "needs_logprobs", False):
             top = self.config.top_logprobs
             if chat:
                 body["logprobs"] = True
@@ -249,10 +272,10 @@ class CascadeServer:
                 body["logprobs"] = max(1, top, asked)
         return body
 
-    async def _score(self, prompt: str, text: str | None, lps: np.ndarray | None, rid: str) -> float:
+    async def _score(self, scorer, prompt: str, text: str | None, lps: np.ndarray | None, rid: str) -> float:
         try:
             # the prediction thread: a learned scorer's encoder is not thread-safe and must not race the router's
-            s = await self.state.batcher.run_in_worker(self.policy.scorer.predict, [prompt], [text], [lps])
+            s = await self.state.batcher.run_in_worker(scorer.predict, [prompt], [text], [lps])
             return float(np.asarray(s, dtype=np.float64).reshape(-1)[0])
         except Exception as exc:  # noqa: BLE001 - a scorer failure escalates; the request still gets an answer
             log.warning("request %s: deferral scorer failed (%s); escalating", rid, type(exc).__name__)
@@ -273,7 +296,9 @@ class CascadeServer:
         chat = endpoint == "chat"
         path = "/chat/completions" if chat else "/completions"
         upstream = self.state.upstream
+        # read once: a hot reload swapping self.policy mid-request must not mix two versions' scorers
         policy = self.policy
+        scorer = getattr(policy, "scorer", None)
         client_logprobs = bool(req.payload.get("logprobs"))
         if req.options:
             raise RequestError(400, f"routing options do not apply in mode: cascade (a {policy.kind} policy)",
@@ -309,7 +334,7 @@ class CascadeServer:
             if final:
                 body = {key: v for key, v in req.payload.items() if key != "routerzoo"}
             else:
-                body = self._scored_payload(req.payload, chat)
+                body = self._scored_payload(req.payload, chat, scorer)
             body["model"] = cfg.model or model
             try:
                 answer = await upstream.call(model, path, _dumps(body), stream=req.stream and final, request_id=rid,
@@ -339,19 +364,19 @@ class CascadeServer:
                 return Response(_dumps(answer.body), status_code=answer.status, media_type="application/json",
                                 headers=headers)
             self.state.metrics.upstream_latency.labels(model).observe(answer.seconds)
-            usd = self.usage_cost(answer.body.get("usage"), model, loaded)
+            usd = self.usage_cost(answer.body.get("usage"), model, loaded, policy)
             if usd is None:
                 cost_known = False
             else:
                 total += usd
             score = None
             text, lps = extract_answer(answer.body, chat)
-            if not final and policy.scorer is not None:
-                if getattr(policy.scorer, "samples", 1) > 1:
+            if not final and scorer is not None:
+                if getattr(scorer, "samples", 1) > 1:
                     text = sample_texts(answer.body, chat)
                     keep = req.payload.get("n") if isinstance(req.payload.get("n"), int) else 1
                     answer.body["choices"] = (answer.body.get("choices") or [])[:max(1, keep)]
-                score = await self._score(req.text, text, lps, rid)
+                score = await self._score(scorer, req.text, text, lps, rid)
             comp = Completion(text if isinstance(text, str) else (text[0] if text else None), lps, usd or 0.0)
             steps.observe(model, comp, None if score is None or math.isnan(score) else score)
             calls.append({"model": model, "score": None if score is None or math.isnan(score) else round(score, 6),
@@ -359,8 +384,8 @@ class CascadeServer:
             last_ok = (model, answer)
             nxt = steps.next_call()
             if nxt is not None:  # this answer was passed over: a deferral at this stage
-                unscored = calls[-1]["score"] is None and policy.scorer is not None
-                reason = "unscorable" if unscored else "below_threshold" if policy.kind == "cascade" else "policy"
+                unscored = calls[-1]["score"] is None and scorer is not None
+                reason = "unscorable" if unscored else "below_threshold" if policy.defers_by_threshold else "policy"
                 self.deferrals.labels(label, model, reason).inc()
         if last_ok is None:
             tried = ", ".join(f"{f.model} ({f.last.reason})" for f in failures)

@@ -33,9 +33,10 @@ class CascadeServeConfig:
         scorer_config: the kind's config fields (only with a kind; an artifact holds its own).
         top_logprobs: alternatives per token asked of chat backends (0: only the chosen token's
             logprob; scorers reading max-softmax / entropy / margin need >= 2).
-        policy: directory of a trained sequential policy (``routerzoo train --router mdp``) run
-            instead of a chain: it picks the models (its own), the scorer is its own; leave
-            ``chain`` empty.
+        policy: a sequential policy artifact (a calibrated cascade from ``routerzoo calibrate-cascade
+            --out DIR``, an MDP router from ``routerzoo train --router mdp``), as a directory or
+            ``models:/NAME@ALIAS`` (hot-reloaded when the alias moves), run instead of a chain: its
+            models, thresholds and scorer are its own; leave ``chain`` empty.
     """
 
     chain: list[str] = field(default_factory=list)

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("router", metavar="ROUTER", nargs="?",
                    help="router artifact directory or models:/NAME@ALIAS (hot-reloaded when the alias moves); "
+                        "a sequential policy (calibrated cascade, MDP router) is served in mode: cascade; "
                         "default: the config's router")
     p.add_argument("--config", metavar="SERVE_YAML", help="serve config (YAML); flags override its values")
     p.add_argument("--backend", action="append", default=[], metavar="MODEL=BASE_URL[#ID]",
@@ -80,6 +81,12 @@ def build_config(args):
         if value is not None:
             overrides[key] = value
     config = load_config(args.config, overrides)
+    if config.router and config.mode != "cascade" and _is_policy(config.router, config):
+        # a calibrated cascade or an MDP router: served in mode: cascade, its models from --backend/--config
+        cascade = {"policy": config.router}
+        if config.cascade is not None:
+            cascade["top_logprobs"] = config.cascade.top_logprobs
+        config = load_config(args.config, {**overrides, "router": "", "mode": "cascade", "cascade": cascade})
     if args.deadline is not None:
         from dataclasses import replace
 
@@ -94,6 +101,13 @@ def build_config(args):
     if not config.router and config.mode != "cascade":  # a cascade needs no router
         raise ConfigError("no router to serve: give ROUTER (a directory or models:/NAME@ALIAS) or router: in --config")
     return config
+
+
+def _is_policy(source: str, config) -> bool:
+    """Whether ``source`` is a sequential policy artifact, read cheaply (config.json or the registry's tag)."""
+    from routerzoo.routers.loader import source_role
+
+    return source_role(source, tracking_uri=config.tracking_uri or None) == "policy"
 
 
 def check_host(host: str, flag: str) -> None:

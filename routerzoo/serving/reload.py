@@ -10,8 +10,10 @@ old one serving.
 
 :class:`PolicyWatcher` does the same for a sequential policy served in ``mode: cascade`` from
 ``cascade.policy: models:/NAME@ALIAS`` (a calibrated cascade or the MDP router): the new version is
-loaded by number through the one loader, checked against the backends, warmed with one ``begin``
-(the MDP router embeds the prompt) and swapped in with one assignment.
+loaded by number through the one loader, checked against the backends, warmed in the prediction
+thread (``begin`` embeds the prompt for the MDP router; a learned scorer predicts once) and swapped
+in with one assignment. A request reads the policy (and its scorer) once when it starts, so those
+in flight finish on the version they started with.
 """
 
 from __future__ import annotations
@@ -148,16 +150,18 @@ class PolicyWatcher(AliasWatcher):
         cascade: the :class:`~routerzoo.serving.cascade.CascadeServer` whose ``policy`` is swapped
             (``cascade.config.policy`` is the ``models:/NAME@ALIAS`` followed).
         settings: the serve config (interval, tracking URI, backends).
-        version: the version in service now ("" if unknown: the first poll then loads the alias's).
+        version: the version in service now ("" if unknown: the first poll then loads the alias's;
+            default: ``cascade.version``, the one it loaded).
         metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
     """
 
-    def __init__(self, cascade, settings, version: str = "", metrics=None):  # noqa: D107 - the loop is AliasWatcher's
+    def __init__(self, cascade, settings, version: str | None = None, metrics=None):  # noqa: D107
         alias = parse_alias_uri(cascade.config.policy)
         if alias is None:
             raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {cascade.config.policy!r}")
         self.name, self.alias = alias
-        self.settings, self.metrics, self.cascade, self.version = settings, metrics, cascade, version
+        self.settings, self.metrics, self.cascade = settings, metrics, cascade
+        self.version = getattr(cascade, "version", "") if version is None else version
         self._task: asyncio.Task | None = None
         self._failed_version: str | None = None
 
@@ -166,7 +170,6 @@ class PolicyWatcher(AliasWatcher):
 
     async def check(self) -> bool:
         """Poll once; load, check, warm and swap if the alias moved. Returns whether it swapped."""
-        from routerzoo.errors import ConfigError
         from routerzoo.routers.loader import load
 
         tracking_uri = self.settings.tracking_uri or None
@@ -174,13 +177,15 @@ class PolicyWatcher(AliasWatcher):
         if version == self.version or version == self._failed_version:
             return False
         policy = await asyncio.to_thread(load, f"models:/{self.name}/{version}", role="policy", tracking_uri=tracking_uri)
-        missing = [m for m in policy.models if m not in self.settings.backends]
-        if missing:  # will not fit next time either: not retried every poll
+        try:
+            self.cascade.check(policy, f"models:/{self.name}/{version}")
+        except UserError:  # will not fit next time either: not retried every poll
             self._failed_version = version
-            raise ConfigError(f"models:/{self.name}/{version} calls model(s) {missing} without a backend")
-        await asyncio.to_thread(policy.begin, "Warm-up: what is 2 + 2?")  # loads the encoder before traffic
+            raise
+        # loads the encoders before traffic, in the prediction thread where every later use runs
+        await self.cascade.state.batcher.run_in_worker(self.cascade.warm, policy)
         old, self.cascade.policy = self.version, policy
-        self.version = version
+        self.version = self.cascade.version = version
         log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
                  version, old or "the start-up version")
         if self.metrics is not None:

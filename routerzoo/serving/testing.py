@@ -104,45 +104,44 @@ class FakeBackend:
         with self._lock:
             self.count += 1
             self.received.append(request)
-        fault = self._next_fault()
-        kind, _, arg = fault.partition(":")
-        if kind == "slow":
+        fault, _, arg = self._next_fault().partition(":")
+        if fault == "slow":
             await asyncio.sleep(float(arg or 1.0))
-        elif kind == "500":
+        elif fault == "500":
             return await self._json(send, 500, {"error": {"message": "injected failure", "type": "server_error",
                                                           "param": None, "code": None}})
-        elif kind == "429":
+        elif fault == "429":
             return await self._json(send, 429, {"error": {"message": "slow down", "type": "rate_limit_error",
                                                           "param": None, "code": None}},
                                     [(b"retry-after", (arg or "1").encode())])
-        elif kind == "hang":
+        elif fault == "hang":
             return await self._until_gone(receive)
-        elif kind in ("401", "403"):
-            return await self._json(send, int(kind), {"error": {"message": "invalid api key", "type": "authentication_error",
+        elif fault in ("401", "403"):
+            return await self._json(send, int(fault), {"error": {"message": "invalid api key", "type": "authentication_error",
                                                                 "param": None, "code": "invalid_api_key"}})
-        elif kind == "context":
+        elif fault == "context":
             return await self._json(send, 400, {"error": {
                 "message": "This model's maximum context length is 4096 tokens. However, your messages resulted in "
                            "9000 tokens. Please reduce the length of the messages.",
                 "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
-        elif kind == "notopenai":
+        elif fault == "notopenai":
             return await self._json(send, 200, {"hello": "world"})
-        elif kind == "trickle":
+        elif fault == "trickle":
             gone = asyncio.get_running_loop().create_task(self._until_gone(receive))
             send = self._bytewise(send, float(arg or 1.0), False, gone)
-        elif kind == "garbage":
+        elif fault == "garbage":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": b"<html>definitely not json"})
             return
-        elif kind == "drop":
+        elif fault == "drop":
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
             await send({"type": "http.response.body", "body": b'{"id": "cut', "more_body": True})
             raise ConnectionAbortedError("injected: connection dropped")
         chat = scope["path"].endswith("/chat/completions")
         if request.get("stream"):
-            return await self._stream(send, request, chat, broken=kind == "broken_stream", crlf=kind == "crlf",
-                                      stall=(lambda: self._until_gone(receive)) if kind == "stall" else None)
+            return await self._stream(send, request, chat, broken=fault == "broken_stream", crlf=fault == "crlf",
+                                      stall=(lambda: self._until_gone(receive)) if fault == "stall" else None)
         return await self._json(send, 200, self._completion(request, chat))
 
     def _text(self, request: dict, chat: bool) -> str:

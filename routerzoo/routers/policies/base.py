@@ -123,6 +123,9 @@ class SequentialPolicy(Policy):
 
     #: the deferral scorer whose scores the decisions read (None: none)
     scorer = None
+    #: whether an answer is passed over because its score fell below a threshold (a cascade), not
+    #: by a learnt decision (the MDP router): what the server's deferral metric calls the reason
+    defers_by_threshold: ClassVar[bool] = False
 
     def begin(self, prompt: str) -> Steps:
         """The step-by-step decisions for one prompt (may run an encoder: call it off the event loop)."""

@@ -117,6 +117,7 @@ class CascadePolicy(SequentialPolicy):
     """
 
     kind = "cascade"
+    defers_by_threshold = True
     Config = CascadeConfig
 
     def __init__(self, config: CascadeConfig | None = None, scorer: DeferralScorer | None = None):

@@ -628,22 +628,9 @@ class ServerState:
 
     def _usage_cost(self, usage, model: str, loaded: LoadedRouter | None) -> float | None:
         """Record tokens and estimated cost from a ``usage`` object; the cost in USD, or None."""
-        if not isinstance(usage, dict):
-            return None
-        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        ok = [isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (pt, ct)]
-        if ok[0]:
-            self.metrics.tokens.labels(model, "prompt").inc(pt)
-        if ok[1]:
-            self.metrics.tokens.labels(model, "completion").inc(ct)
-        note(input_tokens=pt if ok[0] else None, output_tokens=ct if ok[1] else None)
-        price = self._price(model, loaded)
-        if price is None or not all(ok):
-            return None
-        usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
-        self.metrics.cost.labels(model).inc(usd)
-        note(cost=usd)
-        return usd
+        from routerzoo.serving.metrics import record_usage
+
+        return record_usage(self.metrics, usage, model, self._price(model, loaded))
 
     def _price(self, model: str, loaded: LoadedRouter | None) -> tuple[float, float] | None:
         b = self.settings.backends.get(model)

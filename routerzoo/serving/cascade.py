@@ -234,21 +234,9 @@ class CascadeServer:
 
     def usage_cost(self, usage, model: str, loaded, policy=None) -> float | None:
         """Record tokens and the estimated cost of one call's ``usage``; the USD cost, or None."""
-        m = self.state.metrics
-        if not isinstance(usage, dict):
-            return None
-        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        ok = [isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (pt, ct)]
-        if ok[0]:
-            m.tokens.labels(model, "prompt").inc(pt)
-        if ok[1]:
-            m.tokens.labels(model, "completion").inc(ct)
-        price = self.price(model, loaded, policy)
-        if price is None or not all(ok):
-            return None
-        usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
-        m.cost.labels(model).inc(usd)
-        return usd
+        from routerzoo.serving.metrics import record_usage
+
+        return record_usage(self.state.metrics, usage, model, self.price(model, loaded, policy))
 
     # -- one request ----------------------------------------------------------------------------------
     def _scored_payload(self, payload: dict, chat: bool, scorer) -> dict:

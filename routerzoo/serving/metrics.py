@@ -52,3 +52,34 @@ class ServerMetrics:
         """Record which router serves (shown as ``routerzoo_router_info{name, kind, version}``; never a
         file path: /metrics may be scraped by more people than may read the host's file system)."""
         self.router.info({"name": name, "kind": kind, "version": version})
+
+
+def record_usage(metrics, usage, model: str, price: tuple[float, float] | None) -> float | None:
+    """Count one call's tokens (Prometheus and the request log) and its estimated cost.
+
+    Args:
+        metrics: the server's :class:`ServerMetrics`.
+        usage: the backend's ``usage`` object (``prompt_tokens``, ``completion_tokens``), or anything.
+        model: the candidate that answered.
+        price: (input, output) USD per million tokens, or None when unknown.
+
+    Returns:
+        The USD cost, or None when the price or a token count is unknown.
+    """
+    from routerzoo.serving.request_log import note
+
+    if not isinstance(usage, dict):
+        return None
+    pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    ok = [isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (pt, ct)]
+    if ok[0]:
+        metrics.tokens.labels(model, "prompt").inc(pt)
+    if ok[1]:
+        metrics.tokens.labels(model, "completion").inc(ct)
+    note(input_tokens=pt if ok[0] else None, output_tokens=ct if ok[1] else None)
+    if price is None or not all(ok):
+        return None
+    usd = (pt * price[0] + ct * price[1]) / 1_000_000.0
+    metrics.cost.labels(model).inc(usd)
+    note(cost=usd)
+    return usd

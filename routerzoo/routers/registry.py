@@ -121,7 +121,8 @@ KINDS: dict[str, KindSpec] = {
 #: that looked better on validation (mf, stack, cluster, routerdc) fell behind it on test. ``auto``
 #: (cross-validated choice, ``--router auto``) is not the default: on RouterArena its one-SE choice
 #: (k=30) scored 10 points of gap closed below kNN's on the same 156 test prompts (paired 95% CI
-#: [-33.7, 0.0]); it was level on the MMLU-Pro sample (+1.2, [-3.7, +5.6]). See the README table.
+#: [-33.7, 0.0]); it was level on the MMLU-Pro sample (+1.2, [-3.7, +5.6]) and on full MMLU-Pro
+#: (-1.0, [-3.2, +1.6]). See the README table.
 DEFAULT_ROUTER = "knn"
 
 

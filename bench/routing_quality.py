@@ -12,7 +12,8 @@ selection, as ``routerzoo train`` does) and evaluated on the test split:
 * ``auto`` (``routerzoo train --router auto``, ``--auto-time-limit`` seconds): CV over candidate
   kinds, the one-SE choice or a cross-fitted stack; its row names what it chose;
 * training seconds (fit, including any encoding not already cached, and the CV);
-* each router's gap closed as a ratio to kNN's in the same run;
+* each router's gap closed as a ratio to kNN's in the same run, and its difference from kNN's on the
+  same test prompts with a paired bootstrap 95% interval;
 * with ``--strong/--weak`` on two-model datasets (the RouteLLM caches): APGR, CPT(50%), CPT(80%).
 
     python bench/routing_quality.py --data mmlu-pro=DIR routellm=DIR routerarena=DIR \
@@ -81,7 +82,35 @@ def run_one(kind: str, data: Path, workdir: Path, bootstrap: int, strong_weak: t
     for key in ("apgr", "apgr_routellm", "cpt50", "cpt80"):
         if report.get(key) is not None:
             row[key] = report[key]
+    row["_router"] = result.router  # for the paired comparison; dropped before JSON
     return row
+
+
+def paired_gap_diff(router_a, router_b, data: Path, bootstrap: int, seed: int = 0) -> dict:
+    """Gap closed of A minus B on the same test prompts, with a paired bootstrap 95% interval
+    (prompts resampled once for both routers), and the share of resamples where A is ahead."""
+    import numpy as np
+
+    from routerzoo.data.dataset import load_dataset
+    from routerzoo.evaluation.report import evaluate_predictions
+    from routerzoo.evaluation.runner import evaluation_matrix
+
+    dataset = load_dataset(data)
+    matrix, _ = evaluation_matrix(router_a, dataset, "test")
+    pa, pb = router_a.predict(matrix.prompts), router_b.predict(matrix.prompts)
+    tq, tc = matrix.quality, np.nan_to_num(matrix.cost, nan=0.0)
+
+    def diff(idx):
+        ga = evaluate_predictions(pa.quality[idx], pa.cost[idx], tq[idx], tc[idx], matrix.models)["gap_closed"]
+        gb = evaluate_predictions(pb.quality[idx], pb.cost[idx], tq[idx], tc[idx], matrix.models)["gap_closed"]
+        return np.nan if ga is None or gb is None else ga - gb
+
+    n = len(matrix)
+    rng = np.random.default_rng(seed)
+    draws = np.array([diff(rng.integers(0, n, n)) for _ in range(bootstrap)])
+    draws = draws[np.isfinite(draws)]
+    lo, hi = (np.percentile(draws, [2.5, 97.5]).tolist() if draws.size else [None, None])
+    return {"diff": diff(np.arange(n)), "ci": [lo, hi], "p_ahead": float(np.mean(draws > 0)) if draws.size else None}
 
 
 def _f(x, nd=3, pct=False) -> str:
@@ -93,17 +122,19 @@ def _f(x, nd=3, pct=False) -> str:
 def table(name: str, rows: list[dict]) -> str:
     knn = next((r for r in rows if r["router"] == "knn"), None)
     lines = [f"### {name} (test n={rows[0]['n_test']}; zero AIQ {rows[0]['zero_aiq']:.4f}, oracle AIQ {rows[0]['oracle_aiq']:.4f})", "",
-             "| router | AIQ [95% CI] | gap closed [95% CI] | CV gap closed (mean ± sd) | val gap closed | ratio to kNN | train s |"
+             "| router | AIQ [95% CI] | gap closed [95% CI] | minus kNN's, paired [95% CI] | CV gap closed (mean ± sd) | val gap closed | ratio to kNN | train s |"
              + (" APGR | CPT(50%) | CPT(80%) |" if any("apgr" in r for r in rows) else ""),
-             "|---|---|---|---|---|---|---|" + ("---|---|---|" if any("apgr" in r for r in rows) else "")]
+             "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if any("apgr" in r for r in rows) else "")]
     for r in rows:
         ci = r.get("aiq_ci") or [None, None]
         gci = r.get("gap_ci") or [None, None]
         ratio = r["gap_closed"] / knn["gap_closed"] if knn and knn["gap_closed"] and r["gap_closed"] is not None else None
         cv = _f(r.get("cv_gap_closed_mean"), pct=True) + (f" ± {100 * r['cv_gap_closed_sd']:.1f}" if r.get("cv_gap_closed_sd") is not None else "")
         name = r["router"] + (f" → {r['chosen']}" if r.get("chosen") else "")
+        vs = r.get("vs_knn")
+        paired = (f"{_f(vs['diff'], pct=True)} [{_f(vs['ci'][0], pct=True)}, {_f(vs['ci'][1], pct=True)}]" if vs else "-")
         line = (f"| {name} | {_f(r['aiq'], 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}] | {_f(r['gap_closed'], pct=True)} "
-                f"[{_f(gci[0], pct=True)}, {_f(gci[1], pct=True)}] | {cv} | {_f(r['val_gap_closed'], pct=True)} | "
+                f"[{_f(gci[0], pct=True)}, {_f(gci[1], pct=True)}] | {paired} | {cv} | {_f(r['val_gap_closed'], pct=True)} | "
                 f"{_f(ratio, 2)} | {r['train_s']:.1f} |")
         if "apgr" in r:
             line += f" {_f(r.get('apgr'))} | {_f(r.get('cpt50'), pct=True)} | {_f(r.get('cpt80'), pct=True)} |"
@@ -134,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             data = Path(path)
             models = load_dataset(data).models
             sw = (STRONG, WEAK) if STRONG in models and WEAK in models else None
-            rows = []
+            rows, routers = [], {}
             for kind in args.routers:
                 try:
                     row = run_one(kind, data, root / name, args.bootstrap, sw, cv_folds=args.cv_folds,
@@ -142,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 except UserError as exc:
                     print(f"{name}: {kind} skipped: {exc}", file=sys.stderr)
                     continue
+                router = row.pop("_router")
+                routers[kind] = router
+                if kind != "knn" and "knn" in routers and args.bootstrap:
+                    row["vs_knn"] = paired_gap_diff(router, routers["knn"], data, args.bootstrap)
                 rows.append(row)
                 print(f"{name:<12} {kind:<12} gap {_f(row['gap_closed'], pct=True):>7} "
                       f"[{_f((row['gap_ci'] or [None])[0], pct=True)}, {_f((row['gap_ci'] or [None, None])[1], pct=True)}]  "

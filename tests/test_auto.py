@@ -60,19 +60,19 @@ def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
     from routerzoo.routers import load_router
     from routerzoo.training.train import TrackingConfig, train_router
 
-    config = AutoConfig(candidates=["best-single", "knn:k=20", "cluster"], time_limit=120)
+    config = AutoConfig(candidates=["best-single", "knn:k=20", "sw-elo"], time_limit=120)
     result = train_router("auto", config, topic_dataset, tmp_path / "auto", tracking=TrackingConfig(enabled=False),
                           progress=False, cv=CVConfig(folds=3))
     saved = json.loads((tmp_path / "auto" / "config.json").read_text())
     info = saved["lineage"]["auto"]
     names = [r["candidate"] for r in info["candidates"]]
-    assert names[:3] == ["best-single", "knn:k=20", "cluster"]
+    assert names[:3] == ["best-single", "knn:k=20", "sw-elo"]
     assert all(r["folds"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
-    assert saved["kind"] in ("knn", "cluster", "stack") and saved["kind"] == result.router.kind
+    assert saved["kind"] in ("knn", "sw-elo", "stack") and saved["kind"] == result.router.kind
     if info["method"] == "one-se":  # the rule itself is tested above; best-single cannot be within 1 SE here
         assert info["chosen"] in names[1:3]
     else:
-        assert set(info["weights"]) <= {"knn:k=20", "cluster"}
+        assert set(info["weights"]) <= {"knn:k=20", "sw-elo"}
     assert saved["lineage"]["cv"]["candidate"] == info["chosen"]
     assert load_router(tmp_path / "auto").route(["Solve for x: 3x + 1 = 7."])[0] in saved["models"]
 

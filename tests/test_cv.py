@@ -108,3 +108,14 @@ def test_cv_metrics_reach_mlflow(topic_dataset, tmp_path):
     mlflow.set_tracking_uri(uri)
     metrics = mlflow.get_run(result.run_id).data.metrics
     assert {"cv_gap_closed_mean", "cv_gap_closed_sd", "cv_aiq_mean", "cv_aiq_sd"} <= set(metrics)
+
+
+def test_a_flattering_validation_split_is_called_out():
+    from routerzoo.training.cv import CVResult, FoldResult
+    from routerzoo.training.train import flattered_by_validation
+
+    folds = [FoldResult(i, 50, g, 0.5, 0.0) for i, g in enumerate([0.05, 0.10, 0.0, 0.08, 0.02])]
+    result = CVResult("knn", folds, np.zeros((1, 2)), np.zeros((1, 2)))
+    warning = flattered_by_validation({"gap_closed": 0.571, "n_prompts": 32}, result)
+    assert "57.1%" in warning and "32-prompt validation split" in warning and "--router auto" in warning
+    assert flattered_by_validation({"gap_closed": 0.09, "n_prompts": 32}, result) is None

@@ -119,7 +119,11 @@ KINDS: dict[str, KindSpec] = {
 
 #: What ``routerzoo train`` trains when no router is named. Chosen by bench/routing_quality.py on held-out
 #: test splits: kNN generalised best across MMLU-Pro, the RouteLLM caches and RouterArena. Routers
-#: that looked better on validation (mf, stack, cluster, routerdc) fell behind it on test.
+#: that looked better on validation (mf, stack, cluster, routerdc) fell behind it on test. ``auto``
+#: (cross-validated choice, ``--router auto``) is not the default: on RouterArena its one-SE choice
+#: (k=30) scored 10 points of gap closed below kNN's on the same 156 test prompts (paired 95% CI
+#: [-33.7, 0.0]); it was level on the MMLU-Pro sample (+1.2, [-3.7, +5.6]) and on full MMLU-Pro
+#: (-1.0, [-3.2, +1.6]). See the README table.
 DEFAULT_ROUTER = "knn"
 
 

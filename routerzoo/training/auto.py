@@ -45,8 +45,9 @@ class AutoConfig:
     Attributes:
         candidates: router kinds to try, simplest first; ``kind:key=value[,key=value]`` fixes settings
             of a kind (``knn:k=40``). The one-SE rule prefers earlier entries.
-        time_limit: seconds for the whole search, refit included; a candidate whose folds would not
-            fit in the remaining time is left out (the table says so).
+        time_limit: seconds for the search, refit included (encoding the prompts, done once before
+            it, is not counted); a candidate whose folds would not fit in the remaining time is left
+            out (the table says so).
         method: "stack" (a cross-fitted stack when CV says it beats every single candidate, else the
             one-SE choice) or "select" (the one-SE choice only).
         max_members: at most this many members (best CV means, one per kind) in the stack.
@@ -206,14 +207,15 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
 
     if folds_k < 3:
         raise ConfigError("--router auto chooses by cross-validation: give --cv.folds 3 or more")
-    start = time.monotonic()
-    # leave a share of the budget for refitting the choice on the full train split
-    deadline = start + 0.8 * config.time_limit
     parsed = {name: parse_candidate(name) for name in config.candidates}
     ctx.require_outcomes(AUTO)
     folds = Folds(ctx, folds_k, seed)
     if any(get_kind(k, role="router").load_class().uses_embeddings for k, _ in parsed.values()):
         folds.embeddings()  # encode once, with its own progress bar, before the fold bar starts
+    # the budget is the search's: encoding is done once above whatever the budget, and a share is
+    # kept for refitting the choice on the full train split
+    start = time.monotonic()
+    deadline = start + 0.8 * config.time_limit
     bar = None
     if progress:
         from tqdm.auto import tqdm

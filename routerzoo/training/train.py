@@ -267,11 +267,31 @@ def train_router(
         if ctx.encoder is not None and router.encoder is not None:
             router.set_encoder(ctx.encoder)  # its memory cache already holds the split's prompts
         reports = evaluate_after_fit(router, dataset, eval_dataset, eval_split)
+        if cv_result is not None and "val" in reports:
+            warning = flattered_by_validation(reports["val"], cv_result)
+            if warning:
+                notes.append(warning)
         router_dir = router.save(out, overwrite=overwrite)
         logged = run.log_result({**fit_metrics, **timings}, reports, router_dir,
                                 plot=plot, plot_title=f"{kind} on {eval_dataset.name} ({eval_split})" if eval_dataset else None)
     return TrainResult(router, Path(router_dir), run.run_id, {**fit_metrics, **timings}, reports,
                        logged.get("model_uri"), logged.get("version"), cv_result, notes, auto_info)
+
+
+def flattered_by_validation(val_report: dict, result: CVResult) -> str | None:
+    """A warning when the validation split scores the router far above its CV estimate.
+
+    A router that chose its settings on a small validation split (kNN's k, an early-stopping epoch)
+    looks better there than it is: more than two fold standard deviations above the CV mean is
+    selection noise, not skill.
+    """
+    val, mean, sd = val_report.get("gap_closed"), result.mean(), result.sd()
+    if val is None or mean is None or sd is None or val - mean <= 2 * sd:
+        return None
+    n = val_report.get("n_prompts")
+    return (f"warning: validation gap closed {100 * val:.1f}% is far above the CV estimate {100 * mean:.1f}% ± "
+            f"{100 * sd:.1f}: selecting on the {n}-prompt validation split flatters this router; trust the CV "
+            "figure, or let `--router auto` choose by CV")
 
 
 def can_cross_validate(spec, ctx: FitContext) -> bool:

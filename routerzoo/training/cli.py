@@ -139,11 +139,16 @@ def main(argv: list[str]) -> int:
         kind = DEFAULT_ROUTER
         if "-h" not in argv and "--help" not in argv:
             print(f"no --router given: training the default router {kind!r} (see `routerzoo routers`)", file=sys.stderr)
-    if kind in kinds("deferral"):  # deferral scorers: their own entry (routerzoo/training/train_deferral.py)
+    role = kinds()[kind].role if kind in kinds() else "router"
+    if role == "deferral":  # deferral scorers: their own entry (routerzoo/training/train_deferral.py)
         from routerzoo.training.train_deferral import main as deferral_main
 
         return deferral_main(kind, argv)
-    if kind == "mdp":  # the MDP router, a sequential policy trained by fitted Q-iteration
+    if role == "policy":
+        if kinds()[kind].fit is None:
+            raise UserError(f"policy {kind!r} is not trained: it is configured (a router's default policy, "
+                            "`routerzoo calibrate`, `routerzoo calibrate-cascade`)")
+        # the trained sequential policy (the MDP router, fitted Q-iteration on benchmark tables)
         from routerzoo.training.mdp_cli import main as mdp_main
 
         return mdp_main(argv)

@@ -91,15 +91,15 @@ def read(paths, options: ImportOptions) -> ImportResult:
                         "texts to train on; set log.prompts: full in the serve config and collect traffic again")
     outcome_rows, pair_rows = [], []
     unknown = 0
-    for file, fid, rid, kind, reward, other, winner, source in feedback:
+    for file, fid, rid, feedback_type, reward, other, winner, source in feedback:
         if (file, fid) in options.skip:
             continue
         a = requests.get(rid)
         b = requests.get(other) if other is not None else None
-        if a is None or (kind == "preference" and b is None):
+        if a is None or (feedback_type == "preference" and b is None):
             unknown += 1  # rotated away, not answered, or logged without text
             continue
-        if kind == "reward":
+        if feedback_type == "reward":
             outcome_rows.append({"prompt": a[0], "model": a[1], "quality": float(reward), "cost": a[2],
                                  "input_tokens": a[3], "output_tokens": a[4], "source": source,
                                  "_file": file, "_row": fid})

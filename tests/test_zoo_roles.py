@@ -27,7 +27,11 @@ def zoo(tmp_path_factory):
         # cheapest first escalates only unsure answers; mid first pays for the mid model every time
         policy = CascadePolicy(CascadeConfig(chain=chain, thresholds=0.5), LogprobConfidence())
         cascades[name] = policy.save(root / name)
-    return {"root": root, "data": data, "uri": uri, "cascades": cascades}
+    from routerzoo.routers.deferral_artifact import save_deferral
+
+    # a scorer artifact of its own: no test may depend on another having trained one first
+    scorer = save_deferral(LogprobConfidence(), root / "plain-scorer", lineage={"dataset": "cascade"})
+    return {"root": root, "data": data, "uri": uri, "cascades": cascades, "scorer": scorer}
 
 
 def _cli(zoo, capsys, *args):
@@ -73,7 +77,7 @@ def test_cascades_registered_compared_and_gated(zoo, capsys):
 
 def test_comparisons_across_roles_or_candidates_are_refused(zoo):
     register(str(zoo["cascades"]["good"]), "mixed", tracking_uri=zoo["uri"])
-    register(str(zoo["root"] / "scorer"), "mixed", tracking_uri=zoo["uri"])
+    register(str(zoo["scorer"]), "mixed", tracking_uri=zoo["uri"])
     with pytest.raises(UserError, match="different roles cannot be compared"):
         compare(["mixed/1", "mixed/2"], zoo["data"], "test", tracking_uri=zoo["uri"])
     three = CascadePolicy(CascadeConfig(chain=["small", "large"], thresholds=0.5), LogprobConfidence())

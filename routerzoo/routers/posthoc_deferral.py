@@ -21,6 +21,7 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.deferral import DeferralScorer
 from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.lazy_encoder import LazyEncoding
 from routerzoo.routers.logistic import check_params, fit_logistic, logistic_proba
 from routerzoo.routers.token_quantile import quantile_features
 
@@ -52,7 +53,7 @@ class PostHocDeferralConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
 
 
-class PostHocDeferral(DeferralScorer):
+class PostHocDeferral(LazyEncoding, DeferralScorer):
     """P(keeping this answer is at least as good as the next model's) from confidence + next-model success."""
 
     kind = "posthoc-deferral"
@@ -65,13 +66,6 @@ class PostHocDeferral(DeferralScorer):
         self.rule_params: dict[str, np.ndarray] | None = None
         self.dim = 0
         self._encoder = None
-
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        if self._encoder is None:
-            from routerzoo.routers.encoder import Encoder
-
-            self._encoder = Encoder(self.config.encoder, show_progress=False, cache_dir="")
-        return self._encoder.encode(list(prompts))
 
     def features(self, prompts, token_logprobs, emb: np.ndarray) -> np.ndarray:
         p_next = logistic_proba(self.next_params, emb)

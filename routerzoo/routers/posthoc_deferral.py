@@ -65,18 +65,13 @@ class PostHocDeferral(LazyEncoding, DeferralScorer):
         self.next_params: dict[str, np.ndarray] | None = None
         self.rule_params: dict[str, np.ndarray] | None = None
         self.dim = 0
-        self._encoder = None
 
     def features(self, prompts, token_logprobs, emb: np.ndarray) -> np.ndarray:
         p_next = logistic_proba(self.next_params, emb)
         return np.hstack([quantile_features(token_logprobs, len(prompts), self.config.quantiles), p_next[:, None]])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if self.rule_params is None:
-            raise UserError("posthoc-deferral scorer is not fitted (train it with `routerzoo train --router posthoc-deferral`)")
-        if len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
-        if not len(prompts):
+        if not self._check_batch(self.rule_params is not None, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.rule_params, self.features(prompts, token_logprobs, self.embed(prompts)))
 

@@ -58,7 +58,6 @@ class PromptResponseScorer(LazyEncoding, DeferralScorer):
     def __init__(self, config=None):
         super().__init__(config)
         self.params: dict[str, np.ndarray] | None = None
-        self._encoder = None
 
     def features(self, prompts, responses, embed=None) -> np.ndarray:
         embed = embed or self.embed
@@ -67,11 +66,7 @@ class PromptResponseScorer(LazyEncoding, DeferralScorer):
         return np.hstack([embed(pairs), embed([p[:c.head_chars] for p in prompts])])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if self.params is None:
-            raise UserError("prompt-response scorer is not fitted (train it with `routerzoo train --router prompt-response`)")
-        if len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
-        if not len(prompts):
+        if not self._check_batch(self.params is not None, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.params, self.features(list(prompts), list(responses)))
 

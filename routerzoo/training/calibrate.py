@@ -357,6 +357,16 @@ def apply_calibration(router, result: Calibration, dataset) -> None:
 
 
 # -- command line ----------------------------------------------------------------------------------
+def add_target_arguments(p: argparse.ArgumentParser, cost_help: str, *, share: bool) -> None:
+    """The one required target flag of ``calibrate`` and ``calibrate-cascade``: --target-cost,
+    --target-quality and (routers only) --target-share."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-cost", type=float, metavar="USD", help=cost_help)
+    if share:
+        target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
+    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``calibrate`` on the CLI's subparsers."""
     p = subparsers.add_parser(
@@ -366,10 +376,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      "nothing), and report the realised figure on the test split next to the target."))
     p.add_argument("router", metavar="ROUTER", help="router artifact directory (or models:/NAME@ALIAS with --out)")
     p.add_argument("--data", required=True, help="dataset directory with benchmark outcomes")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-cost", type=float, metavar="USD", help="mean cost per prompt, USD")
-    target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
-    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+    add_target_arguments(p, "mean cost per prompt, USD", share=True)
     p.add_argument("--split", default="val", help="calibration split (default val); several joined by commas, e.g. train,val, "
                                                   "calibrate on more prompts (the router's own training prompts are in-sample)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "all", "none"],

@@ -34,7 +34,7 @@ from routerzoo.errors import UserError
 from routerzoo.evaluation.sequential import _stage_scores, run_offline, threshold_grid
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.registry import kinds
-from routerzoo.training.calibrate import Target, TargetMissed
+from routerzoo.training.calibrate import Target, TargetMissed, add_target_arguments
 from routerzoo.training.train_deferral import check_reads
 
 
@@ -202,9 +202,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs as the scorer needs)")
     p.add_argument("--chain", required=True, help="models in calling order, comma-separated (cheapest first)")
     p.add_argument("--scorer", default="logprob-confidence", help="deferral kind or scorer artifact directory")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-cost", type=float, metavar="USD", help="mean cost per prompt, USD, every call counted")
-    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+    add_target_arguments(p, "mean cost per prompt, USD, every call counted", share=False)
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
                    help="split the realised figure is reported on (default test)")

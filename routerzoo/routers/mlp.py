@@ -28,6 +28,11 @@ def check_network_config(config) -> None:
         raise ConfigError(f"router.dropout must be in [0, 1), got {config.dropout}")
     if any(h < 1 for h in config.hidden):
         raise ConfigError(f"router.hidden widths must be positive, got {config.hidden}")
+    check_accelerator_field(config)
+
+
+def check_accelerator_field(config) -> None:
+    """``config.accelerator`` is one Lightning knows (whether this machine has it is checked at fit time)."""
     if config.accelerator not in ACCELERATORS:
         raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {config.accelerator!r}")
 

@@ -22,6 +22,32 @@ from routerzoo.routers.features import PromptFeatures, feature_matrix
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
+@dataclass
+class NetworkFitConfig:
+    """The Lightning fit fields every embedding-network router config (MLP, scalarised, Zooter)
+    shares; a config re-declares a field to change its default.
+
+    Attributes:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: examples per step.
+        max_epochs: upper bound on epochs.
+        patience: epochs without validation improvement before stopping.
+        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
+        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
+        strategy: Lightning strategy ("auto", "ddp", ...).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    max_epochs: int = 60
+    patience: int = 6
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+
+
 def check_network_config(config) -> None:
     """The checks every embedding-network router config shares: dropout, hidden widths, accelerator."""
     if not 0 <= config.dropout < 1:
@@ -59,22 +85,14 @@ def embedding_tensor(embeddings: np.ndarray, in_dim: int):
 
 
 @dataclass
-class MLPConfig:
-    """MLP router hyper-parameters.
+class MLPConfig(NetworkFitConfig):
+    """MLP router hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         hidden: widths of the hidden layers.
         dropout: dropout after each hidden layer.
         predict_cost: also learn each model's per-prompt log cost (else the mean cost is used).
         cost_loss_weight: weight of the cost loss against the quality BCE.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: prompts per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
-        strategy: Lightning strategy ("auto", "ddp", ...).
         features: inputs beyond the prompt embedding (prompt length, category); off by default.
     """
 
@@ -82,14 +100,8 @@ class MLPConfig:
     dropout: float = 0.2
     predict_cost: bool = True
     cost_loss_weight: float = 0.5
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
     max_epochs: int = 100
     patience: int = 8
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
     features: PromptFeatures = field(default_factory=PromptFeatures)
 
     def __post_init__(self):

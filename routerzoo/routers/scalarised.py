@@ -27,12 +27,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.mlp import ScaledNetworkRouter, check_network_config, embedding_tensor, mlp_trunk
+from routerzoo.routers.mlp import (
+    NetworkFitConfig,
+    ScaledNetworkRouter,
+    check_network_config,
+    embedding_tensor,
+    mlp_trunk,
+)
 
 
 @dataclass
-class ScalarisedConfig:
-    """Scalarised reward regression hyper-parameters.
+class ScalarisedConfig(NetworkFitConfig):
+    """Scalarised reward regression hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         hidden: widths of the hidden layers.
@@ -43,14 +49,7 @@ class ScalarisedConfig:
         draws: cost weights drawn per prompt per epoch.
         slope_grid: scaled cost weights at which the reward's slope in λ (the predicted cost) is
             estimated by least squares; within ``lambda_range``.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
         batch_size: (prompt, λ) samples per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices.
-        strategy: Lightning strategy.
     """
 
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -59,14 +58,7 @@ class ScalarisedConfig:
     zero_share: float = 0.2
     draws: int = 4
     slope_grid: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0])
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
     batch_size: int = 256
-    max_epochs: int = 60
-    patience: int = 6
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
 
     def __post_init__(self):
         check_network_config(self)

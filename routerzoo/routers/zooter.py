@@ -26,12 +26,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.mlp import ScaledNetworkRouter, check_network_config, embedding_tensor, mlp_trunk
+from routerzoo.routers.mlp import (
+    NetworkFitConfig,
+    ScaledNetworkRouter,
+    check_network_config,
+    embedding_tensor,
+    mlp_trunk,
+)
 
 
 @dataclass
-class ZooterConfig:
-    """Reward distillation hyper-parameters.
+class ZooterConfig(NetworkFitConfig):
+    """Reward distillation hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         hidden: widths of the hidden layers.
@@ -42,14 +48,6 @@ class ZooterConfig:
             without a category keep their own).
         tag_weight: weight of the category's mean target in that mix, in [0, 1].
         mean_loss_weight: weight of the mean-quality head's squared error against the KL loss.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: prompts per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices.
-        strategy: Lightning strategy.
     """
 
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -58,14 +56,6 @@ class ZooterConfig:
     tag_enhancement: bool = False
     tag_weight: float = 0.3
     mean_loss_weight: float = 1.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    max_epochs: int = 60
-    patience: int = 6
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
 
     def __post_init__(self):
         check_network_config(self)

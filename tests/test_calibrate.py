@@ -29,9 +29,9 @@ def test_choose_cost_weight_meets_each_kind_of_target(target):
     pq, pc, tq, tc = _synthetic()
     lam, d = choose_cost_weight(pq, pc, tq, tc, ["a", "b", "c"], target)
     rows = np.arange(len(d))
-    if target.kind == "cost":
+    if target.metric == "cost":
         assert abs(tc[rows, d].mean() - 3e-4) / 3e-4 < 0.02
-    elif target.kind == "share":
+    elif target.metric == "share":
         assert abs(np.mean(d == 2) - 0.25) < 0.01
     else:
         assert tq[rows, d].mean() >= 0.8

@@ -73,28 +73,28 @@ def test_calibration_target_is_met_or_refused_never_silently_missed(problem, all
         best, missed = pick(s, target, allow_miss=allow_miss)
     except TargetMissed as exc:
         assert not allow_miss
-        assert f"--target-{target.kind}" in _one_line(exc)
+        assert f"--target-{target.metric}" in _one_line(exc)
         # refused only when no grid point meets it
-        if target.kind == "quality":
+        if target.metric == "quality":
             assert hi < target.value
-        elif target.kind == "cost":
+        elif target.metric == "cost":
             assert target.value < lo
         else:
             assert not lo <= target.value <= hi
         return
     fig = s.figures[best]
     if not missed:
-        if target.kind == "quality":
+        if target.metric == "quality":
             assert fig >= target.value - 1e-12
             # the cheapest grid point that meets it
             assert s.costs[best] <= s.costs[s.figures >= target.value - 1e-12].min() + 1e-15
-        elif target.kind == "cost":
+        elif target.metric == "cost":
             assert target.value >= lo * (1 - 1e-9)
         else:
             assert lo - 1e-9 <= target.value <= hi + 1e-9
     else:
         assert allow_miss
-        if target.kind == "quality":
+        if target.metric == "quality":
             assert fig == pytest.approx(hi)
         else:  # the nearest point
             assert abs(fig - target.value) <= np.abs(s.figures - target.value).min() + 1e-15

@@ -101,6 +101,15 @@ def fingerprint(outcomes: pd.DataFrame | None, preferences: pd.DataFrame | None,
     return _combine(content_fingerprint(outcomes, preferences), split_fingerprint(outcomes, preferences, spec))
 
 
+def _rows_of_split(df, split: str | None):
+    """The rows of ``df`` in ``split`` (None or "all": every row); an unknown split is a UserError."""
+    if split in (None, "all"):
+        return df
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of {list(SPLITS)} or 'all'")
+    return df[df["split"] == split]
+
+
 @dataclass
 class RoutingDataset:
     """In-memory dataset: the canonical tables and the manifest."""
@@ -129,11 +138,7 @@ class RoutingDataset:
         """
         if self.outcomes is None:
             raise UserError(f"dataset {self.name} has no benchmark outcomes (it holds preference pairs only)")
-        df = self.outcomes
-        if split not in (None, "all"):
-            if split not in SPLITS:
-                raise UserError(f"unknown split {split!r}; choose one of {list(SPLITS)} or 'all'")
-            df = df[df["split"] == split]
+        df = _rows_of_split(self.outcomes, split)
         models = list(models) if models is not None else self.models
         unknown = sorted(set(models) - set(self.models))
         if unknown:
@@ -176,11 +181,7 @@ class RoutingDataset:
         """
         if self.preferences is None:
             raise UserError(f"dataset {self.name} has no preference pairs (it holds benchmark outcomes only)")
-        df = self.preferences
-        if split not in (None, "all"):
-            if split not in SPLITS:
-                raise UserError(f"unknown split {split!r}; choose one of {list(SPLITS)} or 'all'")
-            df = df[df["split"] == split]
+        df = _rows_of_split(self.preferences, split)
         models = list(models) if models is not None else self.models
         index = {m: i for i, m in enumerate(models)}
         df = df[df["model_a"].isin(index) & df["model_b"].isin(index)]

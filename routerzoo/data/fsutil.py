@@ -52,7 +52,8 @@ try:  # POSIX only; on other platforms the lock is a no-op
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_directory", "check_output_dir", "exclusive_lock", "file_sha256", "lock_path"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "exclusive_lock",
+           "file_sha256", "lock_path"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -67,6 +68,32 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write one file all-or-nothing: the bytes go to a temporary file beside ``path`` that then
+    replaces it in one rename, so a reader never sees half a file. The parent folder is created.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def lock_path(target: str | os.PathLike) -> Path:

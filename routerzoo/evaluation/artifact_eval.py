@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from routerzoo.data.fsutil import atomic_write_text
 from routerzoo.errors import UserError
 
 __all__ = ["artifact_role", "load_cascade_spec", "evaluate_scorer", "evaluate_policy", "evaluate_cascade",
@@ -283,11 +284,7 @@ def eval_command(args, roles: dict[str, str]) -> int:
             report = evaluate_cascade(scorer, spec.chain, spec.thresholds, matrix, where=where)
     report["source"] = str(source)
     if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(out)  # a reader never sees half a report, as for routers
+        atomic_write_text(args.json_out, json.dumps(report, indent=2) + "\n")
     if args.plot:
         from routerzoo.evaluation.plot import plot_reports
 

@@ -367,6 +367,12 @@ def cpt(strong_share, pgr_values, target: float) -> float:
     x, y = _points(strong_share, pgr_values)
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
+    return first_crossing(x, y, target)
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The x at which the curve (x, y), in x order, first reaches ``y >= target``, linearly
+    interpolated from the point before (NaN if it never does)."""
     hit = np.nonzero(y >= target)[0]
     if hit.size == 0:
         return float("nan")

@@ -56,14 +56,7 @@ def _hull_aiq(c: np.ndarray, q: np.ndarray, a: float, b: float) -> float:
 
 def _cost_to_reach(c: np.ndarray, q: np.ndarray, target: float) -> float:
     """Cheapest cost at which the hull of (c, q) reaches quality ``target`` (NaN if never)."""
-    hc, hq = M._hull(c, q)
-    hit = np.nonzero(hq >= target)[0]
-    if hit.size == 0:
-        return float("nan")
-    i = int(hit[0])
-    if i == 0:
-        return float(hc[0])
-    return float(hc[i - 1] + (target - hq[i - 1]) * (hc[i] - hc[i - 1]) / (hq[i] - hq[i - 1]))
+    return M.first_crossing(*M._hull(c, q), target)
 
 
 def _curve(w: np.ndarray, c: np.ndarray, q: np.ndarray) -> list[dict]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from routerzoo.errors import UserError
 from routerzoo.routers.cost import CostModel
+from routerzoo.routers.lazy_encoder import LazyEncoding
 from routerzoo.routers.policies.argmax import ArgmaxPolicy
 from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.policies.threshold import ThresholdConfig, ThresholdPolicy
@@ -50,7 +51,7 @@ def check_prompts(prompts) -> list[str]:
     return prompts
 
 
-class Router:
+class Router(LazyEncoding):
     """Base class of every router.
 
     Args:
@@ -135,15 +136,11 @@ class Router:
         return []
 
     # -- features --------------------------------------------------------------------------------
-    def embed(self, prompts: Sequence[str]) -> np.ndarray:
-        """Prompt embeddings (n, d) from this router's encoder (loaded on first use, memory cache only)."""
+    def _encoder_id(self) -> str:
+        """The encoder :meth:`embed` loads on first use (memory cache only)."""
         if self.encoder is None:
             raise TypeError(f"router {self.kind!r} has no encoder")
-        if self._encoder is None:
-            from routerzoo.routers.encoder import Encoder
-
-            self._encoder = Encoder(self.encoder, show_progress=False, cache_dir="")
-        return self._encoder.encode(prompts)
+        return self.encoder
 
     @property
     def loaded_encoder(self):

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from routerzoo.errors import UserError
+
 
 class DeferralScorer:
     """Base class of deferral scorers.
@@ -47,6 +49,14 @@ class DeferralScorer:
             (n,) floats in [0, 1].
         """
         raise NotImplementedError
+
+    def _check_batch(self, fitted: bool, prompts, responses) -> int:
+        """Refuse an unfitted scorer, or as many responses as prompts not; the batch size."""
+        if not fitted:
+            raise UserError(f"{self.kind} scorer is not fitted (train it with `routerzoo train --router {self.kind}`)")
+        if len(responses) != len(prompts):
+            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
+        return len(prompts)
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned arrays to save (none for unsupervised scorers)."""

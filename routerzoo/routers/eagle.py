@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.base import Router
-from routerzoo.routers.elo import fit_ratings, pair_metrics
-from routerzoo.routers.sw_elo import _embed_texts, _pairs, win_matrices
+from routerzoo.routers.elo import check_rating_config, fit_ratings, pair_metrics, rating_pairs
+from routerzoo.routers.sw_elo import PromptWinsRouter, _embed_texts, win_matrices
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
@@ -69,15 +68,10 @@ class EagleConfig:
             raise ConfigError(f"router.neighbours must be >= 1, got {self.neighbours}")
         if not self.neighbours_candidates or min(self.neighbours_candidates) < 1:
             raise ConfigError(f"router.neighbours_candidates must be positive integers, got {self.neighbours_candidates}")
-        if self.l2 <= 0:
-            raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {self.l2}")
-        if self.max_iter < 1:
-            raise ConfigError(f"router.max_iter must be >= 1, got {self.max_iter}")
-        if self.source not in ("auto", "preferences", "outcomes"):
-            raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {self.source!r}")
+        check_rating_config(self)
 
 
-class EagleRouter(Router):
+class EagleRouter(PromptWinsRouter):
     """Global ratings mixed with per-prompt local ratings of the nearest training prompts.
 
     State: ``embeddings`` (P, d) of the training prompts with comparisons, their ``wins``
@@ -86,30 +80,22 @@ class EagleRouter(Router):
 
     kind = "eagle"
     Config = EagleConfig
-    uses_embeddings = True
-    _CHUNK = 1024
 
     def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> EagleRouter:
         """Store the training prompts' embeddings (P, d) and win matrices (P, m, m); fit the global ratings."""
-        self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.wins_ = np.ascontiguousarray(wins, dtype=np.float32)
+        self._set_arrays(embeddings, wins)
         self.global_ratings_ = self._fit(self.wins_.sum(axis=0, dtype=np.float64))
         return self
 
     def fitted_attributes(self) -> list[str]:
-        return ["embeddings_", "wins_", "global_ratings_"]
+        return [*super().fitted_attributes(), "global_ratings_"]
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"embeddings": self.embeddings_, "wins": self.wins_, "global_ratings": self.global_ratings_}
+        return {**super().state(), "global_ratings": self.global_ratings_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        emb = self._tensor(tensors, "embeddings", (None, None))
-        if emb.shape[0] == 0:
-            raise UserError("weights: tensor 'embeddings' holds no training prompts")
-        m = len(self.models)
-        self.embeddings_ = np.ascontiguousarray(emb, dtype=np.float32)
-        self.wins_ = np.ascontiguousarray(self._tensor(tensors, "wins", (emb.shape[0], m, m)), dtype=np.float32)
-        self.global_ratings_ = np.asarray(self._tensor(tensors, "global_ratings", (m,)), dtype=np.float64)
+        super().load_state(tensors)  # the stored global ratings are read, not refitted
+        self.global_ratings_ = np.asarray(self._tensor(tensors, "global_ratings", (len(self.models),)), dtype=np.float64)
 
     def _fit(self, wins: np.ndarray) -> np.ndarray:
         """Bradley-Terry ratings (m,) of one (m, m) win matrix (normalised: the l2 prior is relative)."""
@@ -169,7 +155,7 @@ def fit_eagle(config: EagleConfig, ctx: FitContext) -> tuple[EagleRouter, dict]:
     validation (AIQ where the validation split has outcomes, else pair log-loss)."""
     from routerzoo.evaluation.report import evaluate_predictions
 
-    pairs = _pairs(ctx, "train", config.source)
+    pairs = rating_pairs(ctx, "train", config.source)
     if pairs is None or len(pairs) == 0:
         what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
         raise UserError(f"router 'eagle' needs {what} in the train split; this dataset has none")
@@ -181,7 +167,7 @@ def fit_eagle(config: EagleConfig, ctx: FitContext) -> tuple[EagleRouter, dict]:
 
     val = ctx.val
     complete = val.observed.all(axis=1) if val is not None and len(val) else np.zeros(0, dtype=bool)
-    val_pairs = None if complete.sum() >= 2 else _pairs(ctx, "val", config.source)
+    val_pairs = None if complete.sum() >= 2 else rating_pairs(ctx, "val", config.source)
     if len(ps) * len(ns) > 1 and complete.sum() >= 2:
         emb = ctx.val_embeddings[complete]
         cost = router.cost_model.predict(None, len(emb))

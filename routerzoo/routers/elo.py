@@ -51,12 +51,17 @@ class EloConfig:
     source: str = "auto"
 
     def __post_init__(self):
-        if self.l2 <= 0:
-            raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {self.l2}")
-        if self.max_iter < 1:
-            raise ConfigError(f"router.max_iter must be >= 1, got {self.max_iter}")
-        if self.source not in ("auto", "preferences", "outcomes"):
-            raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {self.source!r}")
+        check_rating_config(self)
+
+
+def check_rating_config(config) -> None:
+    """The checks every Bradley-Terry rating config shares: l2, max_iter and the pair source."""
+    if config.l2 <= 0:
+        raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {config.l2}")
+    if config.max_iter < 1:
+        raise ConfigError(f"router.max_iter must be >= 1, got {config.max_iter}")
+    if config.source not in ("auto", "preferences", "outcomes"):
+        raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {config.source!r}")
 
 
 def fit_ratings(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, weight: np.ndarray, m: int,
@@ -137,7 +142,8 @@ class EloRouter(Router):
         return {m: float(1000.0 + ELO_SCALE * r) for m, r in zip(self.models, centred, strict=True)}
 
 
-def _pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix | None:
+def rating_pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix | None:
+    """A split's comparisons: the dataset's own preference pairs, or pairs derived from its outcomes."""
     from routerzoo.data.matrix import PreferenceMatrix
 
     own = ctx.train_prefs if split == "train" else ctx.val_prefs
@@ -151,14 +157,14 @@ def _pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix | None:
 
 def fit_elo(config: EloConfig, ctx: FitContext) -> tuple[EloRouter, dict]:
     """Fit on the training pairs; report validation log-loss and accuracy when there are validation pairs."""
-    pairs = _pairs(ctx, "train", config.source)
+    pairs = rating_pairs(ctx, "train", config.source)
     if pairs is None or len(pairs) == 0:
         what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
         raise UserError(f"router 'elo' needs {what} in the train split; this dataset has none")
     router = EloRouter(config, **ctx.router_kwargs(encoder=False)).fit_pairs(pairs)
     metrics: dict = {f"elo.{m}": v for m, v in router.elo().items()}
     metrics.update({f"train_pair_{k}": v for k, v in _score(router, pairs).items()})
-    val = _pairs(ctx, "val", config.source)
+    val = rating_pairs(ctx, "val", config.source)
     if val is not None and len(val):
         metrics.update({f"val_pair_{k}": v for k, v in _score(router, val).items()})
     return router, metrics

@@ -25,8 +25,8 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
+from routerzoo.routers.mlp import check_accelerator_field
 
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 #: prefix of the byte tensors that carry the encoder's config and tokenizer files
 FILE_PREFIX = "file/"
@@ -100,8 +100,7 @@ class FinetuneConfig:
                               "router.patience must be >= 1")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"router.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
+        check_accelerator_field(self)
         if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
             raise ConfigError(f"router.devices must be >= 1, -1 (all) or 'auto', got {self.devices}")
 

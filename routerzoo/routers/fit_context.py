@@ -5,6 +5,7 @@ run settings. Pure numpy plus the encoder; no pandas, no Lightning."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from routerzoo.data.matrix import OutcomeMatrix, PreferenceMatrix
 from routerzoo.errors import UserError
 from routerzoo.routers.cost import CostModel
 from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.lazy_encoder import LazyEncoding
 
 
 @dataclass
@@ -149,7 +151,7 @@ class FitContext:
 
 
 @dataclass
-class DeferralFitContext:
+class DeferralFitContext(LazyEncoding):
     """What a deferral fit reads.
 
     Attributes:
@@ -165,10 +167,8 @@ class DeferralFitContext:
     seed: int = 0
     _encoder: object | None = field(default=None, repr=False)
 
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        """(n, d) prompt embeddings (on-disk cache shared with router training)."""
-        if self._encoder is None:
-            from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder
+    # (n, d) prompt embeddings through LazyEncoding.embed, with the on-disk cache shared with router training
+    _encoder_options: ClassVar[dict] = {"max_cached": None}
 
-            self._encoder = Encoder(self.encoder or DEFAULT_ENCODER, show_progress=False, max_cached=None)
-        return self._encoder.encode(prompts)
+    def _encoder_id(self) -> str:
+        return self.encoder or DEFAULT_ENCODER

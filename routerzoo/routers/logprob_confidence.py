@@ -8,7 +8,6 @@ least confident token), or the mean over the ``tail`` least confident tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +49,7 @@ class LogprobConfidence(DeferralScorer):
     Config = LogprobConfidenceConfig
     needs_logprobs = True
 
-    def predict(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str | None],
-        token_logprobs: Sequence[np.ndarray | None] | None = None,
-    ) -> np.ndarray:
+    def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
         n = len(prompts)
         if len(responses) != n or (token_logprobs is not None and len(token_logprobs) != n):
             raise UserError(f"{n} prompts but {len(responses)} responses / logprob lists")

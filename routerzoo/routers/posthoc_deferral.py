@@ -21,6 +21,7 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.deferral import DeferralScorer
 from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.lazy_encoder import LazyEncoding
 from routerzoo.routers.logistic import check_params, fit_logistic, logistic_proba
 from routerzoo.routers.token_quantile import quantile_features
 
@@ -52,7 +53,7 @@ class PostHocDeferralConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
 
 
-class PostHocDeferral(DeferralScorer):
+class PostHocDeferral(LazyEncoding, DeferralScorer):
     """P(keeping this answer is at least as good as the next model's) from confidence + next-model success."""
 
     kind = "posthoc-deferral"
@@ -64,25 +65,13 @@ class PostHocDeferral(DeferralScorer):
         self.next_params: dict[str, np.ndarray] | None = None
         self.rule_params: dict[str, np.ndarray] | None = None
         self.dim = 0
-        self._encoder = None
-
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        if self._encoder is None:
-            from routerzoo.routers.encoder import Encoder
-
-            self._encoder = Encoder(self.config.encoder, show_progress=False, cache_dir="")
-        return self._encoder.encode(list(prompts))
 
     def features(self, prompts, token_logprobs, emb: np.ndarray) -> np.ndarray:
         p_next = logistic_proba(self.next_params, emb)
         return np.hstack([quantile_features(token_logprobs, len(prompts), self.config.quantiles), p_next[:, None]])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if self.rule_params is None:
-            raise UserError("posthoc-deferral scorer is not fitted (train it with `routerzoo train --router posthoc-deferral`)")
-        if len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
-        if not len(prompts):
+        if not self._check_batch(self.rule_params is not None, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.rule_params, self.features(prompts, token_logprobs, self.embed(prompts)))
 

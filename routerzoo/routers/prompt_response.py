@@ -19,6 +19,7 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.deferral import DeferralScorer
 from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.lazy_encoder import LazyEncoding
 from routerzoo.routers.logistic import check_params, fit_logistic, logistic_proba
 
 
@@ -47,7 +48,7 @@ class PromptResponseConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
 
 
-class PromptResponseScorer(DeferralScorer):
+class PromptResponseScorer(LazyEncoding, DeferralScorer):
     """P(answer right) from frozen embeddings of the prompt and of (prompt, response)."""
 
     kind = "prompt-response"
@@ -57,14 +58,6 @@ class PromptResponseScorer(DeferralScorer):
     def __init__(self, config=None):
         super().__init__(config)
         self.params: dict[str, np.ndarray] | None = None
-        self._encoder = None
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        if self._encoder is None:
-            from routerzoo.routers.encoder import Encoder
-
-            self._encoder = Encoder(self.config.encoder, show_progress=False, cache_dir="")
-        return self._encoder.encode(texts)
 
     def features(self, prompts, responses, embed=None) -> np.ndarray:
         embed = embed or self.embed
@@ -73,11 +66,7 @@ class PromptResponseScorer(DeferralScorer):
         return np.hstack([embed(pairs), embed([p[:c.head_chars] for p in prompts])])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if self.params is None:
-            raise UserError("prompt-response scorer is not fitted (train it with `routerzoo train --router prompt-response`)")
-        if len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
-        if not len(prompts):
+        if not self._check_batch(self.params is not None, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.params, self.features(list(prompts), list(responses)))
 

@@ -30,8 +30,7 @@ import numpy as np
 from routerzoo.errors import ConfigError
 from routerzoo.routers.base import Router
 from routerzoo.routers.mf import predict_log_cost
-
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+from routerzoo.routers.mlp import check_accelerator_field
 
 
 @dataclass
@@ -98,8 +97,7 @@ class RouterDCConfig:
             raise ConfigError("router.batch_size must be >= 2, router.max_epochs and router.patience >= 1")
         if self.cost_ridge < 0:
             raise ConfigError(f"router.cost_ridge must be >= 0, got {self.cost_ridge}")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
+        check_accelerator_field(self)
 
 
 def _normalise(a: np.ndarray) -> np.ndarray:

@@ -27,13 +27,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.base import Router
-from routerzoo.routers.mlp import ACCELERATORS
+from routerzoo.routers.mlp import (
+    NetworkFitConfig,
+    ScaledNetworkRouter,
+    check_network_config,
+    embedding_tensor,
+    mlp_trunk,
+)
 
 
 @dataclass
-class ScalarisedConfig:
-    """Scalarised reward regression hyper-parameters.
+class ScalarisedConfig(NetworkFitConfig):
+    """Scalarised reward regression hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         hidden: widths of the hidden layers.
@@ -44,14 +49,7 @@ class ScalarisedConfig:
         draws: cost weights drawn per prompt per epoch.
         slope_grid: scaled cost weights at which the reward's slope in λ (the predicted cost) is
             estimated by least squares; within ``lambda_range``.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
         batch_size: (prompt, λ) samples per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices.
-        strategy: Lightning strategy.
     """
 
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -60,20 +58,10 @@ class ScalarisedConfig:
     zero_share: float = 0.2
     draws: int = 4
     slope_grid: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0])
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
     batch_size: int = 256
-    max_epochs: int = 60
-    patience: int = 6
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
 
     def __post_init__(self):
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"router.hidden widths must be positive, got {self.hidden}")
+        check_network_config(self)
         lo_hi = self.lambda_range
         if len(lo_hi) != 2 or not all(math.isfinite(v) for v in lo_hi) or not 0 < lo_hi[0] < lo_hi[1]:
             raise ConfigError(f"router.lambda_range must be [low, high] with 0 < low < high, got {lo_hi}")
@@ -83,8 +71,6 @@ class ScalarisedConfig:
             raise ConfigError(f"router.slope_grid must be positive scaled cost weights, got {self.slope_grid}")
         if self.draws < 1 or self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
             raise ConfigError("router.draws, lr, batch_size, max_epochs and patience must be positive")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
 
 
 def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float):
@@ -101,12 +87,7 @@ def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float)
     class RewardNet(nn.Module):
         def __init__(self):
             super().__init__()
-            layers: list[nn.Module] = []
-            d = in_dim + 2
-            for h in hidden:
-                layers += [nn.Linear(d, h), nn.GELU(), nn.Dropout(dropout)]
-                d = h
-            self.trunk = nn.Sequential(*layers)
+            self.trunk, d = mlp_trunk(in_dim + 2, hidden, dropout)
             self.quality_head = nn.Linear(d, n_models)
             self.cost_head = nn.Linear(d, n_models)
 
@@ -117,7 +98,7 @@ def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float)
     return RewardNet()
 
 
-class ScalarisedRouter(Router):
+class ScalarisedRouter(ScaledNetworkRouter):
     """Predicts ``quality − λ·cost`` per model with λ as an input (see the module docstring).
 
     State: the network (``net.*``) and ``cost_scale`` (1,), USD of a typical prompt at training prices.
@@ -125,45 +106,16 @@ class ScalarisedRouter(Router):
 
     kind = "scalarised"
     Config = ScalarisedConfig
-    uses_embeddings = True
-
-    def network(self, in_dim: int):
-        return build_network(in_dim, len(self.models), self.config.hidden, self.config.dropout)
-
-    def set_network(self, net, cost_scale: float) -> ScalarisedRouter:
-        self.net_ = net.eval()
-        self.cost_scale_ = float(cost_scale)
-        return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["net_", "cost_scale_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        out = self._module_state(self.net_)
-        out["cost_scale"] = np.array([self.cost_scale_], dtype=np.float64)
-        return out
-
-    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        first = "net.trunk.0.weight" if self.config.hidden else "net.quality_head.weight"
-        rows = self.config.hidden[0] if self.config.hidden else len(self.models)
-        in_dim = self._tensor(tensors, first, (rows, None)).shape[1] - 2
-        net = self.network(in_dim)
-        self._load_module(net, tensors, f"hidden={self.config.hidden}")
-        scale = float(self._tensor(tensors, "cost_scale", (1,))[0])
-        if not (math.isfinite(scale) and scale > 0):
-            raise UserError(f"weights: cost_scale must be a positive number, got {scale}")
-        self.set_network(net, scale)
-
-    def _in_dim(self) -> int:
-        return next(self.net_.parameters()).shape[1] - 2
+    build_network = staticmethod(build_network)
+    scale_name = "cost_scale"
+    first_head = "quality_head"
+    extra_inputs = 2  # the network also reads the scaled cost weight (two encodings of it)
 
     def _scaled_rewards(self, embeddings: np.ndarray, scaled: float) -> np.ndarray:
         """(n, m) network output at one scaled cost weight."""
         import torch
 
-        if embeddings.ndim != 2 or embeddings.shape[1] != self._in_dim():
-            raise ValueError(f"embeddings of shape {embeddings.shape}; this router needs (n, {self._in_dim()})")
-        x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        x = embedding_tensor(embeddings, self._in_dim())
         lam = torch.full((len(embeddings), 1), float(scaled))
         with torch.no_grad():
             return self.net_(x, lam).numpy().astype(np.float64)

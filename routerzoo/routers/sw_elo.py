@@ -26,7 +26,7 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.base import Router
-from routerzoo.routers.elo import fit_ratings, pair_metrics
+from routerzoo.routers.elo import check_rating_config, fit_ratings, pair_metrics, rating_pairs
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
@@ -70,12 +70,7 @@ class SWEloConfig:
             raise ConfigError(f"router.global_weight must be >= 0, got {self.global_weight}")
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"router.top_k must be >= 1, got {self.top_k}")
-        if self.l2 <= 0:
-            raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {self.l2}")
-        if self.max_iter < 1:
-            raise ConfigError(f"router.max_iter must be >= 1, got {self.max_iter}")
-        if self.source not in ("auto", "preferences", "outcomes"):
-            raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {self.source!r}")
+        check_rating_config(self)
 
 
 def win_matrices(pairs: PreferenceMatrix) -> tuple[list[str], np.ndarray]:
@@ -101,20 +96,19 @@ def win_matrices(pairs: PreferenceMatrix) -> tuple[list[str], np.ndarray]:
     return texts, wins
 
 
-class SWEloRouter(Router):
-    """Per-prompt Bradley-Terry ratings from similarity-weighted training comparisons.
+class PromptWinsRouter(Router):
+    """A router that keeps its training prompts' embeddings (P, d) and win matrices (P, m, m) and
+    rates models per prompt from the similar ones (SW-Elo, Eagle)."""
 
-    State: ``embeddings`` (P, d) of the training prompts with comparisons and their ``wins`` (P, m, m).
-    """
-
-    kind = "sw-elo"
-    Config = SWEloConfig
     uses_embeddings = True
     _CHUNK = 1024
 
-    def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> SWEloRouter:
+    def _set_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> None:
         self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.wins_ = np.ascontiguousarray(wins, dtype=np.float32)
+
+    def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray):
+        self._set_arrays(embeddings, wins)
         return self
 
     def fitted_attributes(self) -> list[str]:
@@ -128,7 +122,17 @@ class SWEloRouter(Router):
         if emb.shape[0] == 0:
             raise UserError("weights: tensor 'embeddings' holds no training prompts")
         m = len(self.models)
-        self.fit_arrays(emb, self._tensor(tensors, "wins", (emb.shape[0], m, m)))
+        self._set_arrays(emb, self._tensor(tensors, "wins", (emb.shape[0], m, m)))
+
+
+class SWEloRouter(PromptWinsRouter):
+    """Per-prompt Bradley-Terry ratings from similarity-weighted training comparisons.
+
+    State: ``embeddings`` (P, d) of the training prompts with comparisons and their ``wins`` (P, m, m).
+    """
+
+    kind = "sw-elo"
+    Config = SWEloConfig
 
     def ratings(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, m) Bradley-Terry ratings fitted for each prompt."""
@@ -163,18 +167,6 @@ class SWEloRouter(Router):
         return 1.0 / (1.0 + np.exp(-(r - r.mean(axis=1, keepdims=True)))), None
 
 
-def _pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix | None:
-    from routerzoo.data.matrix import PreferenceMatrix
-
-    own = ctx.train_prefs if split == "train" else ctx.val_prefs
-    outcomes = ctx.train if split == "train" else ctx.val
-    if source == "preferences" or (source == "auto" and own is not None and len(own)):
-        return own
-    if outcomes is not None and len(outcomes):
-        return PreferenceMatrix.from_outcomes(outcomes)
-    return None
-
-
 def _embed_texts(ctx: FitContext, split: str, texts: list[str]) -> np.ndarray:
     """Embeddings of ``texts``, from the split's outcome embeddings where they are those prompts."""
     outcomes = ctx.train if split == "train" else ctx.val
@@ -205,7 +197,7 @@ def fit_sw_elo(config: SWEloConfig, ctx: FitContext) -> tuple[SWEloRouter, dict]
     (AIQ where the validation split has outcomes, else pair log-loss)."""
     from routerzoo.routers.knn import validation_scores
 
-    pairs = _pairs(ctx, "train", config.source)
+    pairs = rating_pairs(ctx, "train", config.source)
     if pairs is None or len(pairs) == 0:
         what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
         raise UserError(f"router 'sw-elo' needs {what} in the train split; this dataset has none")
@@ -213,7 +205,7 @@ def fit_sw_elo(config: SWEloConfig, ctx: FitContext) -> tuple[SWEloRouter, dict]
     emb = _embed_texts(ctx, "train", texts)
     temps = [config.temperature] if config.temperature is not None else sorted(set(config.temperature_candidates))
     val_outcomes = ctx.val is not None and len(ctx.val) > 0 and ctx.val.observed.all(axis=1).sum() >= 2
-    val_pairs = None if val_outcomes else _pairs(ctx, "val", config.source)
+    val_pairs = None if val_outcomes else rating_pairs(ctx, "val", config.source)
     metrics: dict = {"n_train_prompts": len(texts), "n_train_pairs": len(pairs)}
     best, best_key = None, float("inf")
     for t in temps:

@@ -103,11 +103,7 @@ class TokenQuantileScorer(DeferralScorer):
         return len(self.config.quantiles) + 3
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if self.params is None:
-            raise UserError("token-quantile scorer is not fitted (train it with `routerzoo train --router token-quantile`)")
-        n = len(prompts)
-        if len(responses) != n:
-            raise UserError(f"{n} prompts but {len(responses)} responses")
+        n = self._check_batch(self.params is not None, prompts, responses)
         return logistic_proba(self.params, quantile_features(token_logprobs, n, self.config.quantiles))
 
     def state(self) -> dict[str, np.ndarray]:

@@ -25,14 +25,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.base import Router
-from routerzoo.routers.mlp import ACCELERATORS
+from routerzoo.errors import ConfigError
+from routerzoo.routers.mlp import (
+    NetworkFitConfig,
+    ScaledNetworkRouter,
+    check_network_config,
+    embedding_tensor,
+    mlp_trunk,
+)
 
 
 @dataclass
-class ZooterConfig:
-    """Reward distillation hyper-parameters.
+class ZooterConfig(NetworkFitConfig):
+    """Reward distillation hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         hidden: widths of the hidden layers.
@@ -43,14 +48,6 @@ class ZooterConfig:
             without a category keep their own).
         tag_weight: weight of the category's mean target in that mix, in [0, 1].
         mean_loss_weight: weight of the mean-quality head's squared error against the KL loss.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: prompts per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices.
-        strategy: Lightning strategy.
     """
 
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -59,20 +56,9 @@ class ZooterConfig:
     tag_enhancement: bool = False
     tag_weight: float = 0.3
     mean_loss_weight: float = 1.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    max_epochs: int = 60
-    patience: int = 6
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
 
     def __post_init__(self):
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"router.hidden widths must be positive, got {self.hidden}")
+        check_network_config(self)
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"router.temperature must be > 0, got {self.temperature}")
         if not 0 <= self.tag_weight <= 1:
@@ -81,8 +67,6 @@ class ZooterConfig:
             raise ConfigError(f"router.mean_loss_weight must be >= 0, got {self.mean_loss_weight}")
         if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
             raise ConfigError("router.lr, batch_size, max_epochs and patience must be positive")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
 
 
 def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float):
@@ -93,12 +77,7 @@ def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float)
     class DistilNet(nn.Module):
         def __init__(self):
             super().__init__()
-            layers: list[nn.Module] = []
-            d = in_dim
-            for h in hidden:
-                layers += [nn.Linear(d, h), nn.GELU(), nn.Dropout(dropout)]
-                d = h
-            self.trunk = nn.Sequential(*layers)
+            self.trunk, d = mlp_trunk(in_dim, hidden, dropout)
             self.logits_head = nn.Linear(d, n_models)
             self.mean_head = nn.Linear(d, 1)
 
@@ -139,7 +118,7 @@ def reward_targets(quality: np.ndarray, temperature: float, categories=None, tag
     return out
 
 
-class ZooterRouter(Router):
+class ZooterRouter(ScaledNetworkRouter):
     """Softmax over candidates distilled from rewards (see the module docstring).
 
     State: the network's weights (``net.*``) and ``quality_scale`` (1,), the factor s.
@@ -147,33 +126,10 @@ class ZooterRouter(Router):
 
     kind = "zooter"
     Config = ZooterConfig
-    uses_embeddings = True
-
-    def network(self, in_dim: int):
-        return build_network(in_dim, len(self.models), self.config.hidden, self.config.dropout)
-
-    def set_network(self, net, quality_scale: float) -> ZooterRouter:
-        self.net_ = net.eval()
-        self.quality_scale_ = float(quality_scale)
-        return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["net_", "quality_scale_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        out = self._module_state(self.net_)
-        out["quality_scale"] = np.array([self.quality_scale_], dtype=np.float64)
-        return out
-
-    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        first = "net.trunk.0.weight" if self.config.hidden else "net.logits_head.weight"
-        rows = self.config.hidden[0] if self.config.hidden else len(self.models)
-        net = self.network(self._tensor(tensors, first, (rows, None)).shape[1])
-        self._load_module(net, tensors, f"hidden={self.config.hidden}")
-        scale = float(self._tensor(tensors, "quality_scale", (1,))[0])
-        if not (math.isfinite(scale) and scale >= 0):
-            raise UserError(f"weights: quality_scale must be a number >= 0, got {scale}")
-        self.set_network(net, scale)
+    build_network = staticmethod(build_network)
+    scale_name = "quality_scale"
+    first_head = "logits_head"
+    scale_may_be_zero = True
 
     def distribution_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """The distilled distribution over the candidates, (n, m) rows summing to 1."""
@@ -186,11 +142,8 @@ class ZooterRouter(Router):
     def _forward(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        in_dim = next(self.net_.parameters()).shape[1]
-        if embeddings.ndim != 2 or embeddings.shape[1] != in_dim:
-            raise ValueError(f"embeddings of shape {embeddings.shape}; this router needs (n, {in_dim})")
         with torch.no_grad():
-            logits, mean = self.net_(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)))
+            logits, mean = self.net_(embedding_tensor(embeddings, self._in_dim()))
         return logits.numpy(), mean.numpy()
 
     def centred_log_probs(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

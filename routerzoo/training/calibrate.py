@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from routerzoo.data.fsutil import atomic_write_text
 from routerzoo.errors import UserError
 
 GRID_POINTS = 4000
@@ -52,20 +53,24 @@ class Target:
     """What to calibrate for.
 
     Attributes:
-        kind: "cost" (mean USD per prompt), "share" (fraction of prompts sent to ``model``) or
+        metric: "cost" (mean USD per prompt), "share" (fraction of prompts sent to ``model``) or
             "quality" (mean realised quality, reached at the lowest cost).
         value: the target figure.
         model: the model of a share target.
     """
 
-    kind: str
+    metric: str
     value: float
     model: str | None = None
 
+    def to_dict(self) -> dict:
+        # saved under "kind", as in the lineage of routers calibrated before the rename
+        return {"kind": self.metric, "value": self.value, "model": self.model}
+
     def describe(self) -> str:
-        if self.kind == "cost":
+        if self.metric == "cost":
             return f"mean cost ${self.value:.6g}/prompt"
-        if self.kind == "share":
+        if self.metric == "share":
             return f"share of {self.model} {self.value:.3g}"
         return f"quality >= {self.value:.4g}"
 
@@ -81,9 +86,9 @@ class Realised:
     share: dict
 
     def figure(self, target: Target) -> float:
-        if target.kind == "cost":
+        if target.metric == "cost":
             return self.cost
-        if target.kind == "share":
+        if target.metric == "share":
             return self.share[target.model]
         return self.quality
 
@@ -108,7 +113,7 @@ class Calibration:
     useful_range: tuple[float, float] = (math.nan, math.nan)
 
     def to_dict(self) -> dict:
-        out = {"target": asdict(self.target), "cost_weight": self.cost_weight, "calibration": asdict(self.calibration),
+        out = {"target": self.target.to_dict(), "cost_weight": self.cost_weight, "calibration": asdict(self.calibration),
                "test": asdict(self.test) if self.test is not None else None, "reachable": list(self.reachable),
                "missed": self.missed, "cv": self.cv, "test_ci95": list(self.test_ci) if self.test_ci else None,
                "useful_cost_weights": list(self.useful_range)}
@@ -184,15 +189,15 @@ def sweep(pred_quality: np.ndarray, pred_cost: np.ndarray, true_quality: np.ndar
     spread = float(np.ptp(pred_quality)) or 1.0
     grid = cost_weight_grid(pred_cost, GRID_POINTS, quality_range=spread)
     rows = np.arange(pred_quality.shape[0])
-    j = models.index(target.model) if target.kind == "share" else None
+    j = models.index(target.model) if target.metric == "share" else None
     figures, costs, all_d = np.empty(len(grid)), np.empty(len(grid)), []
     for i, lam in enumerate(grid):
         d = decide(pred_quality, pred_cost, float(lam))
         all_d.append(d)
         costs[i] = true_cost[rows, d].mean()
-        if target.kind == "cost":
+        if target.metric == "cost":
             figures[i] = costs[i]
-        elif target.kind == "share":
+        elif target.metric == "share":
             figures[i] = float(np.mean(d == j))
         else:
             figures[i] = true_quality[rows, d].mean()
@@ -200,10 +205,10 @@ def sweep(pred_quality: np.ndarray, pred_cost: np.ndarray, true_quality: np.ndar
 
 
 def _miss_message(target: Target, lo: float, hi: float, where: str) -> str:
-    if target.kind == "quality":
+    if target.metric == "quality":
         return (f"--target-quality {target.value:g}: the router reaches at most {hi:.4f} on {where} at any cost weight; "
                 f"give a target <= {hi:.4f}, or --allow-miss to write the highest-quality point")
-    if target.kind == "cost":
+    if target.metric == "cost":
         return (f"--target-cost {target.value:g}: out of reach; on {where} the router's mean cost is at least ${lo:.6g} "
                 f"per prompt at any cost weight (its cheapest choices); give a target >= ${lo:.6g}, or --allow-miss "
                 "to write that cheapest point")
@@ -223,14 +228,14 @@ def pick(s: Sweep, target: Target, *, allow_miss: bool = False, where: str = "th
     """
     lo, hi = s.reachable
     tol = 1e-9 * max(abs(target.value), 1e-12)
-    if target.kind == "quality":
+    if target.metric == "quality":
         ok = np.flatnonzero(s.figures >= target.value - 1e-12)
         missed = ok.size == 0
         if missed:
             ok = np.flatnonzero(s.figures >= hi - 1e-12)
         best = int(ok[np.lexsort((-s.grid[ok], s.costs[ok]))[0]])  # cheapest, then the larger λ (cheaper)
     else:
-        missed = target.value < lo - tol if target.kind == "cost" else not (lo - 1e-9 <= target.value <= hi + 1e-9)
+        missed = target.value < lo - tol if target.metric == "cost" else not (lo - 1e-9 <= target.value <= hi + 1e-9)
         err = np.abs(s.figures - target.value)
         best = int(np.lexsort((-s.grid, err))[0])  # closest, then the larger λ (cheaper)
     if missed and not allow_miss:
@@ -255,9 +260,9 @@ def choose_cost_weight(pred_quality: np.ndarray, pred_cost: np.ndarray, true_qua
 def per_prompt_figure(decisions: np.ndarray, tq: np.ndarray, tc: np.ndarray, models: list[str], target: Target) -> np.ndarray:
     """(n,) each prompt's contribution to the target's figure (its mean is the figure)."""
     rows = np.arange(len(decisions))
-    if target.kind == "cost":
+    if target.metric == "cost":
         return tc[rows, decisions]
-    if target.kind == "share":
+    if target.metric == "share":
         return (decisions == models.index(target.model)).astype(np.float64)
     return tq[rows, decisions]
 
@@ -312,13 +317,13 @@ def calibrate(router, dataset, target: Target, split: str = "val", test_split: s
     from routerzoo.evaluation.runner import has_split
     from routerzoo.routers.policies.argmax import decide
 
-    if target.kind not in TARGETS:
-        raise UserError(f"calibration target must be one of {list(TARGETS)}, got {target.kind!r}")
-    if target.kind == "share" and target.model not in router.models:
+    if target.metric not in TARGETS:
+        raise UserError(f"calibration target must be one of {list(TARGETS)}, got {target.metric!r}")
+    if target.metric == "share" and target.model not in router.models:
         raise UserError(f"--target-share {target.model}: not a candidate model of this router; candidates: {router.models}")
     unknown = router.cost_model.unknown_models()
-    if target.kind != "quality" and unknown:
-        raise UserError(f"--target-{target.kind}: this {router.kind!r} router predicts no cost for {unknown} (it was "
+    if target.metric != "quality" and unknown:
+        raise UserError(f"--target-{target.metric}: this {router.kind!r} router predicts no cost for {unknown} (it was "
                         "trained without costs), so the cost weight cannot steer it; retrain it on outcomes with costs, "
                         "or give --target-quality")
     if dataset.outcomes is None:
@@ -344,7 +349,7 @@ def apply_calibration(router, result: Calibration, dataset) -> None:
 
     router.policy = ArgmaxPolicy(ArgmaxConfig(cost_weight=result.cost_weight))
     router.lineage = dict(router.lineage, calibration={
-        "target": asdict(result.target), "cost_weight": result.cost_weight, "dataset": dataset.name,
+        "target": result.target.to_dict(), "cost_weight": result.cost_weight, "dataset": dataset.name,
         "dataset_sha256": dataset.manifest.get("sha256"), "split": result.calibration.split,
         "realised": result.calibration.figure(result.target), "missed": result.missed,
         "cv": result.cv, "test_ci95": list(result.test_ci) if result.test_ci else None,
@@ -352,6 +357,16 @@ def apply_calibration(router, result: Calibration, dataset) -> None:
 
 
 # -- command line ----------------------------------------------------------------------------------
+def add_target_arguments(p: argparse.ArgumentParser, cost_help: str, *, share: bool) -> None:
+    """The one required target flag of ``calibrate`` and ``calibrate-cascade``: --target-cost,
+    --target-quality and (routers only) --target-share."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-cost", type=float, metavar="USD", help=cost_help)
+    if share:
+        target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
+    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``calibrate`` on the CLI's subparsers."""
     p = subparsers.add_parser(
@@ -361,10 +376,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      "nothing), and report the realised figure on the test split next to the target."))
     p.add_argument("router", metavar="ROUTER", help="router artifact directory (or models:/NAME@ALIAS with --out)")
     p.add_argument("--data", required=True, help="dataset directory with benchmark outcomes")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-cost", type=float, metavar="USD", help="mean cost per prompt, USD")
-    target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
-    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+    add_target_arguments(p, "mean cost per prompt, USD", share=True)
     p.add_argument("--split", default="val", help="calibration split (default val); several joined by commas, e.g. train,val, "
                                                   "calibrate on more prompts (the router's own training prompts are in-sample)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "all", "none"],
@@ -404,7 +416,7 @@ def parse_target(args) -> Target:
 
 
 def _fmt(target: Target, x: float) -> str:
-    return f"${x:.6g}" if target.kind == "cost" else f"{x:.4f}"
+    return f"${x:.6g}" if target.metric == "cost" else f"{x:.4f}"
 
 
 def _ci(target: Target, ci) -> str:
@@ -485,7 +497,7 @@ def run(args) -> int:
     if result.missed:
         print(f"routerzoo: warning: {target.describe()} is out of reach on {dataset.name}[{cal.split}]; writing the "
               f"nearest point (--allow-miss)", file=sys.stderr)
-    elif target.kind == "cost" and target.value > result.reachable[1]:
+    elif target.metric == "cost" and target.value > result.reachable[1]:
         print(f"note: the router spends at most {_fmt(target, result.reachable[1])} per prompt (λ = 0: every prompt to "
               "its best predicted model), below the target")
     if dest is not None or args.register:
@@ -505,9 +517,5 @@ def run(args) -> int:
     if dest is None and not args.register:
         print("nothing written (--dry-run)")
     if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        tmp.replace(out)
+        atomic_write_text(args.json_out, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0

@@ -29,11 +29,12 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from routerzoo.data.fsutil import atomic_write_text
 from routerzoo.errors import UserError
 from routerzoo.evaluation.sequential import _stage_scores, run_offline, threshold_grid
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.registry import kinds
-from routerzoo.training.calibrate import Target, TargetMissed
+from routerzoo.training.calibrate import Target, TargetMissed, add_target_arguments
 from routerzoo.training.train_deferral import check_reads
 
 
@@ -48,7 +49,7 @@ class CascadeRealised:
     calls_per_prompt: float
 
     def figure(self, target: Target) -> float:
-        return self.cost if target.kind == "cost" else self.quality
+        return self.cost if target.metric == "cost" else self.quality
 
 
 @dataclass
@@ -62,7 +63,7 @@ class CascadeCalibration:
     test: CascadeRealised | None
 
     def to_dict(self) -> dict:
-        out = {"target": asdict(self.target), "chain": self.chain, "thresholds": self.thresholds,
+        out = {"target": self.target.to_dict(), "chain": self.chain, "thresholds": self.thresholds,
                "calibration": asdict(self.calibration), "test": asdict(self.test) if self.test else None}
         if self.test is not None:
             got = self.test.figure(self.target)
@@ -83,14 +84,14 @@ def realise(scorer, chain: list[str], thresholds: list[float], matrix, split: st
 
 
 def _meets(target: Target, r: CascadeRealised) -> bool:
-    return r.cost <= target.value if target.kind == "cost" else r.quality >= target.value
+    return r.cost <= target.value if target.metric == "cost" else r.quality >= target.value
 
 
 def _better(target: Target, a: CascadeRealised, b: CascadeRealised | None) -> bool:
     """Is ``a`` a better feasible point than ``b``? (cost target: higher quality; quality target: lower cost)."""
     if b is None:
         return True
-    if target.kind == "cost":
+    if target.metric == "cost":
         return (a.quality, -a.cost) > (b.quality, -b.cost)
     return (-a.cost, a.quality) > (-b.cost, b.quality)
 
@@ -112,15 +113,15 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
         allow_miss: when no threshold meets the target, keep the closest point instead of raising
             :class:`~routerzoo.training.calibrate.TargetMissed`.
     """
-    if target.kind not in ("cost", "quality"):
-        raise UserError(f"a cascade calibrates to a cost or a quality target, not {target.kind!r}")
+    if target.metric not in ("cost", "quality"):
+        raise UserError(f"a cascade calibrates to a cost or a quality target, not {target.metric!r}")
     chain = CascadeConfig(chain=list(chain), thresholds=0.0).chain
     if len(chain) < 2:
         raise UserError("a cascade with one model has no threshold to calibrate; give at least two")
     missing = [m for m in chain if m not in matrix.models]
     if missing:
         raise UserError(f"chain model(s) {missing} are not in the dataset; its models: {list(matrix.models)}")
-    if target.kind == "quality" and not 0.0 <= target.value <= 1.0:
+    if target.metric == "quality" and not 0.0 <= target.value <= 1.0:
         raise UserError(f"--target-quality {target.value:g}: quality is in [0, 1]")
     if getattr(scorer, "kind", None) in kinds("deferral"):
         for model in chain[:-1]:  # the stages whose answers the scorer judges
@@ -146,8 +147,8 @@ def calibrate_cascade(scorer, chain: list[str], matrix, target: Target, *, test_
     if best_th is None:  # nothing meets the target: refused, or the closest point where the caller allows it
         if not allow_miss:
             figs = [r.figure(target) for r in cache.values()]
-            what = f"mean cost is at least ${min(figs):.6g}" if target.kind == "cost" else f"mean quality is at most {max(figs):.4f}"
-            raise TargetMissed(f"--target-{target.kind} {target.value:g}: out of reach; on split {split!r} the cascade's "
+            what = f"mean cost is at least ${min(figs):.6g}" if target.metric == "cost" else f"mean quality is at most {max(figs):.4f}"
+            raise TargetMissed(f"--target-{target.metric} {target.value:g}: out of reach; on split {split!r} the cascade's "
                                f"{what} at any threshold; give a reachable target, or --allow-miss to write the closest point")
         th = closest_th
     else:
@@ -201,9 +202,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs as the scorer needs)")
     p.add_argument("--chain", required=True, help="models in calling order, comma-separated (cheapest first)")
     p.add_argument("--scorer", default="logprob-confidence", help="deferral kind or scorer artifact directory")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-cost", type=float, metavar="USD", help="mean cost per prompt, USD, every call counted")
-    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+    add_target_arguments(p, "mean cost per prompt, USD, every call counted", share=False)
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
     p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
                    help="split the realised figure is reported on (default test)")
@@ -219,10 +218,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _write(path: Path, text: str, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
 
 
 def run(args) -> int:
@@ -251,7 +247,7 @@ def run(args) -> int:
     res = calibrate_cascade(scorer, chain, cal_m, target, test_matrix=test_m if test_m is not None and len(test_m) else None,
                             split=args.split, allow_miss=args.allow_miss)
     c = res.calibration
-    fmt = (lambda x: f"${x:.6g}") if target.kind == "cost" else (lambda x: f"{x:.4f}")
+    fmt = (lambda x: f"${x:.6g}") if target.metric == "cost" else (lambda x: f"{x:.4f}")
     print(f"thresholds {[round(t, 6) for t in res.thresholds]} for {' -> '.join(chain)} on {ds.name}[{c.split}] "
           f"({c.n_prompts} prompts), {target.describe()}: realised {fmt(c.figure(target))} "
           f"(mean cost ${c.cost:.6g}, quality {c.quality:.4f}, {c.calls_per_prompt:.2f} calls/prompt)")

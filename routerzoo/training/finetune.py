@@ -27,8 +27,8 @@ from routerzoo.routers.finetune import (
     build_network,
 )
 from routerzoo.training.context import FitContext
-from routerzoo.training.lightning_utils import quiet_lightning, run_fit, trainer_kwargs
-from routerzoo.training.mlp import KeepBest, log_cost_stats
+from routerzoo.training.lightning_utils import early_stopped_trainer, run_fit, seeded_loader, trainer_kwargs
+from routerzoo.training.mlp import log_cost_stats
 
 
 class PromptOutcomes(Dataset):
@@ -205,20 +205,9 @@ def fit_finetune(config: FinetuneConfig, ctx: FitContext) -> tuple[FinetuneRoute
     train_ds = PromptOutcomes(train.prompts, train.quality, train.cost, mean, std)
     has_val = ctx.val is not None and len(ctx.val) > 0
     val_ds = PromptOutcomes(ctx.val.prompts, ctx.val.quality, ctx.val.cost, mean, std) if has_val else None
-    keep = KeepBest("val_bce")
-    callbacks: list = [keep]
-    if has_val:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_bce", patience=config.patience, mode="min"))
-    quiet_lightning()
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs, **tk, accumulate_grad_batches=config.accumulate_grad_batches,
-        logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False, callbacks=callbacks,
-        enable_checkpointing=False, enable_progress_bar=ctx.progress, enable_model_summary=False,
-        log_every_n_steps=1, deterministic=True, num_sanity_val_steps=0,
-    )  # fmt: skip
-    generator = torch.Generator().manual_seed(ctx.seed)
-    train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator,
-                          collate_fn=Collate(train_ds, tokenizer, max_length))
+    trainer, keep = early_stopped_trainer(config, ctx, tk, "val_bce", has_val,
+                                          accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0)
+    train_dl = seeded_loader(train_ds, config.batch_size, ctx.seed, collate_fn=Collate(train_ds, tokenizer, max_length))
     val_dl = (DataLoader(val_ds, batch_size=max(config.batch_size, 64), collate_fn=Collate(val_ds, tokenizer, max_length))
               if has_val else None)
     module = FinetuneModule(net.train(), config)  # from_pretrained returns eval mode: dropout would stay off

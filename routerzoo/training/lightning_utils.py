@@ -3,11 +3,13 @@ that hands Ctrl-C back to the CLI."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from routerzoo.errors import ConfigError
 
@@ -35,6 +37,56 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+class KeepBest(L.Callback):
+    """Keeps a copy of the weights of the best validation epoch in memory."""
+
+    def __init__(self, monitor: str = "val_bce"):
+        self.monitor = monitor
+        self.best_score = float("inf")
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None and float(score) < self.best_score:
+            self.best_score = float(score)
+            self.best_epoch = trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.net.state_dict())
+
+
+def make_trainer(**kwargs) -> L.Trainer:
+    """The one place a ``L.Trainer`` is built: deterministic, no checkpoints (no pickles; the best
+    weights are kept in memory) and no model summary, unless ``kwargs`` say otherwise."""
+    quiet_lightning()
+    return L.Trainer(**{"enable_checkpointing": False, "enable_model_summary": False, "deterministic": True, **kwargs})
+
+
+def early_stopped_trainer(config, ctx, tk: dict, monitor: str, has_val: bool, **kwargs) -> tuple[L.Trainer, KeepBest]:
+    """A router fit's trainer: ``config.max_epochs`` epochs of ``tk`` (:func:`trainer_kwargs`), the
+    fit context's logger and progress bar, the best ``monitor`` epoch kept, and early stopping after
+    ``config.patience`` epochs without improvement when there is validation data.
+
+    Returns:
+        the trainer and its :class:`KeepBest` callback (``best_state`` to load after the fit).
+    """
+    keep = KeepBest(monitor)
+    callbacks: list = [keep]
+    if has_val:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor, patience=config.patience, mode="min"))
+    trainer = make_trainer(
+        max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
+        callbacks=callbacks, enable_progress_bar=ctx.progress, log_every_n_steps=1, **kwargs,
+    )  # fmt: skip
+    return trainer, keep
+
+
+def seeded_loader(ds: Dataset, batch_size: int, seed: int, **kwargs) -> DataLoader:
+    """A shuffled training loader whose order depends on ``seed`` only."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
 def run_fit(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl) -> None:

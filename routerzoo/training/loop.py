@@ -7,24 +7,16 @@ checkpoints), Ctrl-C given back to the CLI as KeyboardInterrupt.
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from routerzoo.errors import ConfigError
 from routerzoo.training.context import FitContext
-from routerzoo.training.mlp import KeepBest
-
-
-def check_accelerator(accelerator: str) -> None:
-    """A clear error for an accelerator this machine does not have."""
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"router.accelerator {accelerator!r}: no CUDA device is visible to torch on this machine")
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("router.accelerator 'mps': no Apple MPS device is available on this machine")
+from routerzoo.training.lightning_utils import (
+    early_stopped_trainer,
+    run_fit,
+    seeded_loader,
+    trainer_kwargs,
+)
 
 
 def fit_module(module: L.LightningModule, train_ds: Dataset, val_ds: Dataset | None, config, ctx: FitContext,
@@ -42,32 +34,11 @@ def fit_module(module: L.LightningModule, train_ds: Dataset, val_ds: Dataset | N
     Returns:
         fit metrics: best_epoch, epochs, and the best ``monitor`` value when validated.
     """
-    from routerzoo.training.lightning_utils import trainer_kwargs
-
     tk = trainer_kwargs(config, ctx)  # --trainer.* over the config's accelerator/devices/strategy, checked
-    keep = KeepBest(monitor)
-    callbacks: list = [keep]
-    if val_ds is not None:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor, patience=config.patience, mode="min"))
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
-        callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=ctx.progress,
-        enable_model_summary=False, log_every_n_steps=1, deterministic=True,
-    )  # fmt: skip
-    generator = torch.Generator().manual_seed(ctx.seed)
-    train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator)
+    trainer, keep = early_stopped_trainer(config, ctx, tk, monitor, val_ds is not None)
+    train_dl = seeded_loader(train_ds, config.batch_size, ctx.seed)
     val_dl = DataLoader(val_ds, batch_size=1024) if val_ds is not None else None
-    try:
-        trainer.fit(module, train_dl, val_dl)
-    except SystemExit:
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    run_fit(trainer, module, train_dl, val_dl)
     if keep.best_state is not None:
         module.net.load_state_dict(keep.best_state)
     module.net.cpu().eval()

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from routerzoo.errors import UserError
 from routerzoo.routers.consistency import extract
 from routerzoo.routers.policies.mdp import MDPConfig, MDPPolicy, state_features, valid_actions
+from routerzoo.training.lightning_utils import make_trainer
 
 
 class QModule(L.LightningModule):
@@ -182,9 +183,7 @@ def _fit(config: MDPConfig, ctx, train, models, scorer, sub, scores, answers) ->
                            torch.from_numpy(valid.astype(np.float32)))
         # all ``epochs`` passes in one Lightning epoch (a sampler drawing N·epochs states): the
         # per-epoch overhead would otherwise dominate fits this small
-        trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            deterministic=True)
+        trainer = make_trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
         gen = torch.Generator().manual_seed(ctx.seed + it)
         sampler = RandomSampler(ds, replacement=False, num_samples=len(ds) * config.epochs, generator=gen)
         trainer.fit(module, DataLoader(ds, batch_size=config.batch_size, sampler=sampler))

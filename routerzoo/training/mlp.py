@@ -8,9 +8,6 @@ are kept in memory (no pickled checkpoints on disk).
 
 from __future__ import annotations
 
-import copy
-import logging
-import warnings
 from dataclasses import replace
 
 import lightning as L
@@ -22,6 +19,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from routerzoo.routers.features import PromptFeatures, feature_matrix
 from routerzoo.routers.mlp import MLPConfig, MLPRouter
 from routerzoo.training.context import FitContext
+from routerzoo.training.lightning_utils import (
+    early_stopped_trainer,
+    run_fit,
+    seeded_loader,
+    trainer_kwargs,
+)
 
 
 class SuccessModule(L.LightningModule):
@@ -56,25 +59,6 @@ class SuccessModule(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-
-class KeepBest(L.Callback):
-    """Keeps a copy of the weights of the best validation epoch in memory."""
-
-    def __init__(self, monitor: str = "val_bce"):
-        self.monitor = monitor
-        self.best_score = float("inf")
-        self.best_state: dict | None = None
-        self.best_epoch = -1
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        score = trainer.callback_metrics.get(self.monitor)
-        if score is not None and float(score) < self.best_score:
-            self.best_score = float(score)
-            self.best_epoch = trainer.current_epoch
-            self.best_state = copy.deepcopy(pl_module.net.state_dict())
 
 
 def _tensors(emb: np.ndarray, quality: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray) -> TensorDataset:
@@ -120,7 +104,6 @@ def with_features(spec: PromptFeatures, emb: np.ndarray, matrix, hide: float = 0
 def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     """Train; returns the router with the best validation epoch's weights and fit metrics."""
     train = ctx.require_outcomes("mlp")
-    from routerzoo.training.lightning_utils import trainer_kwargs
 
     tk = trainer_kwargs(config, ctx)  # --trainer.* over router.accelerator/devices/strategy; checked to exist
     L.seed_everything(ctx.seed, workers=True, verbose=False)
@@ -134,38 +117,10 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     val_ds = (_tensors(with_features(config.features, ctx.val_embeddings, ctx.val), ctx.val.quality, ctx.val.cost, mean, std)
               if has_val else None)
     module = SuccessModule(net, config.lr, config.weight_decay, config.cost_loss_weight)
-    keep = KeepBest("val_bce")
-    callbacks: list = [keep]
-    if has_val:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_bce", patience=config.patience, mode="min"))
-    # Lightning's banners ("GPU available", tips) are noise for a router fit; warnings still show
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs,
-        **tk,
-        logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=ctx.progress,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        deterministic=True,
-    )
-    generator = torch.Generator().manual_seed(ctx.seed)
-    train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator)
+    trainer, keep = early_stopped_trainer(config, ctx, tk, "val_bce", has_val)
+    train_dl = seeded_loader(train_ds, config.batch_size, ctx.seed)
     val_dl = DataLoader(val_ds, batch_size=1024) if has_val else None
-    try:
-        trainer.fit(module, train_dl, val_dl)
-    except SystemExit:
-        # Lightning turns Ctrl-C into SystemExit(1) after its own shutdown; give the CLI the
-        # KeyboardInterrupt back so it says "interrupted" and exits 130 like every other command
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    run_fit(trainer, module, train_dl, val_dl)
     if keep.best_state is not None:
         net.load_state_dict(keep.best_state)
     router.set_network(net.cpu(), mean, std)

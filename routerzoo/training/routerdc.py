@@ -24,8 +24,7 @@ from routerzoo.routers.cluster import spherical_kmeans
 from routerzoo.routers.mf import fit_log_cost
 from routerzoo.routers.routerdc import RouterDCConfig, RouterDCRouter
 from routerzoo.training.context import FitContext
-from routerzoo.training.lightning_utils import quiet_lightning, run_fit, trainer_kwargs
-from routerzoo.training.mlp import KeepBest
+from routerzoo.training.lightning_utils import early_stopped_trainer, run_fit, seeded_loader, trainer_kwargs
 
 
 class DCNet(nn.Module):
@@ -180,18 +179,8 @@ def fit_routerdc(config: RouterDCConfig, ctx: FitContext) -> tuple[RouterDCRoute
         has_val = bool(vpos.any())
         val_ds = TensorDataset(_as_t(ctx.val_embeddings), _as_t(vpos), _as_t(vneg)) if has_val else None
     net = DCNet(emb.shape[1], len(ctx.models), config.dim, config.dropout, config.temperature)
-    keep = KeepBest("val_loss")
-    callbacks: list = [keep]
-    if has_val:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=config.patience, mode="min"))
-    quiet_lightning()
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
-        callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=ctx.progress,
-        enable_model_summary=False, log_every_n_steps=1, deterministic=True,
-    )  # fmt: skip
-    generator = torch.Generator().manual_seed(ctx.seed)
-    train_dl = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator)
+    trainer, keep = early_stopped_trainer(config, ctx, tk, "val_loss", has_val)
+    train_dl = seeded_loader(train_ds, config.batch_size, ctx.seed)
     val_dl = DataLoader(val_ds, batch_size=1024) if has_val else None
     run_fit(trainer, DCModule(net, config), train_dl, val_dl)
     if keep.best_state is not None:

@@ -134,23 +134,31 @@ def split_tracking(rest: list[str]):
     from routerzoo.routers.typed_config import config_from_dict
     from routerzoo.training.train import TrackingConfig
 
-    fields, other, i = {}, [], 0
+    other: list[str] = []
+    fields = _dotted_flags(rest, "--tracking.", other.append)
+    if not fields:
+        return None, other
+    return config_from_dict(TrackingConfig, fields, "--tracking"), other
+
+
+def _dotted_flags(rest: list[str], prefix: str, on_other) -> dict:
+    """``{FIELD: value}`` of the ``PREFIXFIELD VALUE`` / ``PREFIXFIELD=VALUE`` flags in ``rest`` (values
+    read as YAML); every other argument goes to ``on_other``, in order."""
+    fields, i = {}, 0
     while i < len(rest):
         arg = rest[i]
-        if not arg.startswith("--tracking."):
-            other.append(arg)
+        if not arg.startswith(prefix):
+            on_other(arg)
             i += 1
             continue
-        name, sep, value = arg[len("--tracking."):].partition("=")
+        name, sep, value = arg[len(prefix):].partition("=")
         if not sep:
             if i + 1 >= len(rest):
                 raise ConfigError(f"{arg} needs a value")
             value, i = rest[i + 1], i + 1
         fields[name] = _parse_value(value)
         i += 1
-    if not fields:
-        return None, other
-    return config_from_dict(TrackingConfig, fields, "--tracking"), other
+    return fields
 
 
 def _parse_value(text: str):
@@ -175,18 +183,11 @@ def parse_router_fields(config_path: str | None, rest: list[str], kind: str) -> 
         if not isinstance(doc, dict) or not isinstance(doc.get("router") or {}, dict):
             raise UserError(f"--config {config_path}: expected `kind:` and a `router:` mapping")
         fields.update(doc.get("router") or {})
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if not arg.startswith("--router."):
-            raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for {kind!r}")
-        name, sep, value = arg[len("--router."):].partition("=")
-        if not sep:
-            if i + 1 >= len(rest):
-                raise ConfigError(f"{arg} needs a value")
-            value, i = rest[i + 1], i + 1
-        fields[name] = _parse_value(value)
-        i += 1
+
+    def unrecognised(arg: str):
+        raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for {kind!r}")
+
+    fields.update(_dotted_flags(rest, "--router.", unrecognised))
     return fields
 
 

@@ -116,12 +116,20 @@ def _print_show(args) -> int:
     return 0
 
 
+def _check_aliases(**flags: str | None) -> None:
+    """Check each alias flag that is set (``if_better_than=`` is ``--if-better-than``) before any MLflow call."""
+    from routerzoo.zoo.registry_ops import check_alias
+
+    for name, value in flags.items():
+        if value is not None:
+            check_alias(value, "--" + name.replace("_", "-"))
+
+
 def _register(args) -> int:
-    from routerzoo.zoo.registry_ops import check_alias, check_model_name, register
+    from routerzoo.zoo.registry_ops import check_model_name, register
 
     check_model_name(args.name, "--name")
-    if args.alias is not None:
-        check_alias(args.alias, "--alias")
+    _check_aliases(alias=args.alias)
 
     version = register(args.source, args.name, alias=args.alias, tracking_uri=args.tracking_uri)
     print(f"registered {args.name}/{version}" + (f" as @{args.alias}" if args.alias else ""))
@@ -142,11 +150,9 @@ def _compare(args) -> int:
 
 
 def _promote(args) -> int:
-    from routerzoo.zoo.registry_ops import PromotionRefused, check_alias, promote
+    from routerzoo.zoo.registry_ops import PromotionRefused, promote
 
-    check_alias(args.alias, "--alias")
-    if args.if_better_than is not None:
-        check_alias(args.if_better_than, "--if-better-than")
+    _check_aliases(alias=args.alias, if_better_than=args.if_better_than)
 
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,

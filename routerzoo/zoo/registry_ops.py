@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from routerzoo.data.fsutil import atomic_write_bytes
 from routerzoo.errors import UserError
 from routerzoo.zoo.gate import PAIRED_METRICS, check_gate_args, paired_bootstrap, score_on_common_prompts
 
@@ -448,10 +449,7 @@ def compare(refs: list[str], data, split: str = "test", plot: str | os.PathLike 
                 png = plot_reports(curves, Path(tmp) / "comparison.png", title=f"{', '.join(curves)} on {dataset.name} ({split})")
                 mlflow.log_artifact(str(png))
                 if plot is not None:
-                    Path(plot).parent.mkdir(parents=True, exist_ok=True)
-                    tmp_out = Path(plot).with_name(f".{Path(plot).name}.tmp")
-                    tmp_out.write_bytes(png.read_bytes())
-                    tmp_out.replace(plot)  # a reader never sees half a PNG
+                    atomic_write_bytes(plot, png.read_bytes())  # a reader never sees half a PNG
                     result.plot = str(plot)
             result.plot = result.plot or f"runs:/{result.run_id}/comparison.png"
     return result

@@ -39,7 +39,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +120,16 @@ def source_entry(path: Path, **extra) -> dict:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path), **extra}
 
 
+def finish_file(path: Path, file: str, n: int, sources: list, notes: list, skipped_note: str | None, empty: str) -> None:
+    """What every record-by-record importer does after one file: note what it skipped, refuse a file
+    that gave no record (``empty`` says which), and list the file among the sources with its count."""
+    if skipped_note:
+        notes.append(skipped_note)
+    if n == 0:
+        raise DataError(empty, file=file)
+    sources.append(source_entry(path, records=n))
+
+
 def check_not_empty(path: Path, data: bytes | str) -> None:
     if not (data.strip() if isinstance(data, (bytes, str)) else data):
         raise DataError("file is empty", file=str(path))
@@ -158,6 +168,14 @@ def read_json_records(path: Path, skip: frozenset = frozenset()) -> list[tuple[i
     if skip:
         out = [(row, rec) for row, rec in out if (str(path), row) not in skip]
     return out
+
+
+def read_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """:func:`read_json_records` of a file whose every record must be a JSON object."""
+    for row, rec in read_json_records(path):
+        if not isinstance(rec, dict):
+            raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=str(path), row=row)
+        yield row, rec
 
 
 def _read_json_records(path: Path) -> list[tuple[int, object]]:

@@ -30,8 +30,8 @@ from routerzoo.data.importers._common import (
     ImportResult,
     as_number,
     expand_paths,
-    read_json_records,
-    source_entry,
+    finish_file,
+    read_json_objects,
     text_id,
 )
 from routerzoo.errors import DataError
@@ -53,9 +53,7 @@ def read(paths, options: ImportOptions) -> ImportResult:
         seen: set[str] = set()
         n = 0
         no_verdict = 0
-        for row, rec in read_json_records(path):
-            if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=file, row=row)
+        for row, rec in read_json_objects(path):
             for key in ("instruction", "generator_1", "generator_2", "preference"):
                 if key not in rec:
                     raise DataError("annotation lacks this field", file=file, row=row, field=key)
@@ -84,11 +82,9 @@ def read(paths, options: ImportOptions) -> ImportResult:
                 "_row": row,
             })
             n += 1
-        if no_verdict:
-            notes.append(f"skipped {no_verdict} annotation(s) with a null preference in {file}")
-        if n == 0:
-            raise DataError("no annotations with a preference", file=file)
-        sources.append(source_entry(path, records=n))
+        finish_file(path, file, n, sources, notes,
+                    f"skipped {no_verdict} annotation(s) with a null preference in {file}" if no_verdict else None,
+                    "no annotations with a preference")
     df = pd.DataFrame(rows)
     notes.insert(0, f"alpaca-eval: {len(df)} preference pairs over {df['prompt_id'].nunique()} instructions "
                     f"from {len(files)} file(s); winner from preference (> 1.5 -> b, < 1.5 -> a, = 1.5 -> tie)")

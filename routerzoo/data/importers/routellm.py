@@ -50,6 +50,7 @@ from routerzoo.data.importers._common import (
     fill_costs,
     first_bad,
     hash_ids,
+    read_json_objects,
     read_json_records,
     read_table,
     source_entry,
@@ -135,9 +136,7 @@ def _read_csv(path: Path, contaminated: set[str]) -> tuple[pd.DataFrame, int]:
 def _read_mt_bench(questions_path: Path, judgements_path: Path, contaminated: set[str]) -> tuple[pd.DataFrame, int, int]:
     qfile, jfile = str(questions_path), str(judgements_path)
     questions: dict = {}
-    for row, rec in read_json_records(questions_path):
-        if not isinstance(rec, dict):
-            raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=qfile, row=row)
+    for row, rec in read_json_objects(questions_path):
         for key in ("question_id", "turns"):
             if key not in rec:
                 raise DataError("question lacks this field", file=qfile, row=row, field=key)
@@ -152,9 +151,7 @@ def _read_mt_bench(questions_path: Path, judgements_path: Path, contaminated: se
     rows = []
     seen = set()
     skipped = 0
-    for row, rec in read_json_records(judgements_path):
-        if not isinstance(rec, dict):
-            raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=jfile, row=row)
+    for row, rec in read_json_objects(judgements_path):
         for key in ("question_id", "model", "score"):
             if key not in rec:
                 raise DataError("judgement lacks this field", file=jfile, row=row, field=key)

@@ -37,8 +37,9 @@ from routerzoo.data.importers._common import (
     ImportResult,
     as_number,
     expand_paths,
+    finish_file,
     parse_object,
-    read_json_records,
+    read_json_objects,
     source_entry,
 )
 from routerzoo.data.prices import Price, PriceTable, load_price_file
@@ -81,9 +82,7 @@ def read(paths, options: ImportOptions) -> ImportResult:
         seen: set[str] = set()
         n = 0
         failed = 0
-        for row, rec in read_json_records(path):
-            if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=file, row=row)
+        for row, rec in read_json_objects(path):
             for key in ("global_index", "question"):
                 if rec.get(key) in (None, ""):
                     raise DataError("record lacks this field", file=file, row=row, field=key)
@@ -127,11 +126,9 @@ def read(paths, options: ImportOptions) -> ImportResult:
                 "_row": row,
             })
             n += 1
-        if failed:
-            notes.append(f"skipped {failed} record(s) without an evaluation_result (failed generations) in {file}")
-        if n == 0:
-            raise DataError("no evaluated records", file=file)
-        sources.append(source_entry(path, records=n))
+        finish_file(path, file, n, sources, notes,
+                    f"skipped {failed} record(s) without an evaluation_result (failed generations) in {file}" if failed else None,
+                    "no evaluated records")
     df = pd.DataFrame(rows)
     sibling, sibling_path = _sibling_costs(files)
     table = PriceTable(options.prices, extra=sibling)

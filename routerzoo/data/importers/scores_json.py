@@ -35,7 +35,7 @@ from routerzoo.data.importers._common import (
     as_number,
     expand_paths,
     fill_costs,
-    read_json_records,
+    read_json_objects,
     source_entry,
     text_id,
 )
@@ -95,9 +95,7 @@ def read(paths, options: ImportOptions) -> ImportResult:
             raise DataError("format mismatch: scores-json reads .json (a list of records) or .jsonl files", file=file)
         seen: set[str] = set()
         n = 0
-        for row, rec in read_json_records(path):
-            if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {str(rec)[:60]!r}", file=file, row=row)
+        for row, rec in read_json_objects(path):
             unknown = [k for k in rec if k not in KEYS]
             if unknown:
                 raise DataError(f"unknown field {unknown[0]!r}; expected {list(KEYS)}", file=file, row=row, field=unknown[0])

@@ -29,6 +29,7 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.consistency import extract
 from routerzoo.routers.encoder import DEFAULT_ENCODER
+from routerzoo.routers.lazy_encoder import LazyEncoding
 from routerzoo.routers.policies.base import Call, SequentialPolicy, Steps, Trace
 
 __all__ = ["MDPConfig", "MDPPolicy", "state_features", "save_mdp", "load_mdp"]
@@ -125,7 +126,7 @@ def valid_actions(seqs: Sequence[Sequence[int]], m: int, max_calls: int) -> np.n
     return ok
 
 
-class MDPPolicy(SequentialPolicy):
+class MDPPolicy(LazyEncoding, SequentialPolicy):
     """Greedy policy of a fitted Q-network.
 
     Args:
@@ -162,13 +163,6 @@ class MDPPolicy(SequentialPolicy):
     def models(self) -> list[str]:
         """The models it may call."""
         return list(self.config.models)
-
-    def embed(self, prompts: list[str]) -> np.ndarray:
-        if self._encoder is None:
-            from routerzoo.routers.encoder import Encoder
-
-            self._encoder = Encoder(self.config.encoder, show_progress=False, cache_dir="")
-        return self._encoder.encode(prompts)
 
     def choose(self, feats: np.ndarray, seqs) -> np.ndarray:
         """(n,) greedy actions (0 accept, 1 + k call model k) among the valid ones."""

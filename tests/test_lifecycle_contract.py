@@ -22,6 +22,7 @@ import shutil
 import numpy as np
 import pytest
 from cascade_data import cascade_table
+from conftest import ENCODER_ATOL
 from test_router_contract import PRICES, fast_config, outcome_table
 
 from routerzoo.cli import main
@@ -130,7 +131,9 @@ def _behaviour(obj, role: str, data) -> dict:
     """Floats (compared within tolerance) and decisions (compared exactly) of ``obj`` on fixed inputs."""
     if role == "router":
         pred = obj.predict(PROMPTS)
-        return {"floats": [pred.quality, pred.cost], "decisions": list(obj.choose(pred))}
+        # costs are USD (~1e-5): compared relative to their size, qualities within the encoder's noise
+        return {"floats": [pred.quality, pred.cost / max(float(np.abs(pred.cost).max()), 1e-12)],
+                "decisions": list(obj.choose(pred))}
     matrix = load_dataset(data["cascade"]).outcome_matrix("test")
     if role == "deferral":
         from routerzoo.routers.token_quantile import answers_for_training
@@ -147,7 +150,8 @@ def _behaviour(obj, role: str, data) -> dict:
 
 def _same(a: dict, b: dict) -> None:
     for x, y in zip(a["floats"], b["floats"], strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+        # a fresh encode differs from the fitted object's cached embeddings by float noise (conftest)
+        np.testing.assert_allclose(x, y, rtol=0, atol=ENCODER_ATOL)
     assert a["decisions"] == b["decisions"]
 
 

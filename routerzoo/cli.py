@@ -264,11 +264,9 @@ def cmd_eval(args) -> int:
                for name, router in routers.items()}
     if args.json_out:
         payload = next(iter(reports.values())) if len(reports) == 1 else {"reports": reports}
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(out)  # a reader never sees half a report
+        from routerzoo.data.fsutil import atomic_write_text
+
+        atomic_write_text(args.json_out, json.dumps(payload, indent=2) + "\n")  # a reader never sees half a report
     if args.plot and any("curve" in r for r in reports.values()):
         from routerzoo.evaluation.plot import plot_reports
 

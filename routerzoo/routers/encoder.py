@@ -296,13 +296,12 @@ class Encoder:
         path = self.cache_path
         if path is None or len(keys) == 0:
             return
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        path.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        tmp = path / f".{name}.tmp"
-        save_file({"keys": np.ascontiguousarray(keys), "emb": np.ascontiguousarray(emb)}, str(tmp))
-        tmp.replace(path / f"{name}.safetensors")
+        from routerzoo.data.fsutil import atomic_write_bytes
+
+        blob = save({"keys": np.ascontiguousarray(keys), "emb": np.ascontiguousarray(emb)})
+        atomic_write_bytes(path / f"{uuid.uuid4().hex}.safetensors", blob)  # readers never see half a shard
 
     # -- model ---------------------------------------------------------------------------------
     def _load_model(self):

@@ -172,10 +172,11 @@ def registry_errors(what: str, uri: str):
 
 
 def _client(tracking_uri: str | None):
-    from routerzoo.zoo.tracking import resolve_tracking_uri, setup
+    from routerzoo.zoo.tracking import registry_uri, resolve_tracking_uri, setup
 
     mlflow = setup(tracking_uri)
-    return mlflow, mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    resolved = resolve_tracking_uri(tracking_uri)
+    return mlflow, mlflow.MlflowClient(tracking_uri=resolved, registry_uri=registry_uri(resolved))
 
 
 def _missing(exc) -> bool:

@@ -49,8 +49,22 @@ def setup(uri: str | None = None):
     # alembic logs every migration of a new SQLite store at INFO; users do not need that
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    resolved = resolve_tracking_uri(uri)
+    # mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI: left so, one call naming another store
+    # (`--tracking-uri X`) would become every later call's default in this process (the Python API, a
+    # server, a test session). The environment stays the user's; the URI is resolved on every call.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(resolved)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return mlflow
+
+
+def registry_uri(tracking_uri: str) -> str:
+    """``$MLFLOW_REGISTRY_URI`` where a team keeps its registry apart, else the tracking store."""
+    return os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
 
 
 def experiment_id(name: str, uri: str | None = None) -> str:

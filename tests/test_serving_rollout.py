@@ -81,3 +81,44 @@ def test_canary_routes_a_stable_hash_share_named_in_the_headers(router, fakes, c
         assert [ask(u) for u in users[:4]] == [got[u] for u in users[:4]]  # the same user, the same router
         metrics = http.get("/metrics").text
         assert 'version="challenger"' in metrics and 'version="knn"' in metrics
+
+
+def test_shadow_and_canary_follow_their_alias_moves(router, fakes, knn_dir, tmp_path):  # noqa: F811
+    """Both challengers named by alias: moving an alias hot-reloads that challenger, as it does the champion."""
+    import time
+
+    from routerzoo.zoo import tracking
+    from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.run("rollout-test", uri=uri):
+        for _ in range(2):
+            log_router_model(knn_dir, registered_name="chal")
+    set_alias("chal", "challenger", 1)
+    set_alias("chal", "canary", 1)
+    log_dir = tmp_path / "log"
+    with serving(router, fakes, tracking_uri=uri, reload={"poll_interval_s": 0.05}, shadow="models:/chal@challenger",
+                 canary={"version": "models:/chal@canary", "share": 0.5},
+                 log={"dir": str(log_dir), "flush_interval_s": 0.05}) as (url, state), \
+            httpx.Client(base_url=url, timeout=30) as http:
+        def ask(user: str) -> str:
+            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
+                                                        "messages": [{"role": "user", "content": MATH}]})
+            assert r.status_code == 200
+            return r.headers["x-routerzoo-router"]
+
+        users = [f"u{i}" for i in range(12)]
+        assert {ask(u) for u in users} == {"knn", "chal@1"}
+        assert (state.rollout.shadow.label, state.rollout.canary.label) == ("chal@1", "chal@1")
+        set_alias("chal", "challenger", 2)
+        set_alias("chal", "canary", 2)
+        deadline = time.monotonic() + 30
+        while (state.rollout.shadow.version, state.rollout.canary.version) != ("2", "2"):
+            assert time.monotonic() < deadline, "the challengers never followed their aliases"
+            time.sleep(0.05)
+        assert {ask(u) for u in users} == {"knn", "chal@2"}
+        assert state.rollout.shadow.router.loaded_encoder is router.loaded_encoder  # one encoder in memory
+    con = sqlite3.connect(log_dir / "requests.db")
+    shadowed = {r[0] for r in con.execute("SELECT DISTINCT router FROM shadow")}
+    con.close()
+    assert shadowed == {"chal@1", "chal@2"}

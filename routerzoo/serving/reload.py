@@ -75,6 +75,7 @@ class AliasWatcher:
     """
 
     role = "router"
+    _last_error: str | None = None
 
     def __init__(self, settings, holder: RouterHolder, warm, metrics=None, before_swap=None, source: str | None = None,
                  role: str = "router"):
@@ -116,10 +117,15 @@ class AliasWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop the watcher
-                log.warning("hot reload of the %s models:/%s@%s failed, still serving %s: %s", self.role, self.name,
-                            self.alias, self.serving(), exc)
+                # the same failure every poll (an alias not made yet) is said once, then at debug level
+                said = str(exc) == self._last_error
+                self._last_error = str(exc)
+                log.log(logging.DEBUG if said else logging.WARNING, "hot reload of the %s models:/%s@%s failed, "
+                        "still serving %s: %s", self.role, self.name, self.alias, self.serving(), exc)
                 if self.metrics is not None:
                     self.metrics.reloads.labels("error").inc()
+            else:
+                self._last_error = None
 
     async def check(self) -> bool:
         """Poll once; load, warm and swap if the alias moved. Returns whether it swapped."""

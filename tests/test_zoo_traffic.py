@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_serving import knn_dir  # noqa: F401  (a session fixture: the kNN router of the topic data)
 
 from routerzoo.errors import UserError
 from routerzoo.routers import Prediction
@@ -118,3 +119,52 @@ def test_paired_mean_bootstrap_is_exactly_zero_for_equal_values_and_checks_shape
         paired_mean_bootstrap(v, v[:3])
     with pytest.raises(UserError, match="--confidence"):
         paired_mean_bootstrap(v, v, confidence=2)
+
+
+@pytest.fixture(scope="module")
+def zoo(knn_dir, tmp_path_factory):  # noqa: F811
+    """router/1: the best single model; router/2: test_serving's kNN (a session fixture), both on the topic data."""
+    from conftest import topic_outcomes
+
+    from routerzoo.data.dataset import make_dataset, save_dataset
+    from routerzoo.routers.baselines import BestSingleConfig
+    from routerzoo.training.train import TrackingConfig, train_router
+    from routerzoo.zoo.registry_ops import register
+
+    root = tmp_path_factory.mktemp("traffic-zoo")
+    data = save_dataset(make_dataset(topic_outcomes(60), name="topics"), root / "data")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    best = train_router("best-single", BestSingleConfig(), data, root / "v1", tracking=TrackingConfig(enabled=False),
+                        progress=False)
+    for artifact in (best.router_dir, knn_dir):
+        register(str(artifact), "router", tracking_uri=uri)
+    return {"uri": uri}
+
+
+def _zoo(zoo, capsys, *args) -> tuple[int, str, str]:
+    from routerzoo.cli import main
+
+    code = main(["zoo", *args, "--tracking-uri", zoo["uri"]])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_zoo_compare_and_gated_promote_on_traffic_from_the_command_line(zoo, tmp_path, capsys):
+    """router/1 (best single model) is @champion; router/2 (kNN) is gated on a log of the fixture's prompts."""
+    from conftest import topic_outcomes
+
+    df = topic_outcomes(60)  # the zoo fixture's data: every model's outcome on every prompt, given as feedback
+    requests = [(f"q{k}", p, "router@1" if m == "big" else None, m, c)
+                for k, (p, m, c) in enumerate(zip(df["prompt"], df["model"], df["cost"], strict=True))]
+    write_log(tmp_path / "log", requests, [(f"q{k}", q) for k, q in enumerate(df["quality"])])
+    assert _zoo(zoo, capsys, "promote", "router/1", "--alias", "champion")[0] == 0
+    code, out, err = _zoo(zoo, capsys, "compare", "router/2", "router@champion", "--traffic", str(tmp_path / "log"))
+    assert code == 0, err
+    assert "120 routed requests, 120 distinct prompts; router@2 (challenger) vs router@1 (champion)" in out, out
+    assert "agreement with router@1" in out and "over 120 rated prompts" in out
+    gate = ("--alias", "champion", "--if-better-than", "champion", "--traffic", str(tmp_path / "log"))
+    code, out, err = _zoo(zoo, capsys, "promote", "router/2", *gate, "--min-improvement", "2")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "refusing to promote router/2 to @champion: on traffic" in err and "lower bound must exceed +2.0000" in err
+    code, out, err = _zoo(zoo, capsys, "promote", "router/2", *gate, "--metric", "gap_closed")
+    assert code == 2 and "on --traffic the gate is the paired mean_reward" in err

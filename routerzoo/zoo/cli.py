@@ -64,7 +64,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on "
                                                                "--data, or on --traffic (paired mean reward)")
     pro.add_argument("--metric", help="gate metric (default by role: gap_closed for routers, auroc for deferral scorers, "
-                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...)")
+                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...; "
+                                      "with --traffic: mean_reward)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
     pro.add_argument("--min-improvement", type=float, default=0.0,

@@ -522,6 +522,9 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     if labels and traffic is None:
         raise UserError("--labels rates logged prompts: it needs --traffic LOGDIR")
     if if_better_than is not None and traffic is not None:
+        if metric is not None and metric not in MEAN_METRICS:
+            raise UserError(f"--metric {metric!r}: on --traffic the gate is the paired {', '.join(MEAN_METRICS)} "
+                            "(a curve metric needs every model's outcome on every prompt: use --data)")
         check_gate_args(metric or "mean_reward", confidence, min_improvement, GATE_BOOTSTRAP, metrics=MEAN_METRICS)
     elif if_better_than is not None and metric is not None and metric not in GATE_METRICS:
         raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")

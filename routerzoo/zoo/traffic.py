@@ -2,7 +2,8 @@
 
 ``routerzoo zoo compare CHALLENGER CHAMPION --traffic LOGDIR`` and ``zoo promote ... --if-better-than
 ALIAS --traffic LOGDIR`` read the server's request log (``docs/request-log.md``), predict both
-versions on every logged prompt the server routed, and report:
+versions on every logged prompt the server routed (each decides with its own default policy), and
+report:
 
 * **agreement**: the share of routed requests where the challenger would choose the champion's model
   (and, when the challenger ran as a shadow, the agreement the server logged);

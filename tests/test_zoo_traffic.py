@@ -168,3 +168,5 @@ def test_zoo_compare_and_gated_promote_on_traffic_from_the_command_line(zoo, tmp
     assert "refusing to promote router/2 to @champion: on traffic" in err and "lower bound must exceed +2.0000" in err
     code, out, err = _zoo(zoo, capsys, "promote", "router/2", *gate, "--metric", "gap_closed")
     assert code == 2 and "on --traffic the gate is the paired mean_reward" in err
+    code, out, err = _zoo(zoo, capsys, "promote", "router/2", "--alias", "champion", "--traffic", str(tmp_path / "log"))
+    assert code == 2 and "add --if-better-than ALIAS" in err

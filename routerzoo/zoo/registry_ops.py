@@ -521,6 +521,8 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         raise UserError("give --data DIR or --traffic LOGDIR, not both (--labels DIR adds datasets' labels to traffic)")
     if labels and traffic is None:
         raise UserError("--labels rates logged prompts: it needs --traffic LOGDIR")
+    if traffic is not None and if_better_than is None:
+        raise UserError("--traffic gates a promotion: add --if-better-than ALIAS (e.g. champion)")
     if if_better_than is not None and traffic is not None:
         if metric is not None and metric not in MEAN_METRICS:
             raise UserError(f"--metric {metric!r}: on --traffic the gate is the paired {', '.join(MEAN_METRICS)} "

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
     from routerzoo.data.dataset import load_dataset
     from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
-    from routerzoo.routers.prediction import Prediction
+    from routerzoo.routers.core.prediction import Prediction
     from routerzoo.training.train import TrackingConfig, train_router
 
     with tempfile.TemporaryDirectory(prefix="rz-bench-assign-") as tmp:

@@ -38,9 +38,9 @@ def main(argv=None) -> int:
 
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.replay import replay_regret
-    from routerzoo.routers.cost import CostModel
-    from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder
-    from routerzoo.routers.linucb import LinUCBConfig, LinUCBRouter, pca
+    from routerzoo.routers.core.cost import CostModel
+    from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER, Encoder
+    from routerzoo.routers.kinds.linucb import LinUCBConfig, LinUCBRouter, pca
 
     with tempfile.TemporaryDirectory(prefix="rz-bench-bandit-") as tmp:
         if args.data:

@@ -46,9 +46,9 @@ def main() -> None:
     from routerzoo.demo import sample_dir
     from routerzoo.evaluation.report import evaluate_predictions
     from routerzoo.routers import load_router
-    from routerzoo.routers.encoder import Encoder
-    from routerzoo.routers.knn import KNNConfig
-    from routerzoo.routers.mlp import MLPConfig
+    from routerzoo.routers.encoders.encoder import Encoder
+    from routerzoo.routers.kinds.knn import KNNConfig
+    from routerzoo.routers.kinds.mlp import MLPConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     ds = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="bench")

@@ -73,7 +73,7 @@ class OnnxEncoder:
         self.model_id, self.normalize, self.max_length = model_id, True, max_length
 
     def encode(self, texts) -> np.ndarray:
-        from routerzoo.routers.encoder import truncate_chars
+        from routerzoo.routers.encoders.encoder import truncate_chars
 
         out = []
         for start in range(0, len(texts), 64):
@@ -97,8 +97,8 @@ def main() -> None:
     from routerzoo.data.dataset import save_dataset
     from routerzoo.data.importers import import_files
     from routerzoo.demo import sample_dir
-    from routerzoo.routers.encoder import Encoder, resolve_encoder_path, set_threads
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.encoders.encoder import Encoder, resolve_encoder_path, set_threads
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     set_threads(1)

@@ -65,7 +65,7 @@ def sample_dataset(workdir: Path, max_prompts: int | None, seed: int = 0) -> Pat
 
 def time_encoder(model_id: str, prompts: list[str], repeats: int) -> dict:
     """Load time and seconds per prompt (best of ``repeats``), model loaded, no cache."""
-    from routerzoo.routers.encoder import Encoder, resolve_encoder_path
+    from routerzoo.routers.encoders.encoder import Encoder, resolve_encoder_path
 
     t0 = time.perf_counter()
     enc = Encoder(model_id, cache_dir="", show_progress=False, max_cached=0)
@@ -83,7 +83,7 @@ def time_encoder(model_id: str, prompts: list[str], repeats: int) -> dict:
 def run_encoder(model_id: str, data: Path, workdir: Path, bootstrap: int) -> tuple[dict, object]:
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.runner import evaluate_router
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.context import FeatureConfig
     from routerzoo.training.train import TrackingConfig, train_router
 

@@ -153,7 +153,7 @@ async def run_load(url: str, model: str, texts: list[str], concurrency: int, on_
 
 def encoder_baseline(encoder_id: str, prompts: Prompts, scale: float) -> tuple[float, float]:
     """(median seconds to encode one prompt, batched prompts/s) of the bare encoder, in this process."""
-    from routerzoo.routers.encoder import Encoder
+    from routerzoo.routers.encoders.encoder import Encoder
 
     enc = Encoder(encoder_id, cache_dir="", show_progress=False)
     enc.encode(prompts.take(8))
@@ -175,7 +175,7 @@ def threads_table(encoder_id: str, prompts: Prompts, rounds: int = 12) -> list:
     both see the same machine load (the server's ``threads`` default is chosen from this)."""
     import torch
 
-    from routerzoo.routers.encoder import Encoder, set_threads
+    from routerzoo.routers.encoders.encoder import Encoder, set_threads
 
     cores = os.cpu_count() or 1
     default = torch.get_num_threads()
@@ -209,7 +209,7 @@ def measure(router_dir: str, models: list[str], work: Path, prompts: Prompts, sc
     import torch
 
     from routerzoo.routers import load_router
-    from routerzoo.routers.encoder import set_threads
+    from routerzoo.routers.encoders.encoder import set_threads
 
     label = f"threads={threads or torch.get_num_threads()}" + (" (0: one per core)" if not threads else "")
     default_threads = torch.get_num_threads()
@@ -261,7 +261,7 @@ def bench_router(work: Path) -> tuple[str, list[str], list[str]]:
     from routerzoo.data.dataset import save_dataset
     from routerzoo.data.importers import import_files
     from routerzoo.demo import sample_dir
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     ds = import_files(sorted(sample_dir().glob("*.zip")), "mmlu-pro", name="bench")

@@ -141,7 +141,7 @@ def assign(router, prompts: list[str], budget: float, capacity: dict[str, float]
     """
     from routerzoo.evaluation.runner import use_embedding_cache
     from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
-    from routerzoo.routers.prediction import Prediction
+    from routerzoo.routers.core.prediction import Prediction
 
     if not (math.isfinite(cost_weight) and cost_weight >= 0):
         raise UserError(f"--cost-weight must be a finite number >= 0, got {cost_weight}")

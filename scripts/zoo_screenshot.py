@@ -43,8 +43,8 @@ def main() -> int:
     from routerzoo.data.importers import import_files
     from routerzoo.data.splits import SplitSpec
     from routerzoo.demo import sample_dir
-    from routerzoo.routers.baselines import BestSingleConfig
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.baselines import BestSingleConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
     from routerzoo.zoo import processes
     from routerzoo.zoo.registry_ops import promote

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from routerzoo.errors import UserError
 from routerzoo.routers import load_router
-from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
-from routerzoo.routers.baselines import BestSingleConfig
-from routerzoo.routers.knn import KNNConfig
-from routerzoo.routers.mlp import MLPConfig
+from routerzoo.routers.core.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
+from routerzoo.routers.kinds.baselines import BestSingleConfig
+from routerzoo.routers.kinds.knn import KNNConfig
+from routerzoo.routers.kinds.mlp import MLPConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 PROMPTS = ["What is the derivative of x^3?", "Who signed the treaty of 1648?"]

@@ -20,7 +20,7 @@ def knn_router(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("assign")
     ds = save_dataset(make_dataset(topic_outcomes(30), name="topics", split=SplitSpec(val=0.2, test=0.2)), root / "topics")
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
 
     train_router("knn", KNNConfig(k=5), ds, root / "knn", tracking=TrackingConfig(enabled=False), progress=False)
     return root / "knn"

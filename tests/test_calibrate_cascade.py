@@ -13,7 +13,7 @@ from cascade_data import cascade_table
 from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import UserError
-from routerzoo.routers.logprob_confidence import LogprobConfidence
+from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 from routerzoo.training.calibrate import Target
 from routerzoo.training.calibrate_cascade import calibrate_cascade, realise
 

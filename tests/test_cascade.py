@@ -12,7 +12,7 @@ from routerzoo.data.matrix import OutcomeMatrix
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation import metrics as M
 from routerzoo.evaluation.sequential import cascade_curve, evaluate_sequential, run_offline
-from routerzoo.routers.logprob_confidence import LogprobConfidence
+from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.policies.clients import OfflineClient
 

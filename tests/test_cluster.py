@@ -8,7 +8,7 @@ import pytest
 from routerzoo.data.dataset import load_dataset
 from routerzoo.errors import ConfigError
 from routerzoo.evaluation.runner import evaluate_router
-from routerzoo.routers.cluster import ClusterConfig, cluster_means, spherical_kmeans
+from routerzoo.routers.kinds.cluster import ClusterConfig, cluster_means, spherical_kmeans
 from routerzoo.training.train import TrackingConfig, train_router
 
 

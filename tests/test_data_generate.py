@@ -112,7 +112,7 @@ def test_multiple_choice_scores_logprobs_and_deferral_eval(backend, mc_questions
 
     # a logprob-confidence deferral scorer evaluated on the generated answers: confident = right
     from routerzoo.evaluation.artifact_eval import evaluate_scorer
-    from routerzoo.routers.logprob_confidence import LogprobConfidence
+    from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 
     report = evaluate_scorer(LogprobConfidence(), ds.outcome_matrix(), model="smol")
     assert report["n_answers"] == 6 and report["auroc"] == pytest.approx(1.0)

@@ -12,10 +12,10 @@ from routerzoo.data.matrix import PreferenceMatrix
 from routerzoo.errors import ConfigError
 from routerzoo.evaluation.runner import evaluate_router
 from routerzoo.routers import load_router
-from routerzoo.routers.cost import CostModel
-from routerzoo.routers.eagle import EagleConfig, EagleRouter
-from routerzoo.routers.elo import fit_ratings
-from routerzoo.routers.sw_elo import win_matrices
+from routerzoo.routers.core.cost import CostModel
+from routerzoo.routers.kinds.eagle import EagleConfig, EagleRouter
+from routerzoo.routers.kinds.elo import fit_ratings
+from routerzoo.routers.kinds.sw_elo import win_matrices
 from routerzoo.training.train import TrackingConfig, train_router
 
 OFF = TrackingConfig(enabled=False)

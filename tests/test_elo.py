@@ -13,7 +13,7 @@ from conftest import shared_data
 
 from routerzoo.cli import main
 from routerzoo.routers import load_router
-from routerzoo.routers.elo import fit_ratings
+from routerzoo.routers.kinds.elo import fit_ratings
 
 
 def test_ratings_recover_known_strengths():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from routerzoo.errors import UserError
-from routerzoo.routers.encoder import DEFAULT_ENCODER, Encoder, resolve_encoder_path
+from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER, Encoder, resolve_encoder_path
 
 
 def test_encode_cache_and_semantics(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from routerzoo.errors import UserError
-from routerzoo.routers import encoder_models as em
+from routerzoo.routers.encoders import pypi_models as em
 
 FILES = {"tiny/modules.json": b'[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]',
          "tiny/model.safetensors": bytes(range(256)) * 40, "tiny/1_Pooling/config.json": b"{}",
@@ -103,7 +103,7 @@ def test_resolve_through_the_encoder_path_and_partial_installs(tmp_path, monkeyp
     monkeypatch.setenv("ROUTERZOO_CACHE", str(tmp_path / "rz"))
     # none installed: not ours to resolve, the id goes on to the hub loader
     monkeypatch.setattr(em, "installed_parts", lambda s: None)
-    from routerzoo.routers.encoder import resolve_encoder_path
+    from routerzoo.routers.encoders.encoder import resolve_encoder_path
 
     assert resolve_encoder_path("acme/tiny-encoder") == "acme/tiny-encoder"
     monkeypatch.setattr(em, "installed_parts", lambda s: parts)
@@ -159,7 +159,7 @@ def test_real_mpnet_parts_embed_offline_when_installed():
     """With routerzoo[encoders-extra] installed: assembled, loaded offline, paraphrases close."""
     if em.installed_parts(em.MPNET) is None:
         pytest.skip("routerzoo[encoders-extra] is not installed")
-    from routerzoo.routers.encoder import Encoder
+    from routerzoo.routers.encoders.encoder import Encoder
 
     enc = Encoder("sentence-transformers/all-mpnet-base-v2", cache_dir="", show_progress=False)
     v = enc.encode(["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply."])

@@ -53,7 +53,7 @@ def test_reprice_outcomes_recomputes_named_models_from_tokens_only():
 def trained(tmp_path_factory):
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
-    from routerzoo.routers.baselines import BestSingleConfig
+    from routerzoo.routers.kinds.baselines import BestSingleConfig
     from routerzoo.training.train import train_router
 
     root = tmp_path_factory.mktemp("eval-prices")

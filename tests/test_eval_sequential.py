@@ -115,8 +115,8 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
     # a table holds one response per answer: training consistency on it is refused, so save it as configured
     assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 2
     assert "reads k sampled responses" in capsys.readouterr().err and not cons.exists()
-    from routerzoo.routers.consistency import ConsistencyScorer
-    from routerzoo.routers.deferral_artifact import save_deferral
+    from routerzoo.routers.deferral.consistency import ConsistencyScorer
+    from routerzoo.routers.deferral.artifact import save_deferral
 
     save_deferral(ConsistencyScorer(), cons)
     route = tmp_path / "route.yaml"
@@ -140,7 +140,7 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
 
 def test_eval_of_registered_scorer_and_policy_by_role(data, tmp_path, capsys):
     """`routerzoo eval models:/NAME@ALIAS` evaluates a deferral scorer or a policy by its role, as its folder."""
-    from routerzoo.routers.logprob_confidence import LogprobConfidence
+    from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
     from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
     from routerzoo.zoo.registry_ops import register
 

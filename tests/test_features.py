@@ -11,8 +11,8 @@ from conftest import ENCODER_ATOL
 from routerzoo.data.dataset import load_dataset
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers import load_router
-from routerzoo.routers.features import PromptFeatures, feature_matrix, token_counts
-from routerzoo.routers.mlp import MLPConfig
+from routerzoo.routers.core.features import PromptFeatures, feature_matrix, token_counts
+from routerzoo.routers.kinds.mlp import MLPConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 

@@ -13,7 +13,7 @@ from routerzoo.data.dataset import load_dataset
 from routerzoo.data.fsutil import file_sha256
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers import load_router
-from routerzoo.routers.finetune import FILE_PREFIX, MODEL_CONFIG_FILE, FinetuneConfig
+from routerzoo.routers.kinds.finetune import FILE_PREFIX, MODEL_CONFIG_FILE, FinetuneConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 OFF = TrackingConfig(enabled=False)
@@ -45,7 +45,7 @@ def test_learns_topics_and_artifact_is_self_contained(trained, monkeypatch):
     files = {k[len(FILE_PREFIX):] for k in tensors if k.startswith(FILE_PREFIX)}
     assert MODEL_CONFIG_FILE in files and "tokenizer_config.json" in files
     # routing needs neither the hub nor the base model's folder
-    monkeypatch.setattr("routerzoo.routers.encoder.resolve_encoder_path", lambda _: "/nonexistent")
+    monkeypatch.setattr("routerzoo.routers.encoders.encoder.resolve_encoder_path", lambda _: "/nonexistent")
     router = load_router(result.router_dir)
     test = load_dataset(data).outcome_matrix("test")
     q = router.predict(test.prompts).quality
@@ -60,7 +60,7 @@ def test_frozen_layers_do_not_move(trained):
     _, _, result = trained
     from transformers import AutoModel
 
-    from routerzoo.routers.encoder import resolve_encoder_path
+    from routerzoo.routers.encoders.encoder import resolve_encoder_path
 
     base = AutoModel.from_pretrained(resolve_encoder_path(result.router.config.base_encoder), use_safetensors=True).state_dict()
     tuned = {k[len("encoder."):]: v for k, v in result.router.net_.state_dict().items() if k.startswith("encoder.")}

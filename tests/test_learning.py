@@ -7,9 +7,9 @@ from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.evaluation.runner import evaluate_router
 from routerzoo.routers import load_router
-from routerzoo.routers.baselines import RandomConfig
-from routerzoo.routers.knn import KNNConfig
-from routerzoo.routers.mlp import MLPConfig
+from routerzoo.routers.kinds.baselines import RandomConfig
+from routerzoo.routers.kinds.knn import KNNConfig
+from routerzoo.routers.kinds.mlp import MLPConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 

@@ -4,7 +4,7 @@ kind registered the standard way (its file, its config, one registry line) is co
 touching this file; a policy kind that gains an artifact form must add its builder below (the suite
 fails until it does).
 
-Per kind, through the one loader (:func:`routerzoo.routers.loader.load`):
+Per kind, through the one loader (:func:`routerzoo.routers.core.loader.load`):
 - save → load behaves the same: floats within tolerance, decisions exactly;
 - tampering is refused in one line: weights edited (hash), schema from the future, a pickle beside
   the weights, ``weights_sha256`` deleted, the wrong role asked for, and a value no trained artifact
@@ -30,7 +30,7 @@ from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import UserError
 from routerzoo.routers import load, load_router
-from routerzoo.routers.artifact import CONFIG_FILE, TENSOR_RANGES, WEIGHTS_FILE
+from routerzoo.routers.core.artifact import CONFIG_FILE, TENSOR_RANGES, WEIGHTS_FILE
 from routerzoo.routers.registry import KINDS, ROLES
 from routerzoo.training.train import TrackingConfig, train_router
 
@@ -70,7 +70,7 @@ def _stage_config(cls) -> dict:
 
 
 def _deferral(kind, root, data):
-    from routerzoo.routers.deferral_artifact import save_deferral
+    from routerzoo.routers.deferral.artifact import save_deferral
     from routerzoo.training.train_deferral import missing_reads, train_deferral
 
     spec = KINDS[kind]
@@ -136,7 +136,7 @@ def _behaviour(obj, role: str, data) -> dict:
                 "decisions": list(obj.choose(pred))}
     matrix = load_dataset(data["cascade"]).outcome_matrix("test")
     if role == "deferral":
-        from routerzoo.routers.token_quantile import answers_for_training
+        from routerzoo.routers.deferral.token_quantile import answers_for_training
 
         _, _, prompts, responses, lps, _ = answers_for_training(matrix, "small")
         scores = obj.predict(prompts, responses, lps)
@@ -254,7 +254,7 @@ def _pyfunc_input(obj, role: str, data):
     if role == "router":
         return pd.DataFrame({"prompt": PROMPTS})
     if role == "deferral":
-        from routerzoo.routers.token_quantile import answers_for_training
+        from routerzoo.routers.deferral.token_quantile import answers_for_training
 
         _, _, prompts, responses, lps, _ = answers_for_training(matrix, "small")
         return pd.DataFrame({"prompt": prompts, "response": responses, "token_logprobs": [list(map(float, x)) for x in lps]})

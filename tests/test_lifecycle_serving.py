@@ -22,7 +22,7 @@ import pytest
 from test_serving_cascade import PRICES, LogprobBackend
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.logprob_confidence import LogprobConfidence
+from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.policies.mdp import MDPConfig, MDPPolicy
 from routerzoo.serving.app import create_app

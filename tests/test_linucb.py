@@ -9,8 +9,8 @@ from conftest import ENCODER_ATOL, topic_outcomes
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.replay import replay_regret
 from routerzoo.routers import load_router
-from routerzoo.routers.cost import CostModel
-from routerzoo.routers.linucb import LinUCBConfig, LinUCBRouter
+from routerzoo.routers.core.cost import CostModel
+from routerzoo.routers.kinds.linucb import LinUCBConfig, LinUCBRouter
 from routerzoo.training.train import TrackingConfig, train_router
 
 MATH = ["Solve for x: 3x + 4 = 19.", "What is the derivative of x^5 + 2x?", "Factor the polynomial x^2 + 7x + 12."]

@@ -15,7 +15,7 @@ from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.sequential import evaluate_sequential, run_offline
-from routerzoo.routers.artifact import WEIGHTS_FILE, ArtifactError
+from routerzoo.routers.core.artifact import WEIGHTS_FILE, ArtifactError
 from routerzoo.routers.policies.mdp import MDPConfig, load_mdp
 from routerzoo.training.mdp import train_mdp
 

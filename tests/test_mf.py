@@ -11,7 +11,7 @@ from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.runner import evaluate_router
 from routerzoo.routers import load_router
-from routerzoo.routers.mf import MFConfig
+from routerzoo.routers.kinds.mf import MFConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 OFF = TrackingConfig(enabled=False)

@@ -17,7 +17,7 @@ from routerzoo.cli import main
 from routerzoo.data.dataset import make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.routers import load_router
-from routerzoo.routers.knn import KNNConfig
+from routerzoo.routers.kinds.knn import KNNConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 

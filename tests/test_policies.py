@@ -19,7 +19,7 @@ from routerzoo.routers.policies.assignment import (
     InfeasibleError,
     _cheapest_under_capacity,
 )
-from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.core.prediction import Prediction
 
 
 def _names(m: int) -> list[str]:

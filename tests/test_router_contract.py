@@ -34,9 +34,9 @@ from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import UserError
 from routerzoo.routers import load_router
-from routerzoo.routers.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
-from routerzoo.routers.cost import PriceError
-from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.core.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
+from routerzoo.routers.core.cost import PriceError
+from routerzoo.routers.core.prediction import Prediction
 from routerzoo.routers.registry import kinds
 from routerzoo.training.train import TrackingConfig, train_router
 

@@ -11,7 +11,7 @@ from routerzoo.data.dataset import load_dataset, make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.runner import evaluate_router
-from routerzoo.routers.routerdc import RouterDCConfig
+from routerzoo.routers.kinds.routerdc import RouterDCConfig
 from routerzoo.training.routerdc import contrast_masks, fit_platt, sample_llm_loss, sample_sample_loss
 from routerzoo.training.train import TrackingConfig, train_router
 

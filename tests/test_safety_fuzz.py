@@ -128,7 +128,7 @@ class _StubRouter:
     """Just enough of a router for :func:`routerzoo.assign.assign`: fixed predictions."""
 
     def __init__(self, q, c, models):
-        from routerzoo.routers.prediction import Prediction
+        from routerzoo.routers.core.prediction import Prediction
 
         self._pred = Prediction(q, c)
         self.models = models

@@ -7,7 +7,7 @@ import pytest
 from conftest import topic_outcomes
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.scalarised import ScalarisedConfig
+from routerzoo.routers.kinds.scalarised import ScalarisedConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 MATH = ["Solve for x: 3x + 4 = 19.", "What is the derivative of x^5 + 2x?", "Factor the polynomial x^2 + 7x + 12."]

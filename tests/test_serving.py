@@ -36,7 +36,7 @@ def knn_dir(tmp_path_factory):
     """A kNN router trained (no tracking) on the topic dataset: math-small / history-small / big."""
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     root = tmp_path_factory.mktemp("serving")

@@ -186,7 +186,7 @@ def test_config_errors_are_one_clear_line(fakes, tmp_path):
     with pytest.raises(ConfigError, match="mode must be one of"):
         load_config(None, {"mode": "cascades"})
     from routerzoo.errors import UserError
-    from routerzoo.routers.deferral_artifact import resolve_deferral
+    from routerzoo.routers.deferral.artifact import resolve_deferral
 
     with pytest.raises(UserError, match="neither a deferral kind"):
         resolve_deferral(str(tmp_path / "nope"))
@@ -214,7 +214,7 @@ def test_a_trained_scorer_artifact_drives_the_cascade(fakes, tmp_path):
     from cascade_data import cascade_table
 
     from routerzoo.data.dataset import make_dataset, save_dataset
-    from routerzoo.routers.token_quantile import TokenQuantileConfig
+    from routerzoo.routers.deferral.token_quantile import TokenQuantileConfig
     from routerzoo.training.train_deferral import train_deferral
 
     data = save_dataset(make_dataset(cascade_table(90), name="c"), tmp_path / "ds")
@@ -267,7 +267,7 @@ def test_scorer_runs_only_in_the_prediction_thread_and_is_warm_before_ready(fake
     prediction thread, never from a pool, and already once before /ready says 200."""
     import threading
 
-    from routerzoo.routers.logprob_confidence import LogprobConfidence
+    from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 
     threads: list[str] = []
     original = LogprobConfidence.predict

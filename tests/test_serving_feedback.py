@@ -28,7 +28,7 @@ MATH = "Solve for x: 3x + 2 = 8."
 def bandit_dir(tmp_path_factory):
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
-    from routerzoo.routers.linucb import LinUCBConfig
+    from routerzoo.routers.kinds.linucb import LinUCBConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     root = tmp_path_factory.mktemp("feedback")

@@ -154,7 +154,7 @@ class _TokenizerSpy:
 
 
 def test_a_4mb_prompt_is_cut_before_tokenizing_and_routes_beside_good_ones(router, fakes, server_log):
-    from routerzoo.routers.encoder import CHARS_PER_TOKEN
+    from routerzoo.routers.encoders.encoder import CHARS_PER_TOKEN
 
     backend = router.loaded_encoder._load_model()
     spy = _TokenizerSpy(backend.tokenizer)

@@ -107,7 +107,7 @@ def knn_dir(tmp_path_factory):
     """A kNN router trained on the topic fixture, its two cheap models renamed smol-a and smol-b."""
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     start = time.monotonic()

@@ -32,12 +32,12 @@ def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch):
 
 
 def test_every_lazy_embed_is_the_shared_one():
-    from routerzoo.routers.base import Router
-    from routerzoo.routers.fit_context import DeferralFitContext
-    from routerzoo.routers.lazy_encoder import LazyEncoding
+    from routerzoo.routers.core.base import Router
+    from routerzoo.routers.core.fit_context import DeferralFitContext
+    from routerzoo.routers.encoders.lazy import LazyEncoding
     from routerzoo.routers.policies.mdp import MDPPolicy
-    from routerzoo.routers.posthoc_deferral import PostHocDeferral
-    from routerzoo.routers.prompt_response import PromptResponseScorer
+    from routerzoo.routers.deferral.posthoc import PostHocDeferral
+    from routerzoo.routers.deferral.prompt_response import PromptResponseScorer
 
     for cls in (Router, DeferralFitContext, MDPPolicy, PostHocDeferral, PromptResponseScorer):
         assert cls.embed is LazyEncoding.embed, cls
@@ -47,7 +47,7 @@ def test_every_lazy_embed_is_the_shared_one():
 
 
 def test_router_without_encoder_refuses_to_embed():
-    from routerzoo.routers.baselines import RandomRouter
+    from routerzoo.routers.kinds.baselines import RandomRouter
 
     with pytest.raises(TypeError, match="has no encoder"):
         RandomRouter(models=["a", "b"]).embed(["hi"])

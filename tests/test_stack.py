@@ -13,7 +13,7 @@ from routerzoo.data.fsutil import file_sha256
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.evaluation.runner import evaluate_router
 from routerzoo.routers import load_router
-from routerzoo.routers.stack import StackConfig, simplex_grid
+from routerzoo.routers.kinds.stack import StackConfig, simplex_grid
 from routerzoo.training.train import TrackingConfig, train_router
 
 

@@ -9,9 +9,9 @@ from routerzoo.data.dataset import load_dataset
 from routerzoo.data.matrix import PreferenceMatrix
 from routerzoo.errors import ConfigError
 from routerzoo.evaluation.runner import evaluate_router
-from routerzoo.routers.cost import CostModel
-from routerzoo.routers.elo import fit_ratings
-from routerzoo.routers.sw_elo import SWEloConfig, SWEloRouter, win_matrices
+from routerzoo.routers.core.cost import CostModel
+from routerzoo.routers.kinds.elo import fit_ratings
+from routerzoo.routers.kinds.sw_elo import SWEloConfig, SWEloRouter, win_matrices
 from routerzoo.training.train import TrackingConfig, train_router
 
 

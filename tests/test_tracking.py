@@ -2,8 +2,8 @@
 
 import json
 
-from routerzoo.routers.knn import KNNConfig
-from routerzoo.routers.mlp import MLPConfig
+from routerzoo.routers.kinds.knn import KNNConfig
+from routerzoo.routers.kinds.mlp import MLPConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers import load_router
-from routerzoo.routers.knn import KNNConfig
+from routerzoo.routers.kinds.knn import KNNConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 PROMPTS = ["Compute the integral of 3x^2 from 0 to 2.", "Which treaty ended the war that began in 1618?"]

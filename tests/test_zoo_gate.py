@@ -104,8 +104,8 @@ def zoo(tmp_path_factory):
 
     from routerzoo.data.dataset import make_dataset, save_dataset
     from routerzoo.data.splits import SplitSpec
-    from routerzoo.routers.baselines import BestSingleConfig
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.baselines import BestSingleConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     root = tmp_path_factory.mktemp("gate")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from routerzoo.cli import main
-from routerzoo.routers.baselines import BestSingleConfig
-from routerzoo.routers.knn import KNNConfig
+from routerzoo.routers.kinds.baselines import BestSingleConfig
+from routerzoo.routers.kinds.knn import KNNConfig
 from routerzoo.training.train import TrackingConfig, train_router
 
 PROMPTS = ["Compute the integral of 3x^2 from 0 to 2.", "Which treaty ended the war that began in 1618?",

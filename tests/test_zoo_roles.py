@@ -12,7 +12,7 @@ from routerzoo.cli import main
 from routerzoo.data.dataset import make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import UserError
-from routerzoo.routers.logprob_confidence import LogprobConfidence
+from routerzoo.routers.deferral.logprob_confidence import LogprobConfidence
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.zoo.registry_ops import ModelRef, compare, promote, register, show
 
@@ -27,7 +27,7 @@ def zoo(tmp_path_factory):
         # cheapest first escalates only unsure answers; mid first pays for the mid model every time
         policy = CascadePolicy(CascadeConfig(chain=chain, thresholds=0.5), LogprobConfidence())
         cascades[name] = policy.save(root / name)
-    from routerzoo.routers.deferral_artifact import save_deferral
+    from routerzoo.routers.deferral.artifact import save_deferral
 
     # a scorer artifact of its own: no test may depend on another having trained one first
     scorer = save_deferral(LogprobConfidence(), root / "plain-scorer", lineage={"dataset": "cascade"})

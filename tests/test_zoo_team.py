@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from routerzoo.cli import main
-from routerzoo.routers.baselines import BestSingleConfig
-from routerzoo.routers.knn import KNNConfig
+from routerzoo.routers.kinds.baselines import BestSingleConfig
+from routerzoo.routers.kinds.knn import KNNConfig
 from routerzoo.training.train import TrackingConfig, train_router
 from routerzoo.zoo import processes
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import topic_outcomes
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.zooter import ZooterConfig, reward_targets
+from routerzoo.routers.kinds.zooter import ZooterConfig, reward_targets
 from routerzoo.training.train import TrackingConfig, train_router
 
 
@@ -60,7 +60,7 @@ def test_trained_router_prefers_the_topic_expert(tmp_path, tags):
 
 
 def test_quality_scale_is_least_squares():
-    from routerzoo.routers.zooter import fit_quality_scale
+    from routerzoo.routers.kinds.zooter import fit_quality_scale
 
     centred = np.array([[1.0, -1.0], [2.0, -2.0]])
     q = np.array([[0.6, 0.4], [0.7, 0.3]])

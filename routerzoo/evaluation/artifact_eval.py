@@ -1,7 +1,7 @@
 """``routerzoo eval`` (and the zoo's compare / promote gate) for every role, not only routers.
 
 A router is evaluated on its λ sweep (``runner.py``). The other artifacts, loaded by the one loader
-(:func:`routerzoo.routers.loader.load`) and told apart by their declared role and the registry's
+(:func:`routerzoo.routers.core.loader.load`) and told apart by their declared role and the registry's
 ``mode`` / ``reads`` (never by kind name), are evaluated with the code that already measures them:
 
 - a **deferral scorer** (role ``deferral``): AUROC of answer correctness and the deferral curve's
@@ -49,7 +49,7 @@ def artifact_role(path: str | Path) -> str:
     loaded by the one loader, which also names a problem. A path that does not exist is left to the
     router loader, which names it.
     """
-    from routerzoo.routers.loader import is_uri, load, role_of, source_role
+    from routerzoo.routers.core.loader import is_uri, load, role_of, source_role
 
     if is_uri(str(path)):
         role = source_role(str(path))
@@ -74,7 +74,7 @@ def load_cascade_spec(path: str | Path):
     """
     import yaml
 
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
     from routerzoo.serving.cascade_config import CascadeServeConfig
 
     p = Path(path)
@@ -220,8 +220,8 @@ def evaluate_artifact(obj, dataset, split: str = "test", **scorer_args) -> dict:
     :func:`evaluate_scorer` (``scorer_args``: ``model``, ``next_model``); sequential policies:
     :func:`evaluate_policy`. What the zoo's ``compare`` and ``promote --if-better-than`` gate on.
     """
-    from routerzoo.routers.base import Router
-    from routerzoo.routers.deferral import DeferralScorer
+    from routerzoo.routers.core.base import Router
+    from routerzoo.routers.deferral.base import DeferralScorer
 
     if isinstance(obj, Router):
         from routerzoo.evaluation.runner import evaluate_router
@@ -259,12 +259,12 @@ def eval_command(args, roles: dict[str, str]) -> int:
     if len(matrix) == 0:
         raise UserError(f"{args.data}: split {args.split!r} has no prompts")
     if role == "deferral":
-        from routerzoo.routers.loader import load
+        from routerzoo.routers.core.loader import load
 
         report = evaluate_scorer(load(source, role="deferral"), matrix, model=args.model or "",
                                  next_model=args.next_model or "", where=where)
     elif role == "policy":
-        from routerzoo.routers.loader import load
+        from routerzoo.routers.core.loader import load
 
         report = evaluate_policy(load(source, role="policy"), matrix, where=where)
     else:
@@ -272,11 +272,11 @@ def eval_command(args, roles: dict[str, str]) -> int:
 
         spec = load_cascade_spec(source)
         if spec.policy:
-            from routerzoo.routers.loader import load
+            from routerzoo.routers.core.loader import load
 
             report = evaluate_policy(load(spec.policy, role="policy"), matrix, where=where)
         else:
-            from routerzoo.routers.deferral_artifact import resolve_deferral
+            from routerzoo.routers.deferral.artifact import resolve_deferral
 
             print(f"note: {source} is a cascade spec that points at its scorer; `routerzoo calibrate-cascade --out DIR` "
                   "writes a self-contained, versioned cascade artifact", file=sys.stderr)

@@ -76,7 +76,7 @@ def deferral_curve(scores: np.ndarray, q_cur: np.ndarray, q_next: np.ndarray, n_
 def evaluate_deferral(scorer, matrix, model: str = "", next_model: str = "") -> dict:
     """AUROC of correctness (quality >= 0.5) of ``model``'s answers (every model's if empty), and with
     ``next_model`` the deferral curve's AUC against the random and oracle orders."""
-    from routerzoo.routers.token_quantile import answers_for_training
+    from routerzoo.routers.deferral.token_quantile import answers_for_training
 
     rows, cols, prompts, responses, lps, q = answers_for_training(matrix, model)
     out: dict = {"n_answers": int(len(rows))}

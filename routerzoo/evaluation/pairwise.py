@@ -1,7 +1,7 @@
 """Evaluation on held-out preference pairs: does the router prefer the model people preferred?
 
 For each comparison (prompt, model a, model b, winner) the router's predictions give
-P(a preferred to b) (:meth:`routerzoo.routers.base.Router.win_probability`: Bradley-Terry on the
+P(a preferred to b) (:meth:`routerzoo.routers.core.base.Router.win_probability`: Bradley-Terry on the
 predicted qualities, exact for the Elo router). Reported:
 
 * ``accuracy``: weighted share of decisive pairs (no tie) where the router's preferred model won;
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from routerzoo.data.matrix import PreferenceMatrix
-from routerzoo.routers.elo import pair_metrics
+from routerzoo.routers.kinds.elo import pair_metrics
 
 
 def evaluate_pairs(router, pairs: PreferenceMatrix) -> dict:
@@ -28,7 +28,7 @@ def evaluate_pairs(router, pairs: PreferenceMatrix) -> dict:
     row = {p: i for i, p in enumerate(unique)}
     pred = router.predict(unique)
     idx = np.array([row[p] for p in pairs.prompts])
-    from routerzoo.routers.prediction import Prediction
+    from routerzoo.routers.core.prediction import Prediction
 
     expanded = Prediction(pred.quality[idx], pred.cost[idx])
     p = router.win_probability(expanded, pairs.a, pairs.b)

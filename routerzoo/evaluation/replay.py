@@ -25,7 +25,7 @@ def replay_regret(bandit, embeddings: np.ndarray, quality: np.ndarray, cost: np.
     """Run a replay and return cumulative regret curves.
 
     Args:
-        bandit: a :class:`~routerzoo.routers.linucb.LinUCBRouter` (copied: the original is untouched).
+        bandit: a :class:`~routerzoo.routers.kinds.linucb.LinUCBRouter` (copied: the original is untouched).
         embeddings: (N, d) prompt embeddings.
         quality, cost: (N, m) logged outcomes; prompts with any NaN are left out.
         cost_weight: λ >= 0 (quality per USD) of the reward and of the bandit's choices.

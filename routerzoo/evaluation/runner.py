@@ -6,7 +6,7 @@ from __future__ import annotations
 from routerzoo.data.dataset import RoutingDataset
 from routerzoo.data.matrix import OutcomeMatrix
 from routerzoo.errors import UserError
-from routerzoo.routers.base import Router
+from routerzoo.routers.core.base import Router
 
 
 def evaluation_matrix(router: Router, dataset: RoutingDataset, split: str = "test") -> tuple[OutcomeMatrix, int]:
@@ -39,7 +39,7 @@ def use_embedding_cache(router) -> None:
     """
     encoder_id = getattr(router, "encoder", None)
     if isinstance(router, Router) and isinstance(encoder_id, str) and encoder_id and router.loaded_encoder is None:
-        from routerzoo.routers.encoder import Encoder
+        from routerzoo.routers.encoders.encoder import Encoder
 
         router.set_encoder(Encoder(encoder_id, cache_dir=None, show_progress=False))
 

@@ -157,7 +157,7 @@ def cascade_curve(scorer, chain: Sequence[str], matrix, thresholds=None, n_point
     does, stage by stage, with the costs of every call it made (rejected answers included).
 
     Args:
-        scorer: the :class:`~routerzoo.routers.deferral.DeferralScorer` the cascade thresholds.
+        scorer: the :class:`~routerzoo.routers.deferral.base.DeferralScorer` the cascade thresholds.
         chain: the models in calling order.
         matrix: the :class:`~routerzoo.data.matrix.OutcomeMatrix` to answer from (responses and
             token logprobs as the scorer needs them).

@@ -5,7 +5,7 @@ artifact stores, with the one set of defaults), its inference class, and its fit
 kinds that are not trained). Nothing is imported until a kind is used, so listing kinds is cheap and
 inference never imports training code.
 
-Adding a router: write ``routerzoo/routers/<name>.py`` (config dataclass, router class, fit
+Adding a router: write ``routerzoo/routers/kinds/<name>.py`` (a deferral scorer: ``deferral/<name>.py``) (config dataclass, router class, fit
 function; a Lightning module goes in ``routerzoo/training/``), add one line below and a
 ``configs/routers/<name>.yaml``. The contract suite (``tests/test_router_contract.py``) runs over
 every router registered here.
@@ -85,29 +85,29 @@ _R = "routerzoo.routers"
 
 KINDS: dict[str, KindSpec] = {
     # routers (quality/cost scorers)
-    "knn": KindSpec("router", f"{_R}.knn:KNNConfig", f"{_R}.knn:KNNRouter", f"{_R}.knn:fit_knn", "k-nearest neighbours on prompt embeddings (k by validation AIQ)"),
-    "mlp": KindSpec("router", f"{_R}.mlp:MLPConfig", f"{_R}.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
-    "routerdc": KindSpec("router", f"{_R}.routerdc:RouterDCConfig", f"{_R}.routerdc:RouterDCRouter", "routerzoo.training.routerdc:fit_routerdc", "dual-contrastive router (RouterDC): learned model embeddings x projected prompt, sample-LLM + sample-sample contrastive losses (Lightning)"),
-    "finetune": KindSpec("router", f"{_R}.finetune:FinetuneConfig", f"{_R}.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
-    "eagle": KindSpec("router", f"{_R}.eagle:EagleConfig", f"{_R}.eagle:EagleRouter", f"{_R}.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)", trains_from=("outcomes", "pairs")),
-    "elo": KindSpec("router", f"{_R}.elo:EloConfig", f"{_R}.elo:EloRouter", f"{_R}.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs", trains_from=("outcomes", "pairs")),
-    "best-single": KindSpec("router", f"{_R}.baselines:BestSingleConfig", f"{_R}.baselines:BestSingleRouter", f"{_R}.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
-    "random": KindSpec("router", f"{_R}.baselines:RandomConfig", f"{_R}.baselines:RandomRouter", f"{_R}.baselines:fit_random", "random scores (the floor)", trains_from=("outcomes", "pairs")),
-    "oracle": KindSpec("router", f"{_R}.baselines:OracleConfig", f"{_R}.baselines:OracleRouter", f"{_R}.baselines:fit_oracle", "true outcomes of seen prompts (the ceiling; evaluation only)"),
-    "mf": KindSpec("router", f"{_R}.mf:MFConfig", f"{_R}.mf:MFRouter", "routerzoo.training.mf:fit_mf", "matrix factorisation: model embeddings x projected prompt embedding (BCE on outcomes, Bradley-Terry on pairs)", trains_from=("outcomes", "pairs")),
-    "cluster": KindSpec("router", f"{_R}.cluster:ClusterConfig", f"{_R}.cluster:ClusterRouter", f"{_R}.cluster:fit_cluster", "k-means on prompt embeddings, each cluster's quality and cost per model (k by validation AIQ)"),
-    "sw-elo": KindSpec("router", f"{_R}.sw_elo:SWEloConfig", f"{_R}.sw_elo:SWEloRouter", f"{_R}.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)", trains_from=("outcomes", "pairs")),
-    "stack": KindSpec("router", f"{_R}.stack:StackConfig", f"{_R}.stack:StackRouter", f"{_R}.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation", trains_from=("outcomes", "pairs")),
-    "scalarised": KindSpec("router", f"{_R}.scalarised:ScalarisedConfig", f"{_R}.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
-    "zooter": KindSpec("router", f"{_R}.zooter:ZooterConfig", f"{_R}.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
-    "logreg": KindSpec("router", f"{_R}.logreg:LogRegConfig", f"{_R}.logreg:LogRegRouter", f"{_R}.logreg:fit_logreg", "one L2-regularised logistic regression per candidate on prompt embeddings (numpy, no Lightning)"),
-    "linucb": KindSpec("router", f"{_R}.linucb:LinUCBConfig", f"{_R}.linucb:LinUCBRouter", f"{_R}.linucb:fit_linucb", "contextual bandit (LinUCB or Thompson sampling) on prompt embeddings: offline replay, then update() online"),
+    "knn": KindSpec("router", f"{_R}.kinds.knn:KNNConfig", f"{_R}.kinds.knn:KNNRouter", f"{_R}.kinds.knn:fit_knn", "k-nearest neighbours on prompt embeddings (k by validation AIQ)"),
+    "mlp": KindSpec("router", f"{_R}.kinds.mlp:MLPConfig", f"{_R}.kinds.mlp:MLPRouter", "routerzoo.training.mlp:fit_mlp", "MLP per-model success classifier with a cost head (Lightning)"),
+    "routerdc": KindSpec("router", f"{_R}.kinds.routerdc:RouterDCConfig", f"{_R}.kinds.routerdc:RouterDCRouter", "routerzoo.training.routerdc:fit_routerdc", "dual-contrastive router (RouterDC): learned model embeddings x projected prompt, sample-LLM + sample-sample contrastive losses (Lightning)"),
+    "finetune": KindSpec("router", f"{_R}.kinds.finetune:FinetuneConfig", f"{_R}.kinds.finetune:FinetuneRouter", "routerzoo.training.finetune:fit_finetune", "transformer encoder fine-tuned end to end with a multi-label head over the candidates (Lightning)"),
+    "eagle": KindSpec("router", f"{_R}.kinds.eagle:EagleConfig", f"{_R}.kinds.eagle:EagleRouter", f"{_R}.kinds.eagle:fit_eagle", "Eagle: global Elo mixed with local Elo over the nearest training prompts (P and N by validation; pairs or outcomes)", trains_from=("outcomes", "pairs")),
+    "elo": KindSpec("router", f"{_R}.kinds.elo:EloConfig", f"{_R}.kinds.elo:EloRouter", f"{_R}.kinds.elo:fit_elo", "global Bradley-Terry (Elo) ratings from preference pairs", trains_from=("outcomes", "pairs")),
+    "best-single": KindSpec("router", f"{_R}.kinds.baselines:BestSingleConfig", f"{_R}.kinds.baselines:BestSingleRouter", f"{_R}.kinds.baselines:fit_best_single", "each model's mean training quality (the zero router)"),
+    "random": KindSpec("router", f"{_R}.kinds.baselines:RandomConfig", f"{_R}.kinds.baselines:RandomRouter", f"{_R}.kinds.baselines:fit_random", "random scores (the floor)", trains_from=("outcomes", "pairs")),
+    "oracle": KindSpec("router", f"{_R}.kinds.baselines:OracleConfig", f"{_R}.kinds.baselines:OracleRouter", f"{_R}.kinds.baselines:fit_oracle", "true outcomes of seen prompts (the ceiling; evaluation only)"),
+    "mf": KindSpec("router", f"{_R}.kinds.mf:MFConfig", f"{_R}.kinds.mf:MFRouter", "routerzoo.training.mf:fit_mf", "matrix factorisation: model embeddings x projected prompt embedding (BCE on outcomes, Bradley-Terry on pairs)", trains_from=("outcomes", "pairs")),
+    "cluster": KindSpec("router", f"{_R}.kinds.cluster:ClusterConfig", f"{_R}.kinds.cluster:ClusterRouter", f"{_R}.kinds.cluster:fit_cluster", "k-means on prompt embeddings, each cluster's quality and cost per model (k by validation AIQ)"),
+    "sw-elo": KindSpec("router", f"{_R}.kinds.sw_elo:SWEloConfig", f"{_R}.kinds.sw_elo:SWEloRouter", f"{_R}.kinds.sw_elo:fit_sw_elo", "similarity-weighted Bradley-Terry ratings per prompt (RouteLLM SW ranking; pairs or outcomes)", trains_from=("outcomes", "pairs")),
+    "stack": KindSpec("router", f"{_R}.kinds.stack:StackConfig", f"{_R}.kinds.stack:StackRouter", f"{_R}.kinds.stack:fit_stack", "convex combination of other routers' predictions, weights fitted on validation", trains_from=("outcomes", "pairs")),
+    "scalarised": KindSpec("router", f"{_R}.kinds.scalarised:ScalarisedConfig", f"{_R}.kinds.scalarised:ScalarisedRouter", "routerzoo.training.scalarised:fit_scalarised", "scalarised reward regression: quality - λ·cost per model with λ an input, one model for every cost weight (MetaLLM-style, Lightning)"),
+    "zooter": KindSpec("router", f"{_R}.kinds.zooter:ZooterConfig", f"{_R}.kinds.zooter:ZooterRouter", "routerzoo.training.zooter:fit_zooter", "reward distillation: softmax over candidates, KL to each prompt's reward distribution, optional tag enhancement (Zooter, Lightning)"),
+    "logreg": KindSpec("router", f"{_R}.kinds.logreg:LogRegConfig", f"{_R}.kinds.logreg:LogRegRouter", f"{_R}.kinds.logreg:fit_logreg", "one L2-regularised logistic regression per candidate on prompt embeddings (numpy, no Lightning)"),
+    "linucb": KindSpec("router", f"{_R}.kinds.linucb:LinUCBConfig", f"{_R}.kinds.linucb:LinUCBRouter", f"{_R}.kinds.linucb:fit_linucb", "contextual bandit (LinUCB or Thompson sampling) on prompt embeddings: offline replay, then update() online"),
     # deferral scorers
-    "logprob-confidence": KindSpec("deferral", f"{_R}.logprob_confidence:LogprobConfidenceConfig", f"{_R}.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)", reads=("prompt", "response", "logprobs")),
-    "token-quantile": KindSpec("deferral", f"{_R}.token_quantile:TokenQuantileConfig", f"{_R}.token_quantile:TokenQuantileScorer", f"{_R}.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)", reads=("prompt", "response", "logprobs")),
-    "posthoc-deferral": KindSpec("deferral", f"{_R}.posthoc_deferral:PostHocDeferralConfig", f"{_R}.posthoc_deferral:PostHocDeferral", f"{_R}.posthoc_deferral:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)", reads=("prompt",)),  # token logprobs sharpen it when present; not required
-    "consistency": KindSpec("deferral", f"{_R}.consistency:ConsistencyConfig", f"{_R}.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)", reads=("prompt", "samples")),
-    "prompt-response": KindSpec("deferral", f"{_R}.prompt_response:PromptResponseConfig", f"{_R}.prompt_response:PromptResponseScorer", f"{_R}.prompt_response:fit_prompt_response", "logistic head on frozen MiniLM embeddings of (prompt, response): no logprobs needed (FrugalGPT-style)", reads=("prompt", "response")),
+    "logprob-confidence": KindSpec("deferral", f"{_R}.deferral.logprob_confidence:LogprobConfidenceConfig", f"{_R}.deferral.logprob_confidence:LogprobConfidence", None, "confidence from the answer's token logprobs (unsupervised)", reads=("prompt", "response", "logprobs")),
+    "token-quantile": KindSpec("deferral", f"{_R}.deferral.token_quantile:TokenQuantileConfig", f"{_R}.deferral.token_quantile:TokenQuantileScorer", f"{_R}.deferral.token_quantile:fit_token_quantile", "logistic regression on token-logprob quantiles (Gupta et al. 2024)", reads=("prompt", "response", "logprobs")),
+    "posthoc-deferral": KindSpec("deferral", f"{_R}.deferral.posthoc:PostHocDeferralConfig", f"{_R}.deferral.posthoc:PostHocDeferral", f"{_R}.deferral.posthoc:fit_posthoc_deferral", "learned rule on the answer's confidence and the next model's predicted success (Jitkrittum et al. 2024)", reads=("prompt",)),  # token logprobs sharpen it when present; not required
+    "consistency": KindSpec("deferral", f"{_R}.deferral.consistency:ConsistencyConfig", f"{_R}.deferral.consistency:ConsistencyScorer", None, "agreement among k sampled answers (unsupervised; the server asks for n samples)", reads=("prompt", "samples")),
+    "prompt-response": KindSpec("deferral", f"{_R}.deferral.prompt_response:PromptResponseConfig", f"{_R}.deferral.prompt_response:PromptResponseScorer", f"{_R}.deferral.prompt_response:fit_prompt_response", "logistic head on frozen MiniLM embeddings of (prompt, response): no logprobs needed (FrugalGPT-style)", reads=("prompt", "response")),
     # policies
     "argmax": KindSpec("policy", f"{_R}.policies.argmax:ArgmaxConfig", f"{_R}.policies.argmax:ArgmaxPolicy", None, "argmax of quality - λ·cost per prompt"),
     "threshold": KindSpec("policy", f"{_R}.policies.threshold:ThresholdConfig", f"{_R}.policies.threshold:ThresholdPolicy", None, "two models: strong when q_strong - q_weak >= threshold"),
@@ -142,7 +142,7 @@ def get_kind(name: str, role: str | None = None) -> KindSpec:
 
 def load_policy(data, where: str = "policy"):
     """A batch policy from ``{"kind": ..., "config": {...}}`` (as artifacts store it)."""
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
 
     if not isinstance(data, dict) or "kind" not in data:
         raise UserError(f"{where}: expected an object with 'kind' and 'config', got {data!r}")

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from routerzoo.errors import UserError
-from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.core.prediction import Prediction
 from routerzoo.serving import jsonio
 from routerzoo.serving.batcher import MicroBatcher
 from routerzoo.serving.config import ServeConfig
@@ -440,7 +440,7 @@ class ServerState:
 
     def _set_threads(self) -> None:
         if self.settings.threads:
-            from routerzoo.routers.encoder import set_threads
+            from routerzoo.routers.encoders.encoder import set_threads
 
             set_threads(self.settings.threads)
 

@@ -156,11 +156,11 @@ class CascadeServer:
 
     def load(self) -> None:
         """Build the scorer (kind + config, or an artifact) and the policy; UserError when they do not fit."""
-        from routerzoo.routers.deferral_artifact import resolve_deferral
+        from routerzoo.routers.deferral.artifact import resolve_deferral
 
         c = self.config
         if c.policy:  # a trained sequential policy (calibrated cascade, MDP router): models from the artifact
-            from routerzoo.routers.loader import load
+            from routerzoo.routers.core.loader import load
             from routerzoo.serving.loader import alias_version, parse_alias_uri
 
             source, tracking_uri = c.policy, self.state.settings.tracking_uri or None

@@ -105,7 +105,7 @@ def build_config(args):
 
 def _is_policy(source: str, config) -> bool:
     """Whether ``source`` is a sequential policy artifact, read cheaply (config.json or the registry's tag)."""
-    from routerzoo.routers.loader import source_role
+    from routerzoo.routers.core.loader import source_role
 
     return source_role(source, tracking_uri=config.tracking_uri or None) == "policy"
 

@@ -1,7 +1,7 @@
 """Typed configuration of the router server (``routerzoo serve --config serve.yaml``).
 
 Every section is a dataclass with a docstring per field and its own validation; YAML is read through
-:func:`routerzoo.routers.typed_config.config_from_dict`, so an unknown key or a value of the wrong
+:func:`routerzoo.routers.core.typed_config.config_from_dict`, so an unknown key or a value of the wrong
 type is refused with a message naming the key (``serve.yaml: backends['big'].timeout_s: expected a
 finite number, got 'slow'``). Command-line flags (``--backend``, ``--name``, ...) override the file.
 
@@ -455,7 +455,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     """
     import yaml
 
-    from routerzoo.routers.typed_config import ConfigFieldError, config_from_dict
+    from routerzoo.routers.core.typed_config import ConfigFieldError, config_from_dict
 
     data: dict = {}
     where = "serve config"

@@ -36,7 +36,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from routerzoo.routers.encoder import truncate_chars
+from routerzoo.routers.encoders.encoder import truncate_chars
 from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
 

@@ -186,7 +186,7 @@ class PolicyWatcher(AliasWatcher):
 
     async def check(self) -> bool:
         """Poll once; load, check, warm and swap if the alias moved. Returns whether it swapped."""
-        from routerzoo.routers.loader import load
+        from routerzoo.routers.core.loader import load
 
         tracking_uri = self.settings.tracking_uri or None
         version = await asyncio.to_thread(alias_version, self.name, self.alias, tracking_uri)

@@ -83,7 +83,7 @@ class AutoConfig:
 def parse_candidate(name: str) -> tuple[str, object]:
     """``"knn:k=40"`` → ("knn", KNNConfig(k=40)); ``"mf"`` → ("mf", MFConfig())."""
     from routerzoo.routers.registry import get_kind
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
 
     kind, _, rest = str(name).partition(":")
     if kind in (AUTO, "oracle", "stack"):
@@ -121,7 +121,7 @@ def fit_weights(q: np.ndarray, tq: np.ndarray, step: float, shrinkage: float) ->
     (Breiman's stacked regression, non-negative and summing to one): smooth in the weights, so it
     is far less noisy than searching the routing metric itself, and cheap enough for a fine grid.
     """
-    from routerzoo.routers.stack import simplex_grid
+    from routerzoo.routers.kinds.stack import simplex_grid
 
     k = q.shape[0]
     obs = ~np.isnan(tq)
@@ -300,7 +300,7 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
 def _refit_stack(members: list[CVResult], weights: np.ndarray, parsed: dict, ctx: FitContext):
     """Each stack member refit on the full train split; the weights from the out-of-fold predictions."""
     from routerzoo.routers.registry import get_kind
-    from routerzoo.routers.stack import StackConfig, StackRouter
+    from routerzoo.routers.kinds.stack import StackConfig, StackRouter
 
     fitted, metrics = [], {}
     for r in members:

@@ -130,7 +130,7 @@ SPLITS = ("train", "val", "test")
 def _split_predictions(router, dataset, split: str):
     """Predictions and outcomes of one split, or of several joined by commas ("train,val")."""
     from routerzoo.evaluation.runner import evaluation_matrix, use_embedding_cache
-    from routerzoo.routers.prediction import Prediction
+    from routerzoo.routers.core.prediction import Prediction
 
     parts = [p.strip() for p in split.split(",")]
     bad = [p for p in parts if p not in SPLITS + ("all",)] + (["all"] if "all" in parts and len(parts) > 1 else [])
@@ -431,7 +431,7 @@ def _check_destination(args):
     """Where the calibrated artifact goes (a directory, or None for a temporary one to register), checked
     before any work; refuses a command that would write nothing unless ``--dry-run``."""
     from routerzoo.data.fsutil import check_output_dir
-    from routerzoo.routers.loader import is_uri
+    from routerzoo.routers.core.loader import is_uri
 
     if args.dry_run and (args.out or args.overwrite or args.register):
         raise UserError("--dry-run writes nothing; drop --out / --overwrite / --register, or --dry-run")

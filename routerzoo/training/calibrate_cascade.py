@@ -16,7 +16,7 @@ A quality target outside [0, 1] is refused, and so is a scorer whose inputs (the
 
 The result is one self-contained, versioned cascade artifact (``--out DIR``: chain, thresholds,
 the deferral scorer embedded, the chain's prices, and the calibration record as lineage), loaded
-like every artifact (:func:`routerzoo.routers.loader.load`), served, registered and evaluated by
+like every artifact (:func:`routerzoo.routers.core.loader.load`), served, registered and evaluated by
 itself; with what it realises on the calibration split and on the test split next to the target.
 ``--out FILE.yaml`` still writes the old serve-config section that points at its scorer.
 """
@@ -226,7 +226,7 @@ def run(args) -> int:
     import yaml
 
     from routerzoo.data.dataset import load_dataset
-    from routerzoo.routers.deferral_artifact import resolve_deferral
+    from routerzoo.routers.deferral.artifact import resolve_deferral
 
     value = args.target_cost if args.target_cost is not None else args.target_quality
     if args.target_cost is not None and not (math.isfinite(value) and value > 0):

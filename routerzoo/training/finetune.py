@@ -1,4 +1,4 @@
-"""Fine-tune a transformer encoder as a router (:mod:`routerzoo.routers.finetune`) with Lightning.
+"""Fine-tune a transformer encoder as a router (:mod:`routerzoo.routers.kinds.finetune`) with Lightning.
 
 Loss: the MLP router's (masked multi-label BCE of each model's success against quality in [0, 1],
 plus a masked squared error on each model's standardised log cost). AdamW with two learning rates
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.encoder import resolve_encoder_path
-from routerzoo.routers.finetune import (
+from routerzoo.routers.encoders.encoder import resolve_encoder_path
+from routerzoo.routers.kinds.finetune import (
     MODEL_CONFIG_FILE,
     FinetuneConfig,
     FinetuneRouter,
@@ -65,7 +65,7 @@ class Collate:
 
 
 class FinetuneModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.finetune.build_network`."""
+    """LightningModule around :func:`routerzoo.routers.kinds.finetune.build_network`."""
 
     def __init__(self, net: torch.nn.Module, config: FinetuneConfig):
         super().__init__()

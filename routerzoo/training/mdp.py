@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from routerzoo.errors import UserError
-from routerzoo.routers.consistency import extract
+from routerzoo.routers.deferral.consistency import extract
 from routerzoo.routers.policies.mdp import MDPConfig, MDPPolicy, state_features, valid_actions
 from routerzoo.training.lightning_utils import make_trainer
 
@@ -103,7 +103,7 @@ def training_states(n: int, m: int, max_calls: int, paths: int, rng: np.random.G
 
 def fit_mdp(config: MDPConfig, ctx) -> tuple[MDPPolicy, dict]:
     """Fitted Q-iteration on ``ctx.train`` (see the module docstring); ``ctx.embed`` embeds prompts."""
-    from routerzoo.routers.deferral_artifact import resolve_deferral
+    from routerzoo.routers.deferral.artifact import resolve_deferral
 
     train = ctx.train
     models = list(config.models) or list(train.models)

@@ -10,7 +10,7 @@ from routerzoo.routers.policies.mdp import MDPConfig
 
 def main(argv: list[str]) -> int:
     """``routerzoo train --router mdp --data DIR --out DIR [--router.FIELD VALUE ...]``."""
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
     from routerzoo.training.train_deferral import parse_router_fields, split_tracking
 
     p = argparse.ArgumentParser(prog="routerzoo train", description="Train the MDP router (fitted Q-iteration). "

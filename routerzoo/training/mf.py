@@ -1,4 +1,4 @@
-"""Train the matrix factorisation router (:mod:`routerzoo.routers.mf`) with a small plain-torch loop.
+"""Train the matrix factorisation router (:mod:`routerzoo.routers.kinds.mf`) with a small plain-torch loop.
 
 One epoch is a pass over the training prompts (outcome loss) and/or the training pairs (pair loss);
 AdamW; early stopping on the validation loss (the same losses on the validation split), keeping the
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from routerzoo.data.matrix import PreferenceMatrix
-from routerzoo.routers.mf import MFConfig, MFRouter, fit_log_cost, resolve_source
+from routerzoo.routers.kinds.mf import MFConfig, MFRouter, fit_log_cost, resolve_source
 from routerzoo.training.context import FitContext
 
 

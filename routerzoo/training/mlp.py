@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from routerzoo.routers.features import PromptFeatures, feature_matrix
-from routerzoo.routers.mlp import MLPConfig, MLPRouter
+from routerzoo.routers.core.features import PromptFeatures, feature_matrix
+from routerzoo.routers.kinds.mlp import MLPConfig, MLPRouter
 from routerzoo.training.context import FitContext
 from routerzoo.training.lightning_utils import (
     early_stopped_trainer,
@@ -28,7 +28,7 @@ from routerzoo.training.lightning_utils import (
 
 
 class SuccessModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.mlp.build_network`."""
+    """LightningModule around :func:`routerzoo.routers.kinds.mlp.build_network`."""
 
     def __init__(self, net: torch.nn.Module, lr: float, weight_decay: float, cost_loss_weight: float):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Train the dual-contrastive router (:mod:`routerzoo.routers.routerdc`) with Lightning.
+"""Train the dual-contrastive router (:mod:`routerzoo.routers.kinds.routerdc`) with Lightning.
 
 Per batch: the sample-LLM contrastive loss (each prompt's top-k models against its bottom-k, by
 observed quality, masked where outcomes are missing) plus ``sample_weight`` × the sample-sample
@@ -20,9 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from routerzoo.errors import UserError
-from routerzoo.routers.cluster import spherical_kmeans
-from routerzoo.routers.mf import fit_log_cost
-from routerzoo.routers.routerdc import RouterDCConfig, RouterDCRouter
+from routerzoo.routers.kinds.cluster import spherical_kmeans
+from routerzoo.routers.kinds.mf import fit_log_cost
+from routerzoo.routers.kinds.routerdc import RouterDCConfig, RouterDCRouter
 from routerzoo.training.context import FitContext
 from routerzoo.training.lightning_utils import early_stopped_trainer, run_fit, seeded_loader, trainer_kwargs
 

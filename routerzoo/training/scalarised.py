@@ -1,4 +1,4 @@
-"""Train the scalarised reward router (:mod:`routerzoo.routers.scalarised`) with Lightning.
+"""Train the scalarised reward router (:mod:`routerzoo.routers.kinds.scalarised`) with Lightning.
 
 Each training step draws ``draws`` scaled cost weights per prompt: a share ``zero_share`` at λ = 0,
 the rest log-uniform in ``lambda_range``; the target of model j is ``q_j − λ̃·c_j / cost_scale``
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from routerzoo.routers.scalarised import ScalarisedConfig, ScalarisedRouter
+from routerzoo.routers.kinds.scalarised import ScalarisedConfig, ScalarisedRouter
 from routerzoo.training.context import FitContext
 from routerzoo.training.loop import fit_module
 
 
 class RewardModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.scalarised.build_network`."""
+    """LightningModule around :func:`routerzoo.routers.kinds.scalarised.build_network`."""
 
     def __init__(self, net: torch.nn.Module, config: ScalarisedConfig, seed: int):
         super().__init__()

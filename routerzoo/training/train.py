@@ -16,7 +16,7 @@ from pathlib import Path
 
 from routerzoo.data.dataset import RoutingDataset, load_dataset
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.base import Router
+from routerzoo.routers.core.base import Router
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig, FitContext
 from routerzoo.training.cv import CVConfig, CVResult

@@ -26,7 +26,7 @@ from routerzoo.errors import ConfigError, UserError
 
 # re-exported from their old place: the fit contract moved beside the protocol, the metric to evaluation/
 from routerzoo.evaluation.deferral import evaluate_deferral
-from routerzoo.routers.fit_context import DeferralFitContext
+from routerzoo.routers.core.fit_context import DeferralFitContext
 from routerzoo.routers.registry import get_kind
 
 #: what each per-query input the registry declares (``reads``) needs in a benchmark table
@@ -78,7 +78,7 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
     """
     from routerzoo.data.dataset import load_dataset
     from routerzoo.data.fsutil import check_output_dir
-    from routerzoo.routers.deferral_artifact import save_deferral
+    from routerzoo.routers.deferral.artifact import save_deferral
 
     spec = get_kind(kind, role="deferral")
     config = spec.load_config()() if config is None else config
@@ -114,7 +114,7 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
 
 def tracked_run(tracking, kind: str, dataset, config, seed: int):
     """The :class:`~routerzoo.zoo.tracking.TrainingRun` every role trains in (a no-op when ``tracking`` is None)."""
-    from routerzoo.routers.typed_config import config_to_dict
+    from routerzoo.routers.core.typed_config import config_to_dict
     from routerzoo.training.train import TrackingConfig
     from routerzoo.zoo.tracking import TrainingRun
 
@@ -131,7 +131,7 @@ def role_lineage(dataset, encoder: str | None, seed: int, run) -> dict:
 
 def split_tracking(rest: list[str]):
     """(TrackingConfig or None, the other arguments): ``--tracking.FIELD VALUE`` flags turn tracking on."""
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
     from routerzoo.training.train import TrackingConfig
 
     other: list[str] = []
@@ -193,7 +193,7 @@ def parse_router_fields(config_path: str | None, rest: list[str], kind: str) -> 
 
 def main(kind: str, argv: list[str]) -> int:
     """The ``routerzoo train`` command for a deferral kind (``--router.FIELD VALUE`` sets its config)."""
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.typed_config import config_from_dict
 
     spec = get_kind(kind, role="deferral")
     p = argparse.ArgumentParser(prog="routerzoo train", description=f"Train the {kind!r} deferral scorer: "

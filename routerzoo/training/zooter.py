@@ -1,4 +1,4 @@
-"""Train the reward-distillation router (:mod:`routerzoo.routers.zooter`) with Lightning.
+"""Train the reward-distillation router (:mod:`routerzoo.routers.kinds.zooter`) with Lightning.
 
 Loss: KL(target ‖ softmax(logits)) per prompt, the softmax taken over the models observed for that
 prompt (an unobserved model is neither rewarded nor penalised), plus ``mean_loss_weight`` times the
@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from routerzoo.routers.zooter import ZooterConfig, ZooterRouter, fit_quality_scale, reward_targets
+from routerzoo.routers.kinds.zooter import ZooterConfig, ZooterRouter, fit_quality_scale, reward_targets
 from routerzoo.training.context import FitContext
 from routerzoo.training.loop import fit_module
 
 
 class DistilModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.zooter.build_network`."""
+    """LightningModule around :func:`routerzoo.routers.kinds.zooter.build_network`."""
 
     def __init__(self, net: torch.nn.Module, config: ZooterConfig):
         super().__init__()

@@ -43,7 +43,7 @@ def training_lineage(dataset, encoder: str | None, seed: int) -> dict:
         routerzoo version and git commit.
     """
     from routerzoo import __version__
-    from routerzoo.routers.encoder_hash import encoder_weights_sha256
+    from routerzoo.routers.encoders.fingerprint import encoder_weights_sha256
 
     m = dataset.manifest
     return {

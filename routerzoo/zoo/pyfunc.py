@@ -100,7 +100,7 @@ class RouterPyfunc(PythonModel):
     """pyfunc wrapper of any role: ``load_context`` loads the artifact once, ``predict`` answers a batch."""
 
     def load_context(self, context) -> None:
-        from routerzoo.routers.loader import ARTIFACT_DIRS, load
+        from routerzoo.routers.core.loader import ARTIFACT_DIRS, load
 
         key = next((k for k in dict.fromkeys(ARTIFACT_DIRS.values()) if k in context.artifacts), None)
         if key is None:
@@ -108,8 +108,8 @@ class RouterPyfunc(PythonModel):
         self.router = load(context.artifacts[key])  # the one loader, as everywhere
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from routerzoo.routers.base import Router
-        from routerzoo.routers.deferral import DeferralScorer
+        from routerzoo.routers.core.base import Router
+        from routerzoo.routers.deferral.base import DeferralScorer
 
         if isinstance(self.router, Router):
             return self._route(model_input, params or {})
@@ -169,8 +169,8 @@ def log_model(artifact_dir: str | Path, name: str = "model", registered_name: st
 
     import mlflow
 
-    from routerzoo.routers.artifact import read_document
-    from routerzoo.routers.loader import ARTIFACT_DIRS
+    from routerzoo.routers.core.artifact import read_document
+    from routerzoo.routers.core.loader import ARTIFACT_DIRS
 
     role = read_document(artifact_dir)["role"]
     if role == "router":

@@ -258,7 +258,7 @@ def show(ref: ModelRef, tracking_uri: str | None = None) -> dict:
                          "dataset": v.tags.get("routerzoo.lineage.dataset"), "metrics": metrics})
         return {"name": model.name, "aliases": aliases, "versions": rows}
     mv = resolve_version(client, ref)
-    from routerzoo.routers.loader import load
+    from routerzoo.routers.core.loader import load
 
     router = load(f"models:/{ref.name}/{mv.version}", tracking_uri=tracking_uri)
     aliases = sorted(a for a, n in _aliases(model).items() if n == str(mv.version))
@@ -270,7 +270,7 @@ def show(ref: ModelRef, tracking_uri: str | None = None) -> dict:
             plot = f"runs:/{mv.run_id}/{found[0]}" if found else None
         except Exception:  # a run whose artifacts cannot be listed still shows its tags
             plot = None
-    from routerzoo.routers.loader import encoder_of
+    from routerzoo.routers.core.loader import encoder_of
     from routerzoo.routers.registry import get_kind
 
     cost_model = getattr(router, "cost_model", None)
@@ -308,7 +308,7 @@ def register(source: str, name: str, alias: str | None = None, tracking_uri: str
     Returns:
         The new version number.
     """
-    from routerzoo.routers.loader import ARTIFACT_DIRS, load
+    from routerzoo.routers.core.loader import ARTIFACT_DIRS, load
     from routerzoo.zoo.lineage import lineage_tags, metric_tags
     from routerzoo.zoo.pyfunc import log_model, set_alias
 
@@ -351,7 +351,7 @@ def _lineage_metrics(lineage: dict) -> dict:
 def _register_run(mlflow, client, run_id: str, name: str) -> tuple[str, dict]:
     from mlflow.exceptions import MlflowException
 
-    from routerzoo.routers.loader import ARTIFACT_DIRS, load
+    from routerzoo.routers.core.loader import ARTIFACT_DIRS, load
     from routerzoo.zoo.lineage import lineage_tags
     from routerzoo.zoo.pyfunc import log_model
 
@@ -399,7 +399,7 @@ class Comparison:
 def _evaluate_versions(client, refs: list[ModelRef], data, split: str, tracking_uri) -> tuple[dict, dict, object]:
     from routerzoo.data.dataset import load_dataset
     from routerzoo.evaluation.artifact_eval import evaluate_artifact
-    from routerzoo.routers.loader import load
+    from routerzoo.routers.core.loader import load
     from routerzoo.routers.registry import get_kind
 
     versions = {}
@@ -666,7 +666,7 @@ def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data,
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
     where = {"incumbent_version": str(incumbent.version), "split": split}
-    from routerzoo.routers.loader import load
+    from routerzoo.routers.core.loader import load
     from routerzoo.routers.registry import get_kind
 
     candidate = load(f"models:/{cand_label}", tracking_uri=tracking_uri)

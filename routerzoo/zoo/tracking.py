@@ -234,8 +234,8 @@ class TrainingRun:
             mlflow.log_artifact(str(plot), "reports")
         else:
             log_default_plot(reports, plot_title)
-        from routerzoo.routers.artifact import read_document
-        from routerzoo.routers.loader import ARTIFACT_DIRS
+        from routerzoo.routers.core.artifact import read_document
+        from routerzoo.routers.core.loader import ARTIFACT_DIRS
         from routerzoo.zoo.lineage import lineage_tags, metric_tags
 
         doc = read_document(router_dir)

@@ -2,7 +2,7 @@
 
 Two shapes of policy:
 
-* :class:`BatchPolicy`: one decision per prompt from a :class:`~routerzoo.routers.prediction.Prediction`
+* :class:`BatchPolicy`: one decision per prompt from a :class:`~routerzoo.routers.core.prediction.Prediction`
   of the whole batch. λ-argmax and the two-model threshold decide each prompt alone; an assignment
   under a budget or per-model capacity decides the batch jointly.
 * :class:`SequentialPolicy`: calls a model through a :class:`~routerzoo.routers.policies.clients.ModelClient`,
@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.core.prediction import Prediction
 
 
 class Policy:

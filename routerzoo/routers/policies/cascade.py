@@ -1,6 +1,6 @@
 """Cascade: call models in a fixed order, return the first answer the deferral scorer accepts.
 
-Stage k calls ``chain[k]``; its answer is scored by a :class:`~routerzoo.routers.deferral.DeferralScorer`
+Stage k calls ``chain[k]``; its answer is scored by a :class:`~routerzoo.routers.deferral.base.DeferralScorer`
 (the probability that the answer is acceptable) and returned when the score is at least
 ``thresholds[k]``, else the prompt escalates to stage k + 1. The last stage's answer is always
 returned. Cheap-first chains spend the expensive models only on the prompts the cheap ones are
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.deferral import DeferralScorer
+from routerzoo.routers.deferral.base import DeferralScorer
 from routerzoo.routers.policies.base import Call, SequentialPolicy, Steps, Trace
 
 __all__ = ["CascadeConfig", "CascadePolicy"]
@@ -224,7 +224,7 @@ class CascadePolicy(SequentialPolicy):
     def artifact(self, lineage: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
         """(``config.json`` content, tensors) of this cascade, its scorer embedded."""
         from routerzoo import __version__
-        from routerzoo.routers.deferral_artifact import scorer_section
+        from routerzoo.routers.deferral.artifact import scorer_section
 
         scorer, tensors = scorer_section(self.scorer)
         doc = {"schema_version": CASCADE_SCHEMA_VERSION, "role": "policy", "kind": self.kind, "config": asdict(self.config),
@@ -234,7 +234,7 @@ class CascadePolicy(SequentialPolicy):
 
     def save(self, path, *, lineage: dict | None = None, overwrite: bool = False):
         """Write the cascade as an artifact folder, all-or-nothing; returns the path."""
-        from routerzoo.routers.artifact import write_document
+        from routerzoo.routers.core.artifact import write_document
 
         doc, tensors = self.artifact(lineage)
         return write_document(path, doc, tensors, overwrite=overwrite, what="cascade artifact")
@@ -242,10 +242,10 @@ class CascadePolicy(SequentialPolicy):
     @classmethod
     def from_artifact(cls, doc: dict, tensors: dict[str, np.ndarray], where: str) -> CascadePolicy:
         """The cascade a checked ``config.json`` describes (the loader's policy builder)."""
-        from routerzoo.routers.artifact import ArtifactError
-        from routerzoo.routers.cost import _price_pair
-        from routerzoo.routers.deferral_artifact import scorer_from_section
-        from routerzoo.routers.typed_config import config_from_dict
+        from routerzoo.routers.core.artifact import ArtifactError
+        from routerzoo.routers.core.cost import _price_pair
+        from routerzoo.routers.deferral.artifact import scorer_from_section
+        from routerzoo.routers.core.typed_config import config_from_dict
 
         config = config_from_dict(CascadeConfig, doc.get("config") or {}, f"{where}: config")
         if "scorer" not in doc:

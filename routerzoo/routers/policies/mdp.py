@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.consistency import extract
-from routerzoo.routers.encoder import DEFAULT_ENCODER
-from routerzoo.routers.lazy_encoder import LazyEncoding
+from routerzoo.routers.deferral.consistency import extract
+from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER
+from routerzoo.routers.encoders.lazy import LazyEncoding
 from routerzoo.routers.policies.base import Call, SequentialPolicy, Steps, Trace
 
 __all__ = ["MDPConfig", "MDPPolicy", "state_features", "save_mdp", "load_mdp"]
@@ -285,7 +285,7 @@ _PARAMS = ("pca_mean", "pca_components", "w1", "b1", "w2", "b2", "w3", "b3")
 def mdp_config(policy: MDPPolicy, lineage: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """(``config.json`` content, tensors) of an MDP router; its scorer, if any, is embedded."""
     from routerzoo import __version__
-    from routerzoo.routers.deferral_artifact import scorer_section
+    from routerzoo.routers.deferral.artifact import scorer_section
 
     cfg = {"schema_version": MDP_SCHEMA_VERSION, "role": "policy", "kind": "mdp", "config": asdict(policy.config),
            "lineage": dict(lineage if lineage is not None else policy.lineage), "routerzoo_version": __version__}
@@ -298,7 +298,7 @@ def mdp_config(policy: MDPPolicy, lineage: dict | None = None) -> tuple[dict, di
 
 def save_mdp(policy: MDPPolicy, path: str | os.PathLike, *, lineage: dict | None = None, overwrite: bool = False) -> Path:
     """``config.json`` + ``weights.safetensors`` (nothing pickled), written all-or-nothing."""
-    from routerzoo.routers.artifact import write_document
+    from routerzoo.routers.core.artifact import write_document
 
     cfg, tensors = mdp_config(policy, lineage)
     return write_document(path, cfg, tensors, overwrite=overwrite, what="MDP router artifact")
@@ -306,8 +306,8 @@ def save_mdp(policy: MDPPolicy, path: str | os.PathLike, *, lineage: dict | None
 
 def mdp_from_artifact(doc: dict, tensors: dict[str, np.ndarray], where: str) -> MDPPolicy:
     """The MDP router a checked ``config.json`` and its tensors describe (the loader's policy builder)."""
-    from routerzoo.routers.artifact import ArtifactError, check_values
-    from routerzoo.routers.typed_config import config_from_dict
+    from routerzoo.routers.core.artifact import ArtifactError, check_values
+    from routerzoo.routers.core.typed_config import config_from_dict
 
     config = config_from_dict(MDPConfig, doc.get("config") or {}, f"{where}: config")
     missing = [k for k in _PARAMS if k not in tensors]
@@ -322,11 +322,11 @@ def mdp_from_artifact(doc: dict, tensors: dict[str, np.ndarray], where: str) -> 
         raise ArtifactError(f"{where}: config.models is empty; an MDP router calls at least one model")
     scorer = None
     if "scorer" in doc:
-        from routerzoo.routers.deferral_artifact import scorer_from_section
+        from routerzoo.routers.deferral.artifact import scorer_from_section
 
         scorer = scorer_from_section(doc["scorer"], tensors, where)
     elif config.scorer:  # written before scorers were embedded: resolved as configured
-        from routerzoo.routers.deferral_artifact import resolve_deferral
+        from routerzoo.routers.deferral.artifact import resolve_deferral
 
         scorer = resolve_deferral(config.scorer)
     policy = MDPPolicy(config, params, scorer)
@@ -336,6 +336,6 @@ def mdp_from_artifact(doc: dict, tensors: dict[str, np.ndarray], where: str) -> 
 
 def load_mdp(path: str | os.PathLike, *, tracking_uri: str | None = None):
     """Load a sequential policy artifact (the MDP router or a calibrated cascade) from a folder or URI."""
-    from routerzoo.routers.loader import load
+    from routerzoo.routers.core.loader import load
 
     return load(path, role="policy", tracking_uri=tracking_uri)

@@ -9,7 +9,7 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.policies.base import BatchPolicy
-from routerzoo.routers.prediction import Prediction
+from routerzoo.routers.core.prediction import Prediction
 
 
 @dataclass

@@ -73,7 +73,7 @@ class FakeJudge(FakeBackend):
 
 
 def _train_knn(data, out):
-    from routerzoo.routers.knn import KNNConfig
+    from routerzoo.routers.kinds.knn import KNNConfig
     from routerzoo.training.train import TrackingConfig, train_router
 
     return train_router("knn", KNNConfig(k=5), data, out, tracking=TrackingConfig(enabled=False),

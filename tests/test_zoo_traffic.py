@@ -127,7 +127,7 @@ def zoo(knn_dir, tmp_path_factory):  # noqa: F811
     from conftest import topic_outcomes
 
     from routerzoo.data.dataset import make_dataset, save_dataset
-    from routerzoo.routers.baselines import BestSingleConfig
+    from routerzoo.routers.kinds.baselines import BestSingleConfig
     from routerzoo.training.train import TrackingConfig, train_router
     from routerzoo.zoo.registry_ops import register
 

@@ -597,7 +597,7 @@ def _gate_traffic(client, parsed: ModelRef, mv, incumbent_alias: str, traffic, l
 def _compare_versions_on_traffic(refs: list[ModelRef], traffic, labels, tracking_uri, **gate):
     """Load two versions (challenger first) and compare them on a request log."""
     from routerzoo.evaluation.runner import use_embedding_cache
-    from routerzoo.routers.loader import load
+    from routerzoo.routers.core.loader import load
     from routerzoo.routers.registry import get_kind
     from routerzoo.zoo.traffic import compare_on_traffic, dataset_labels, read_traffic
 

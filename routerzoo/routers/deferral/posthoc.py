@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
 from routerzoo.routers.deferral.base import DeferralScorer
+from routerzoo.routers.deferral.token_quantile import quantile_features
 from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER
 from routerzoo.routers.encoders.lazy import LazyEncoding
-from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
-from routerzoo.routers.deferral.token_quantile import quantile_features
 
 
 @dataclass

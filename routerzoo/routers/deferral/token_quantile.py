@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.deferral.base import DeferralScorer
 from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
+from routerzoo.routers.deferral.base import DeferralScorer
 
 
 @dataclass

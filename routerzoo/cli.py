@@ -398,7 +398,7 @@ def cmd_routers(args) -> int:
         print(f"{headings[role]}:")
         for name, spec in kinds(role).items():
             print(f"  {name:<20} {spec.summary}")
-    print("\n`routerzoo train --router NAME --help` lists a router's options.")
+    print("\n`routerzoo train NAME --help` lists the options of a router, a deferral scorer or a trained policy.")
     return 0
 
 

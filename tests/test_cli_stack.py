@@ -3,6 +3,7 @@ kind's typed config, and every command an ordinary subcommand of one top-level p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from routerzoo.cli import build_parser, main
 from routerzoo.data.dataset import make_dataset, save_dataset
 from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import ConfigError
-from routerzoo.routers import load
+from routerzoo.routers import KINDS, load
 from routerzoo.training.cli import resolve_kind
 
 #: one kind of each role, a config field of its own and a bad value for it (caught by its __post_init__)
@@ -55,6 +56,17 @@ def test_help_is_generated_from_the_kinds_typed_config(role, form, capsys):
     assert field in out and f"default: {kind}" in out  # the kind's own fields, with the kind as --kind's default
     assert "--tracking.register" in out and "--data" in out  # every role is tracked and registered the same way
     assert ("--cv.folds" in out) == (role == "router")  # groups by role, not by kind
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, spec in KINDS.items() if spec.role != "policy" or spec.fit))
+def test_every_trainable_kind_lists_every_config_field(kind, capsys):
+    """The registry is the only list: a new kind's --help needs no CLI change."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train", kind, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    missing = [f.name for f in dataclasses.fields(KINDS[kind].load_config()) if f"--router.{f.name} " not in out]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))

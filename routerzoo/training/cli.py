@@ -329,13 +329,10 @@ def main(argv: list[str]) -> int:
     from routerzoo.extras import require
 
     require("jsonargparse", "`routerzoo train`")
-    kind, argv = resolve_kind(argv)
-    if kind is None:
-        from routerzoo.routers.registry import DEFAULT_ROUTER
+    named, argv = resolve_kind(argv)
+    from routerzoo.routers.registry import DEFAULT_ROUTER
 
-        kind = DEFAULT_ROUTER
-        if "-h" not in argv and "--help" not in argv:
-            print(f"no --router given: training the default router {kind!r} (see `routerzoo routers`)", file=sys.stderr)
+    kind = named or DEFAULT_ROUTER
     parser = build_parser(kind)
     try:
         cfg = parser.parse_args(argv)
@@ -347,6 +344,8 @@ def main(argv: list[str]) -> int:
     if cfg.kind != kind:
         raise ConfigError(f"--kind {cfg.kind!r} (from a --config file's `kind:` or --kind) disagrees with the kind "
                           f"{kind!r} the options were built for")
+    if named is None:  # said after parsing, so `routerzoo train --help` prints the help alone
+        print(f"no --router given: training the default router {kind!r} (see `routerzoo routers`)", file=sys.stderr)
     return ROLES[role_of(kind)].run(kind, cfg, init)
 
 

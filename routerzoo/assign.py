@@ -21,7 +21,6 @@ pandas is used here (a command, not the inference path): routers and the server 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -32,25 +31,6 @@ from routerzoo.errors import UserError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 ID_COLUMNS = ("id", "prompt_id")
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "assign", help="route a batch of prompts under a budget and per-model capacity",
-        description="Choose one model per prompt for a whole batch: maximise total predicted quality "
-                    "within a USD budget and per-model traffic shares (HiGHS LP + exact MILP).",
-    )  # fmt: skip
-    p.add_argument("router", help="router artifact directory or models:/NAME@ALIAS")
-    p.add_argument("--prompts", required=True, help="CSV, JSONL or Parquet with a 'prompt' column (and optionally 'id')")
-    p.add_argument("--budget", required=True, type=float, help="total USD the batch may cost (by predicted cost)")
-    p.add_argument("--capacity", action="append", default=[], metavar="MODEL=SHARE",
-                   help="at most SHARE (0-1] of the prompts to MODEL; repeat for several models")
-    p.add_argument("--cost-weight", type=float, default=0.0,
-                   help="λ >= 0: maximise quality - λ·cost instead of quality (default 0)")
-    p.add_argument("--time-limit", type=float, default=30.0, help="solver time limit in seconds (default 30)")
-    p.add_argument("--out", required=True, help="per-prompt decisions (CSV, JSONL or Parquet by extension)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out and its summary if they exist")
-    return p
 
 
 def _format(path: Path, flag: str) -> str:

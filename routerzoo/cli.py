@@ -3,10 +3,16 @@
     routerzoo data import SRC... --format FORMAT --out DIR
     routerzoo data show DIR
     routerzoo data split DIR [--val F --test F --seed N --stratify]
-    routerzoo train --router NAME --data DIR --out ROUTER_DIR
+    routerzoo train [KIND | --router KIND | --config FILE] --data DIR --out DIR [--router.FIELD VALUE ...]
     routerzoo eval ROUTER_DIR... --data DIR [--split test] [--json OUT.json] [--plot OUT.png]
+    routerzoo calibrate | calibrate-cascade | assign | serve | zoo ...
     routerzoo routers
     routerzoo demo
+
+One argparse parser holds every command; each command's handler imports what it needs when it runs
+(a ``module:function`` reference for the heavy ones), so ``routerzoo serve`` never imports training
+code. ``train`` hands the arguments after it to ``routerzoo.training.cli``, whose parser is built from
+the kind's typed config.
 
 User errors print one line and exit with status 2; nothing a user types produces a traceback.
 """
@@ -21,6 +27,7 @@ from pathlib import Path
 
 from routerzoo.errors import UserError
 from routerzoo.serving import cli as serving_cli
+from routerzoo.zoo import cli as zoo_cli
 
 
 def _add_split_flags(p: argparse.ArgumentParser) -> None:
@@ -69,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_generate.add_parser(dsub)
 
-    sub.add_parser("train", help="train a router (see `routerzoo train --help`)", add_help=False)
+    train = sub.add_parser("train", add_help=False, help="train any kind: a router, a deferral scorer or the MDP policy "
+                           "(`routerzoo train KIND --help` lists its options)")
+    # its options depend on the kind: the arguments after `train` go, in order, to routerzoo.training.cli
+    # (jsonargparse, built from the kind's typed config) when the command runs
+    train.set_defaults(handler=cmd_train, takes_rest=True)
 
     ev = sub.add_parser("eval", help="evaluate a router on cost-quality curves", description=(
         "Sweep the cost weight λ and report AIQ (router, zero router, oracle), the share of the "
@@ -101,18 +112,95 @@ def build_parser() -> argparse.ArgumentParser:
         "Import the bundled MMLU-Pro sample, train kNN and MLP routers (and baselines), evaluate them "
         "on the held-out split, log everything to MLflow, print a table and write a cost-quality PNG."))
     demo.add_argument("--workdir", default="routerzoo-demo", help="where data, routers, reports and the MLflow store go (default ./routerzoo-demo)")
-    serving_cli.add_parser(sub)
-    # like `train`, parsed by its own module (routerzoo.training) only when it runs: other commands,
-    # `serve` above all, never import training code
-    sub.add_parser("calibrate", help="pick λ for a target cost, share or quality (see `routerzoo calibrate --help`)",
-                   add_help=False)
-    sub.add_parser("assign", help="route a batch of prompts under a budget and capacities (see `routerzoo assign --help`)",
-                   add_help=False)
-    sub.add_parser("zoo", help="registry: list, show, register, compare, promote, rm (see `routerzoo zoo --help`)",
-                   add_help=False)
-    sub.add_parser("calibrate-cascade", help="cascade thresholds per stage for a target cost or quality "
-                   "(see `routerzoo calibrate-cascade --help`)", add_help=False)
+    serving_cli.add_parser(sub).set_defaults(handler=serving_cli.run)
+    _add_calibrate(sub)
+    _add_calibrate_cascade(sub)
+    _add_assign(sub)
+    zoo_cli.add_parser(sub).set_defaults(handler=zoo_cli.run)
+    for name, handler in (("eval", cmd_eval), ("routers", cmd_routers), ("demo", cmd_demo)):
+        sub.choices[name].set_defaults(handler=handler)
+    for name, handler in (("import", cmd_data_import), ("show", cmd_data_show), ("split", cmd_data_split),
+                          ("formats", cmd_data_formats), ("generate", cmd_data_generate)):
+        dsub.choices[name].set_defaults(handler=handler)
     return parser
+
+
+def _add_target_arguments(p: argparse.ArgumentParser, cost_help: str, *, share: bool) -> None:
+    """The one required target flag of ``calibrate`` and ``calibrate-cascade``: --target-cost,
+    --target-quality and (routers only) --target-share."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-cost", type=float, metavar="USD", help=cost_help)
+    if share:
+        target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
+    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="set a router's default cost weight from a cost, share or quality target",
+        description=("Pick the cost weight λ that meets a target on a calibration split (default val), store it as "
+                     "the artifact's default policy (used by eval, the pyfunc and the server when a request sets "
+                     "nothing), and report the realised figure on the test split next to the target."))
+    p.add_argument("router", metavar="ROUTER", help="router artifact directory (or models:/NAME@ALIAS with --out)")
+    p.add_argument("--data", required=True, help="dataset directory with benchmark outcomes")
+    _add_target_arguments(p, "mean cost per prompt, USD", share=True)
+    p.add_argument("--split", default="val", help="calibration split (default val); several joined by commas, e.g. train,val, "
+                                                  "calibrate on more prompts (the router's own training prompts are in-sample)")
+    p.add_argument("--test-split", default="test", choices=["train", "val", "test", "all", "none"],
+                   help="split the realised figure is reported on (default test; none to skip)")
+    p.add_argument("--out", help="write the calibrated artifact here (atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists, or, without --out, ROUTER in place")
+    p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
+    p.add_argument("--register", metavar="NAME", help="register the calibrated router as a new version of NAME in the "
+                                                      "MLflow model registry (with or without --out)")
+    p.add_argument("--alias", metavar="A", help="with --register: point NAME@A at the new version")
+    p.add_argument("--tracking-uri", help="with --register: MLflow tracking URI (default $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    p.add_argument("--allow-miss", action="store_true", help="when no cost weight meets the target, write the nearest "
+                                                              "point with a warning instead of refusing")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold estimate (default 5; 0 skips)")
+    p.add_argument("--dry-run", action="store_true", help="only report: write nothing (exit 0)")
+    p.set_defaults(handler="routerzoo.training.calibrate:run")
+
+
+def _add_calibrate_cascade(sub) -> None:
+    p = sub.add_parser(
+        "calibrate-cascade", help="per-stage cascade thresholds for a target mean cost or quality",
+        description=("Run the cascade offline on a calibration split (every call's cost counted) to pick one "
+                     "threshold per stage meeting a target mean cost or quality, report the realised figure on "
+                     "the test split, and write the cascade section of a serve config (mode: cascade)."))
+    p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs as the scorer needs)")
+    p.add_argument("--chain", required=True, help="models in calling order, comma-separated (cheapest first)")
+    p.add_argument("--scorer", default="logprob-confidence", help="deferral kind or scorer artifact directory")
+    _add_target_arguments(p, "mean cost per prompt, USD, every call counted", share=False)
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
+    p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
+                   help="split the realised figure is reported on (default test)")
+    p.add_argument("--out", help="write the calibrated cascade here: a folder (a self-contained cascade artifact: chain, "
+                                 "thresholds, scorer, prices) or, for the old form, a .yaml serve-config section")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
+    p.add_argument("--allow-miss", action="store_true", help="when no thresholds meet the target, write the closest "
+                                                              "point with a warning instead of refusing")
+    p.set_defaults(handler="routerzoo.training.calibrate_cascade:run")
+
+
+def _add_assign(sub) -> None:
+    p = sub.add_parser(
+        "assign", help="route a batch of prompts under a budget and per-model capacity",
+        description="Choose one model per prompt for a whole batch: maximise total predicted quality "
+                    "within a USD budget and per-model traffic shares (HiGHS LP + exact MILP).",
+    )  # fmt: skip
+    p.add_argument("router", help="router artifact directory or models:/NAME@ALIAS")
+    p.add_argument("--prompts", required=True, help="CSV, JSONL or Parquet with a 'prompt' column (and optionally 'id')")
+    p.add_argument("--budget", required=True, type=float, help="total USD the batch may cost (by predicted cost)")
+    p.add_argument("--capacity", action="append", default=[], metavar="MODEL=SHARE",
+                   help="at most SHARE (0-1] of the prompts to MODEL; repeat for several models")
+    p.add_argument("--cost-weight", type=float, default=0.0,
+                   help="λ >= 0: maximise quality - λ·cost instead of quality (default 0)")
+    p.add_argument("--time-limit", type=float, default=30.0, help="solver time limit in seconds (default 30)")
+    p.add_argument("--out", required=True, help="per-prompt decisions (CSV, JSONL or Parquet by extension)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out and its summary if they exist")
+    p.set_defaults(handler="routerzoo.assign:run")
 
 
 def _version() -> str:
@@ -328,7 +416,7 @@ def cmd_routers(args) -> int:
         print(f"{headings[role]}:")
         for name, spec in kinds(role).items():
             print(f"  {name:<20} {spec.summary}")
-    print("\n`routerzoo train --router NAME --help` lists a router's options.")
+    print("\n`routerzoo train NAME --help` lists the options of a router, a deferral scorer or a trained policy.")
     return 0
 
 
@@ -345,55 +433,38 @@ def cmd_data_generate(args) -> int:
     return generate_run(args)
 
 
-COMMANDS = {
-    ("data", "import"): cmd_data_import,
-    ("data", "show"): cmd_data_show,
-    ("data", "split"): cmd_data_split,
-    ("data", "formats"): cmd_data_formats,
-    ("data", "generate"): cmd_data_generate,
-    ("eval", None): cmd_eval,
-    ("routers", None): cmd_routers,
-    ("demo", None): cmd_demo,
-    ("serve", None): serving_cli.run,
-}
+def cmd_train(args) -> int:
+    from routerzoo.training.cli import main as train_main
+
+    return train_main(args.rest)
+
+
+def _handler(ref):
+    """A handler, or its ``module:function`` (imported only when that command runs: `serve` and the
+    other light commands never import training code, pandas or the solver)."""
+    if callable(ref):
+        return ref
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def run(argv: list[str]) -> int:
-    if argv and argv[0] == "train":
-        from routerzoo.training.cli import main as train_main
-
-        return train_main(argv[1:])
-    if argv and argv[0] == "calibrate":
-        from routerzoo.training import calibrate as calibrate_cli
-
-        own = argparse.ArgumentParser(prog="routerzoo")
-        calibrate_cli.add_parser(own.add_subparsers(dest="command"))
-        return calibrate_cli.run(own.parse_args(argv))
-    if argv and argv[0] == "calibrate-cascade":
-        from routerzoo.training import calibrate_cascade as cascade_cli
-
-        own = argparse.ArgumentParser(prog="routerzoo")
-        cascade_cli.add_parser(own.add_subparsers(dest="command"))
-        return cascade_cli.run(own.parse_args(argv))
-    if argv and argv[0] == "assign":
-        from routerzoo import assign as assign_cli
-
-        own = argparse.ArgumentParser(prog="routerzoo")
-        assign_cli.add_parser(own.add_subparsers(dest="command"))
-        return assign_cli.run(own.parse_args(argv))
-    if argv and argv[0] == "zoo":
-        from routerzoo.zoo.cli import main as zoo_main
-
-        return zoo_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    sub = getattr(args, "data_command", None) if args.command == "data" else None
-    if args.command == "data" and sub is None:
-        parser.parse_args(["data", "--help"])
-    return COMMANDS[(args.command, sub)](args)
+    # parse_known_args: `train` takes the arguments after it as they are (its stack knows the kind's
+    # options); for every other command an unknown argument is argparse's usual usage error
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "takes_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    handler = getattr(args, "handler", None)
+    if handler is None:  # `routerzoo`, `routerzoo data`: the command's help
+        if args.command is None:
+            parser.print_help()
+            return 2
+        parser.parse_args([args.command, "--help"])
+    return _handler(handler)(args)
 
 
 def main(argv: list[str] | None = None) -> int:

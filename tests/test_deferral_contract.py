@@ -120,7 +120,7 @@ def test_yaml_configs_match_defaults():
 def test_routerzoo_train_trains_a_deferral_kind(trained, tmp_path):
     data, _ = trained
     cmd = [sys.executable, "-m", "routerzoo", "train", "--router", "token-quantile", "--data", str(data),
-           "--out", str(tmp_path / "tq"), "--router.model", "small", "--next-model", "mid"]
+           "--out", str(tmp_path / "tq"), "--router.model", "small", "--next-model", "mid", "--tracking.enabled", "false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "auroc" in proc.stdout and load_deferral(tmp_path / "tq").config.model == "small"

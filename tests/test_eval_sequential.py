@@ -39,7 +39,7 @@ def _json_tail(out: str) -> dict:
 def test_eval_deferral_scorer(kind, fields, data, tmp_path, capsys):
     ds, _ = data
     out = tmp_path / kind
-    assert main(["train", "--router", kind, "--data", str(ds), "--out", str(out), "--next-model", "mid", *fields]) == 0
+    assert main(["train", "--router", kind, "--data", str(ds), "--out", str(out), "--next-model", "mid", *fields, "--tracking.enabled", "false"]) == 0
     trained = _json_tail(capsys.readouterr().out)["test"]
     model = [] if fields else ["--model", "small"]
     assert main(["eval", str(out), "--data", str(ds), "--next-model", "mid", *model, "--json", str(tmp_path / "r.json")]) == 0
@@ -91,7 +91,8 @@ def test_eval_mdp_router(data, tmp_path, capsys):
     ds, _ = data
     out = tmp_path / "mdp"
     assert main(["train", "--router", "mdp", "--data", str(ds), "--out", str(out), "--router.epochs", "5",
-                 "--router.iterations", "2", "--router.hidden", "16", "--router.pca_dims", "4"]) == 0
+                 "--router.iterations", "2", "--router.hidden", "16", "--router.pca_dims", "4",
+                 "--tracking.enabled", "false"]) == 0
     trained = _json_tail(capsys.readouterr().out)["test"]
     assert main(["eval", str(out), "--data", str(ds), "--json", str(tmp_path / "r.json")]) == 0
     printed = capsys.readouterr().out
@@ -111,7 +112,8 @@ def test_eval_mdp_router(data, tmp_path, capsys):
 def test_eval_errors_are_one_line(data, tmp_path, capsys):
     ds, no_lp = data
     tq, cons = tmp_path / "tq", tmp_path / "cons"
-    assert main(["train", "--router", "token-quantile", "--data", str(ds), "--out", str(tq), "--router.model", "small"]) == 0
+    assert main(["train", "--router", "token-quantile", "--data", str(ds), "--out", str(tq), "--router.model", "small",
+                 "--tracking.enabled", "false"]) == 0
     # a table holds one response per answer: training consistency on it is refused, so save it as configured
     assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 2
     assert "reads k sampled responses" in capsys.readouterr().err and not cons.exists()
@@ -146,7 +148,7 @@ def test_eval_of_registered_scorer_and_policy_by_role(data, tmp_path, capsys):
 
     ds, _ = data
     scorer = tmp_path / "scorer"
-    assert main(["train", "--router", "logprob-confidence", "--data", str(ds), "--out", str(scorer)]) == 0
+    assert main(["train", "--router", "logprob-confidence", "--data", str(ds), "--out", str(scorer), "--tracking.enabled", "false"]) == 0
     policy = CascadePolicy(CascadeConfig(chain=["small", "large"], thresholds=0.5), LogprobConfidence()).save(tmp_path / "p")
     register(str(scorer), "eval-role-scorer", alias="champion")
     register(str(policy), "eval-role-cascade", alias="champion")

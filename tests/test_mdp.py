@@ -74,7 +74,8 @@ def test_artifact_round_trip_and_traces(policies, data, tmp_path):
 
 
 def _cli(data, out, *extra):
-    return [sys.executable, "-m", "routerzoo", "train", "--router", "mdp", "--data", str(data), "--out", str(out), *extra]
+    return [sys.executable, "-m", "routerzoo", "train", "--router", "mdp", "--data", str(data), "--out", str(out),
+            "--tracking.enabled", "false", *extra]
 
 
 def test_errors(data, tmp_path):

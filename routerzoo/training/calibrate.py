@@ -33,7 +33,6 @@ written). A command that would write nothing is refused unless ``--dry-run``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -356,45 +355,7 @@ def apply_calibration(router, result: Calibration, dataset) -> None:
     })
 
 
-# -- command line ----------------------------------------------------------------------------------
-def add_target_arguments(p: argparse.ArgumentParser, cost_help: str, *, share: bool) -> None:
-    """The one required target flag of ``calibrate`` and ``calibrate-cascade``: --target-cost,
-    --target-quality and (routers only) --target-share."""
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-cost", type=float, metavar="USD", help=cost_help)
-    if share:
-        target.add_argument("--target-share", metavar="MODEL=P", help="share P in [0, 1] of prompts sent to MODEL")
-    target.add_argument("--target-quality", type=float, metavar="Q", help="mean quality to reach at the lowest cost")
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``calibrate`` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "calibrate", help="set a router's default cost weight from a cost, share or quality target",
-        description=("Pick the cost weight λ that meets a target on a calibration split (default val), store it as "
-                     "the artifact's default policy (used by eval, the pyfunc and the server when a request sets "
-                     "nothing), and report the realised figure on the test split next to the target."))
-    p.add_argument("router", metavar="ROUTER", help="router artifact directory (or models:/NAME@ALIAS with --out)")
-    p.add_argument("--data", required=True, help="dataset directory with benchmark outcomes")
-    add_target_arguments(p, "mean cost per prompt, USD", share=True)
-    p.add_argument("--split", default="val", help="calibration split (default val); several joined by commas, e.g. train,val, "
-                                                  "calibrate on more prompts (the router's own training prompts are in-sample)")
-    p.add_argument("--test-split", default="test", choices=["train", "val", "test", "all", "none"],
-                   help="split the realised figure is reported on (default test; none to skip)")
-    p.add_argument("--out", help="write the calibrated artifact here (atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists, or, without --out, ROUTER in place")
-    p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
-    p.add_argument("--register", metavar="NAME", help="register the calibrated router as a new version of NAME in the "
-                                                      "MLflow model registry (with or without --out)")
-    p.add_argument("--alias", metavar="A", help="with --register: point NAME@A at the new version")
-    p.add_argument("--tracking-uri", help="with --register: MLflow tracking URI (default $MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    p.add_argument("--allow-miss", action="store_true", help="when no cost weight meets the target, write the nearest "
-                                                              "point with a warning instead of refusing")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold estimate (default 5; 0 skips)")
-    p.add_argument("--dry-run", action="store_true", help="only report: write nothing (exit 0)")
-    return p
-
-
+# -- command line (its flags: routerzoo/cli.py) ----------------------------------------------------
 def parse_target(args) -> Target:
     """The :class:`Target` the flags describe, checked."""
     if args.target_cost is not None:

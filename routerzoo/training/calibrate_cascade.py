@@ -23,7 +23,6 @@ itself; with what it realises on the calibration split and on the test split nex
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from routerzoo.errors import UserError
 from routerzoo.evaluation.sequential import _stage_scores, run_offline, threshold_grid
 from routerzoo.routers.policies.cascade import CascadeConfig, CascadePolicy
 from routerzoo.routers.registry import kinds
-from routerzoo.training.calibrate import Target, TargetMissed, add_target_arguments
+from routerzoo.training.calibrate import Target, TargetMissed
 from routerzoo.training.train_deferral import check_reads
 
 
@@ -192,29 +191,6 @@ def cascade_artifact(scorer, res: CascadeCalibration, dataset) -> CascadePolicy:
 
 
 # -- command line ----------------------------------------------------------------------------------
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``calibrate-cascade`` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "calibrate-cascade", help="per-stage cascade thresholds for a target mean cost or quality",
-        description=("Run the cascade offline on a calibration split (every call's cost counted) to pick one "
-                     "threshold per stage meeting a target mean cost or quality, report the realised figure on "
-                     "the test split, and write the cascade section of a serve config (mode: cascade)."))
-    p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs as the scorer needs)")
-    p.add_argument("--chain", required=True, help="models in calling order, comma-separated (cheapest first)")
-    p.add_argument("--scorer", default="logprob-confidence", help="deferral kind or scorer artifact directory")
-    add_target_arguments(p, "mean cost per prompt, USD, every call counted", share=False)
-    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="calibration split (default val)")
-    p.add_argument("--test-split", default="test", choices=["train", "val", "test", "none"],
-                   help="split the realised figure is reported on (default test)")
-    p.add_argument("--out", help="write the calibrated cascade here: a folder (a self-contained cascade artifact: chain, "
-                                 "thresholds, scorer, prices) or, for the old form, a .yaml serve-config section")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--json", dest="json_out", help="write the calibration result as JSON here")
-    p.add_argument("--allow-miss", action="store_true", help="when no thresholds meet the target, write the closest "
-                                                              "point with a warning instead of refusing")
-    return p
-
-
 def _write(path: Path, text: str, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")

@@ -14,15 +14,13 @@ inputs that are not there are constant, and their AUROC of 0.5 would look like a
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from routerzoo.errors import ConfigError, UserError
+from routerzoo.errors import UserError
 
 # re-exported from their old place: the fit contract moved beside the protocol, the metric to evaluation/
 from routerzoo.evaluation.deferral import evaluate_deferral
@@ -129,92 +127,4 @@ def role_lineage(dataset, encoder: str | None, seed: int, run) -> dict:
     return training_lineage(dataset, encoder, seed) | run.lineage()
 
 
-def split_tracking(rest: list[str]):
-    """(TrackingConfig or None, the other arguments): ``--tracking.FIELD VALUE`` flags turn tracking on."""
-    from routerzoo.routers.core.typed_config import config_from_dict
-    from routerzoo.training.train import TrackingConfig
-
-    other: list[str] = []
-    fields = _dotted_flags(rest, "--tracking.", other.append)
-    if not fields:
-        return None, other
-    return config_from_dict(TrackingConfig, fields, "--tracking"), other
-
-
-def _dotted_flags(rest: list[str], prefix: str, on_other) -> dict:
-    """``{FIELD: value}`` of the ``PREFIXFIELD VALUE`` / ``PREFIXFIELD=VALUE`` flags in ``rest`` (values
-    read as YAML); every other argument goes to ``on_other``, in order."""
-    fields, i = {}, 0
-    while i < len(rest):
-        arg = rest[i]
-        if not arg.startswith(prefix):
-            on_other(arg)
-            i += 1
-            continue
-        name, sep, value = arg[len(prefix):].partition("=")
-        if not sep:
-            if i + 1 >= len(rest):
-                raise ConfigError(f"{arg} needs a value")
-            value, i = rest[i + 1], i + 1
-        fields[name] = _parse_value(value)
-        i += 1
-    return fields
-
-
-def _parse_value(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_router_fields(config_path: str | None, rest: list[str], kind: str) -> dict:
-    """Config fields from a YAML's ``router:`` mapping, overridden by ``--router.FIELD VALUE`` flags."""
-    fields: dict = {}
-    if config_path:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(Path(config_path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"--config {config_path}: cannot read ({exc})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("router") or {}, dict):
-            raise UserError(f"--config {config_path}: expected `kind:` and a `router:` mapping")
-        fields.update(doc.get("router") or {})
-
-    def unrecognised(arg: str):
-        raise ConfigError(f"routerzoo train: unrecognised argument {arg!r} for {kind!r}")
-
-    fields.update(_dotted_flags(rest, "--router.", unrecognised))
-    return fields
-
-
-def main(kind: str, argv: list[str]) -> int:
-    """The ``routerzoo train`` command for a deferral kind (``--router.FIELD VALUE`` sets its config)."""
-    from routerzoo.routers.core.typed_config import config_from_dict
-
-    spec = get_kind(kind, role="deferral")
-    p = argparse.ArgumentParser(prog="routerzoo train", description=f"Train the {kind!r} deferral scorer: "
-                                f"{spec.summary}. Config fields: --router.FIELD VALUE (see configs/deferral/{kind}.yaml); "
-                                "--tracking.FIELD VALUE (e.g. --tracking.register NAME) logs the run to MLflow.")
-    p.add_argument("--kind", default=kind)
-    p.add_argument("--config", help="YAML with `kind:` and a `router:` mapping of config fields")
-    p.add_argument("--data", required=True, help="dataset directory with outcomes (responses / token logprobs)")
-    p.add_argument("--out", required=True, help="artifact directory to write")
-    p.add_argument("--next-model", default="", help="also report the deferral curve from the scored model to this one")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--seed", type=int, default=0)
-    known, rest = p.parse_known_args(argv)
-    tracking, rest = split_tracking(rest)
-    fields = parse_router_fields(known.config, rest, kind)
-    config = config_from_dict(spec.load_config(), fields, f"{kind} config")
-    _, path, metrics = train_deferral(kind, config, known.data, known.out, next_model=known.next_model,
-                                      overwrite=known.overwrite, seed=known.seed, tracking=tracking)
-    print(f"deferral scorer {kind!r} written to {path}")
-    print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=float))
-    return 0
-
-
-__all__ = ["DeferralFitContext", "check_reads", "missing_reads", "evaluate_deferral", "train_deferral", "parse_router_fields", "main"]
+__all__ = ["DeferralFitContext", "check_reads", "missing_reads", "evaluate_deferral", "train_deferral"]

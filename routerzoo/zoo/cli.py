@@ -223,13 +223,10 @@ COMMANDS = {"list": _print_list, "show": _print_show, "register": _register, "co
             "promote": _promote, "rm": _rm}
 
 
-def main(argv: list[str]) -> int:
-    """Parse ``argv`` (after ``zoo``) and run the subcommand; UserErrors propagate to the CLI's handler."""
-    parser = argparse.ArgumentParser(prog="routerzoo")
-    zoo = add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["zoo", *argv])
+def run(args) -> int:
+    """Run the parsed ``zoo`` subcommand; UserErrors propagate to the CLI's handler."""
     if args.zoo_command is None:
-        zoo.print_help(sys.stderr)
+        add_parser(argparse.ArgumentParser(prog="routerzoo").add_subparsers()).print_help(sys.stderr)
         return 2
     from routerzoo.zoo.registry_ops import check_tracking_uri, registry_errors
 

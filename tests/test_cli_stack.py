@@ -135,7 +135,7 @@ def test_deferral_scorer_trains_tracked_and_registered_through_the_one_entry(ans
             "--tracking.tracking_uri", uri, "--tracking.register", "tq", "--tracking.alias", "champion"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "MLflow run " in printed and "registered as tq, alias @champion" in printed
+    assert "MLflow run " in printed and "registered as tq version 1, alias @champion" in printed
     metrics = json.loads(printed[printed.index("{"):])
     assert metrics["test"]["auroc"] > 0.6
     scorer = load(out)
@@ -151,7 +151,7 @@ def test_mdp_trains_tracked_and_registered_through_the_one_entry(answers, tmp_pa
     assert main(["train", "mdp", "--data", str(answers), "--out", str(out), "--router.cost_weight", "3000", *FAST_MDP,
                  "--tracking.tracking_uri", uri, "--tracking.register", "mdp-policy"]) == 0
     printed = capsys.readouterr().out
-    assert "MLflow run " in printed and "registered as mdp-policy" in printed
+    assert "MLflow run " in printed and "registered as mdp-policy version 1" in printed
     trained = json.loads(printed[printed.index("{"):])["test"]
     policy = load(out)
     assert policy.config.cost_weight == 3000.0 and policy.config.max_calls == 2

@@ -162,7 +162,7 @@ def _run_deferral(kind: str, cfg, init) -> int:
     _, path, metrics = train_deferral(kind, init.router, cfg.data, cfg.out, next_model=cfg.next_model,
                                       overwrite=cfg.overwrite, seed=cfg.seed, tracking=init.tracking)
     print(f"deferral scorer {kind!r} written to {path}")
-    _print_artifact_tracking(init.tracking, path)
+    _print_artifact_tracking(init.tracking, path, metrics.pop("registered_version", None))
     print(json.dumps(metrics, indent=2, default=float))  # last: scripts read the JSON from the first "{"
     return 0
 
@@ -175,7 +175,7 @@ def _run_policy(kind: str, cfg, init) -> int:
     _, path, metrics = train_mdp(init.router, cfg.data, cfg.out, overwrite=cfg.overwrite, seed=cfg.seed,
                                  tracking=init.tracking)
     print(f"{kind} policy written to {path}")
-    _print_artifact_tracking(init.tracking, path)
+    _print_artifact_tracking(init.tracking, path, metrics.pop("registered_version", None))
     print(json.dumps(metrics, indent=2, default=float))
     return 0
 
@@ -188,15 +188,11 @@ def _print_tracking(tracking, run_id: str | None, version: int | None) -> None:
               + (f", alias @{tracking.alias}" if tracking.alias else ""))
 
 
-def _print_artifact_tracking(tracking, path: Path) -> None:
-    """The run (and registration) the artifact's lineage records."""
+def _print_artifact_tracking(tracking, path: Path, version: int | None) -> None:
+    """The run the artifact's lineage records, and the version it was registered as."""
     from routerzoo.routers.core.artifact import read_document
 
-    run_id = read_document(path).get("lineage", {}).get("mlflow_run_id")
-    if run_id:
-        print(f"MLflow run {run_id} (experiment {tracking.experiment!r})")
-        if tracking.register and tracking.log_model:
-            print(f"registered as {tracking.register}" + (f", alias @{tracking.alias}" if tracking.alias else ""))
+    _print_tracking(tracking, read_document(path).get("lineage", {}).get("mlflow_run_id"), version)
 
 
 #: The parser stack of each role; ``routerzoo train`` has no per-kind branches.

@@ -245,5 +245,7 @@ def train_mdp(config: MDPConfig, data, out, *, overwrite: bool = False, seed: in
         lineage = role_lineage(ds, config.encoder, seed, run) | {
             "fit_split": "train", "metrics": {k: v for k, v in metrics.items() if k in ("val", "test", "n_prompts")}}
         path = save_mdp(policy, out, lineage=lineage, overwrite=overwrite)
-        run.log_result({k: v for k, v in metrics.items() if k not in reports}, reports, path)
+        logged = run.log_result({k: v for k, v in metrics.items() if k not in reports}, reports, path)
+    if logged.get("version") is not None:  # the registered version, for the command's report
+        metrics["registered_version"] = logged["version"]
     return policy, Path(path), metrics

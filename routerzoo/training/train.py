@@ -20,7 +20,7 @@ from routerzoo.routers.core.base import Router
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig, FitContext
 from routerzoo.training.cv import CVConfig, CVResult
-from routerzoo.training.trainer_config import TrainerConfig, ddp_worker
+from routerzoo.training.trainer_config import TrainerConfig, ddp_worker, single_process
 
 EVAL_SPLITS = ("train", "val", "test", "all")
 
@@ -261,6 +261,7 @@ def train_router(
             from routerzoo.training.cv import run_cv
 
             t1 = time.perf_counter()
+            ctx.trainer = single_process(trainer)  # DDP workers have returned: folds fit in this process
             cv_result, folds = run_cv(kind, router.config, ctx, cv, progress)
             timings["cv_s"] = time.perf_counter() - t1
         notes = after_cv(router, cv_result, folds, cv, fit_metrics)

@@ -106,7 +106,9 @@ def train_deferral(kind: str, config=None, data: str | os.PathLike = "", out: st
         lineage = role_lineage(ds, getattr(config, "encoder", None), seed, run) | {
             "fit_split": "train", "models": list(ds.models), "metrics": {k: v for k, v in metrics.items() if k != "fit_s"}}
         path = save_deferral(scorer, out, lineage=lineage, overwrite=overwrite)
-        run.log_result(metrics, {k: v for k, v in metrics.items() if k in ("val", "test")}, path)
+        logged = run.log_result(metrics, {k: v for k, v in metrics.items() if k in ("val", "test")}, path)
+    if logged.get("version") is not None:  # the registered version, for the command's report
+        metrics["registered_version"] = logged["version"]
     return scorer, Path(path), metrics
 
 

@@ -9,7 +9,7 @@ ddp --trainer.devices 2``. No Lightning import here: the train CLI builds this f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from routerzoo.errors import ConfigError
 
@@ -96,6 +96,12 @@ class TrainerConfig:
             if value is not None:
                 out[name] = value
         return out
+
+
+def single_process(trainer: TrainerConfig | None) -> TrainerConfig:
+    """``trainer`` for fits that run in rank 0 alone (cross-validation folds after a DDP fit): one
+    device, no multi-process strategy. The other ranks have left by then; a DDP fit would wait for them."""
+    return replace(trainer or TrainerConfig(), devices=1, strategy="auto", num_nodes=1)
 
 
 def ddp_worker() -> bool:

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from routerzoo.routers.encoders.encoder import truncate_chars
 from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
+from routerzoo.serving.worker import cancel_task, start_task
 
 log = logging.getLogger("routerzoo.serving.feedback")
 
@@ -120,15 +121,10 @@ class FeedbackLearner:
             log.info("feedback: learning %d reward(s) logged after the last saved state", len(entries))
             self._pending = entries
             await self.flush()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-feedback")
+        self._task = start_task(self._loop(), "routerzoo-feedback")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_task(self._task)
         if self.router is not None and self._pending:
             try:
                 await self.flush()

@@ -80,18 +80,13 @@ class EagleRouter(PromptWinsRouter):
 
     kind = "eagle"
     Config = EagleConfig
+    state_arrays = (*PromptWinsRouter.state_arrays, "global_ratings")
 
     def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> EagleRouter:
         """Store the training prompts' embeddings (P, d) and win matrices (P, m, m); fit the global ratings."""
         self._set_arrays(embeddings, wins)
         self.global_ratings_ = self._fit(self.wins_.sum(axis=0, dtype=np.float64))
         return self
-
-    def fitted_attributes(self) -> list[str]:
-        return [*super().fitted_attributes(), "global_ratings_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {**super().state(), "global_ratings": self.global_ratings_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         super().load_state(tensors)  # the stored global ratings are read, not refitted

@@ -120,6 +120,7 @@ class EloRouter(Router):
 
     kind = "elo"
     Config = EloConfig
+    state_arrays = ("ratings",)
 
     def fit_pairs(self, pairs: PreferenceMatrix) -> EloRouter:
         """Fit the ratings from pairs whose indices refer to ``self.models``."""
@@ -128,12 +129,6 @@ class EloRouter(Router):
         c = self.config
         self.ratings_ = fit_ratings(pairs.a, pairs.b, pairs.outcome, pairs.weight, len(self.models), c.l2, c.max_iter, c.tol)
         return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["ratings_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"ratings": self.ratings_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         self.ratings_ = np.asarray(self._tensor(tensors, "ratings", (len(self.models),)), dtype=np.float64)

@@ -102,6 +102,7 @@ class PromptWinsRouter(Router):
     rates models per prompt from the similar ones (SW-Elo, Eagle)."""
 
     uses_embeddings = True
+    state_arrays = ("embeddings", "wins")
     _CHUNK = 1024
 
     def _set_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> None:
@@ -111,12 +112,6 @@ class PromptWinsRouter(Router):
     def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray):
         self._set_arrays(embeddings, wins)
         return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["embeddings_", "wins_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"embeddings": self.embeddings_, "wins": self.wins_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         emb = self._tensor(tensors, "embeddings", (None, None))

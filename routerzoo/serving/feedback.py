@@ -36,6 +36,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from routerzoo.data.fsutil import atomic_write_bytes
 from routerzoo.routers.encoders.encoder import truncate_chars
 from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
@@ -56,17 +57,7 @@ STATE_FILE = "state.safetensors"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power cut
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, data, durable=True)  # learnt state and its log survive a power cut
 
 
 class FeedbackLearner:

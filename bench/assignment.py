@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from routerzoo.data.dataset import load_dataset
-    from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
     from routerzoo.routers.core.prediction import Prediction
+    from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
     from routerzoo.training.train import TrackingConfig, train_router
 
     with tempfile.TemporaryDirectory(prefix="rz-bench-assign-") as tmp:

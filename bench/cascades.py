@@ -67,10 +67,10 @@ def bench_dataset(name: str, data: Path, chain: list[str], workdir: Path, bootst
     from routerzoo.evaluation.deferral import auroc
     from routerzoo.evaluation.runner import evaluate_router
     from routerzoo.evaluation.sequential import cascade_curve, evaluate_sequential, run_offline
-    from routerzoo.routers.policies.mdp import MDPConfig
     from routerzoo.routers.deferral.posthoc import PostHocDeferralConfig
     from routerzoo.routers.deferral.prompt_response import PromptResponseConfig
     from routerzoo.routers.deferral.token_quantile import answers_for_training
+    from routerzoo.routers.policies.mdp import MDPConfig
     from routerzoo.training.calibrate import Target
     from routerzoo.training.calibrate_cascade import calibrate_cascade
     from routerzoo.training.mdp import train_mdp

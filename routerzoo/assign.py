@@ -140,8 +140,8 @@ def assign(router, prompts: list[str], budget: float, capacity: dict[str, float]
         InfeasibleError: no assignment meets the budget and capacities (one line, with the shortfall).
     """
     from routerzoo.evaluation.runner import use_embedding_cache
-    from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
     from routerzoo.routers.core.prediction import Prediction
+    from routerzoo.routers.policies.assignment import AssignmentConfig, AssignmentPolicy
 
     if not (math.isfinite(cost_weight) and cost_weight >= 0):
         raise UserError(f"--cost-weight must be a finite number >= 0, got {cost_weight}")

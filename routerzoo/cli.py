@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--trust-pickle", action="store_true", help="allow RouterBench .pkl files (unpickling runs code: only for files you trust)")
     imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty (default: refuse)")
     imp.add_argument("--strict", action="store_true", help="unknown columns / fields are errors (default: ignored with a warning)")
+    imp.add_argument("--prompts-out", metavar="FILE.jsonl",
+                     help="serve-log only: also write every distinct logged prompt as `data generate` questions "
+                          "(id, question), to replay on the candidates and judge; needs a log kept with prompts: full. "
+                          "Without feedback in the log, only this list is written")
     imp.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                      help="invalid records: stop at the first (error, default) or leave them out and list them in "
                           "DIR/rejects.csv (skip); broken files (truncated, bad JSON / CSV) always stop the import")
@@ -128,6 +132,20 @@ def cmd_data_import(args) -> int:
 
     # fail on an unusable --out before the (possibly long) import
     check_output_dir(args.out, overwrite=args.overwrite, what="dataset directory")
+    if args.prompts_out is not None:
+        if args.format != "serve-log":
+            raise UserError(f"--prompts-out lists a request log's prompts: it needs --format serve-log, not {args.format}")
+        from routerzoo.data.fsutil import atomic_write_bytes
+        from routerzoo.data.importers.serve_log import prompt_list
+
+        questions, n_feedback = prompt_list(args.sources)
+        atomic_write_bytes(args.prompts_out, "".join(json.dumps(q, ensure_ascii=False) + "\n"
+                                                     for q in questions).encode("utf-8"))
+        print(f"wrote {len(questions)} logged prompt(s) to {args.prompts_out} (replay: routerzoo data generate "
+              f"--questions {args.prompts_out} --scorer judge ...)")
+        if n_feedback == 0:
+            print("note: the log holds no feedback yet, so no dataset was written")
+            return 0
     spec = SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify)
     name = args.name or Path(args.out).resolve().name
     dataset = import_files(args.sources, args.format, prices=args.prices, name=name, split=spec,

@@ -24,8 +24,8 @@ from routerzoo.data.splits import SplitSpec
 from routerzoo.errors import UserError
 from routerzoo.routers.core.artifact import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
 from routerzoo.routers.deferral.artifact import load_deferral, save_deferral
-from routerzoo.routers.registry import kinds
 from routerzoo.routers.deferral.token_quantile import answers_for_training
+from routerzoo.routers.registry import kinds
 from routerzoo.training.train_deferral import missing_reads, train_deferral
 
 DEFERRAL_KINDS = sorted(kinds("deferral"))

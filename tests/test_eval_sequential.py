@@ -115,8 +115,8 @@ def test_eval_errors_are_one_line(data, tmp_path, capsys):
     # a table holds one response per answer: training consistency on it is refused, so save it as configured
     assert main(["train", "--router", "consistency", "--data", str(ds), "--out", str(cons)]) == 2
     assert "reads k sampled responses" in capsys.readouterr().err and not cons.exists()
-    from routerzoo.routers.deferral.consistency import ConsistencyScorer
     from routerzoo.routers.deferral.artifact import save_deferral
+    from routerzoo.routers.deferral.consistency import ConsistencyScorer
 
     save_deferral(ConsistencyScorer(), cons)
     route = tmp_path / "route.yaml"

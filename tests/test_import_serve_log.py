@@ -112,3 +112,38 @@ def test_a_file_that_is_not_a_request_log_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="not a routerzoo request log") as exc:
         import_files([bad], "serve-log")
     assert exc.value.file == str(bad)
+
+
+def test_prompts_out_lists_logged_prompts_for_data_generate_with_the_imports_ids(tmp_path, capsys):
+    import json
+
+    from routerzoo.data.generate import read_questions
+
+    _make_log(tmp_path / "log", feedback=FEEDBACK)
+    prompts = tmp_path / "prompts.jsonl"
+    price_file = tmp_path / "prices.yaml"
+    price_file.write_text("a: {input: 1.0, output: 2.0}\n")
+    assert main(["data", "import", str(tmp_path / "log"), "--format", "serve-log", "--out", str(tmp_path / "ds"),
+                 "--prompts-out", str(prompts), "--prices", str(price_file)]) == 0
+    questions = read_questions(prompts, need_answer=False)  # what `data generate --scorer judge` reads
+    assert [q.question for q in questions] == ["What is 2+2?", "Name a prime."]  # distinct, answered, in log order
+    ds = load_dataset(tmp_path / "ds")
+    ids = dict(zip(ds.outcomes["prompt"], ds.outcomes["prompt_id"], strict=False))
+    assert {q.question: q.id for q in questions} == ids  # generated outcomes join the imported ones
+    # a log without feedback yet: only the list
+    _make_log(tmp_path / "quiet")
+    assert main(["data", "import", str(tmp_path / "quiet"), "--format", "serve-log", "--out", str(tmp_path / "none"),
+                 "--prompts-out", str(tmp_path / "q.jsonl")]) == 0
+    assert "no dataset was written" in capsys.readouterr().out and not (tmp_path / "none").exists()
+    assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2
+    # no texts in the log: refused in one line; another format: refused
+    _make_log(tmp_path / "hashed", prompts="hash")
+    assert main(["data", "import", str(tmp_path / "hashed"), "--format", "serve-log", "--out", str(tmp_path / "x"),
+                 "--prompts-out", str(tmp_path / "h.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "prompts: hash" in err and "texts to replay" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "h.jsonl").exists()
+    assert main(["data", "import", str(prompts), "--format", "long", "--out", str(tmp_path / "y"),
+                 "--prompts-out", str(tmp_path / "l.jsonl")]) == 2
+    assert "--prompts-out" in capsys.readouterr().err
+    assert json.loads(prompts.read_text().splitlines()[0]).keys() == {"id", "question"}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.core.prediction import Prediction
 from routerzoo.routers.policies.argmax import decide as argmax_decide
 from routerzoo.routers.policies.assignment import (
     AssignmentConfig,
@@ -19,7 +20,6 @@ from routerzoo.routers.policies.assignment import (
     InfeasibleError,
     _cheapest_under_capacity,
 )
-from routerzoo.routers.core.prediction import Prediction
 
 
 def _names(m: int) -> list[str]:

@@ -81,3 +81,90 @@ def test_canary_routes_a_stable_hash_share_named_in_the_headers(router, fakes, c
         assert [ask(u) for u in users[:4]] == [got[u] for u in users[:4]]  # the same user, the same router
         metrics = http.get("/metrics").text
         assert 'version="challenger"' in metrics and 'version="knn"' in metrics
+
+
+def test_shadow_and_canary_follow_their_alias_moves(router, fakes, knn_dir, tmp_path):  # noqa: F811
+    """Both challengers named by alias: moving an alias hot-reloads that challenger, as it does the champion."""
+    import time
+
+    from routerzoo.zoo import tracking
+    from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.run("rollout-test", uri=uri):
+        for _ in range(2):
+            log_router_model(knn_dir, registered_name="chal")
+    set_alias("chal", "challenger", 1)
+    set_alias("chal", "canary", 1)
+    log_dir = tmp_path / "log"
+    with serving(router, fakes, tracking_uri=uri, reload={"poll_interval_s": 0.05}, shadow="models:/chal@challenger",
+                 canary={"version": "models:/chal@canary", "share": 0.5},
+                 log={"dir": str(log_dir), "flush_interval_s": 0.05}) as (url, state), \
+            httpx.Client(base_url=url, timeout=30) as http:
+        def ask(user: str) -> str:
+            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
+                                                        "messages": [{"role": "user", "content": MATH}]})
+            assert r.status_code == 200
+            return r.headers["x-routerzoo-router"]
+
+        users = [f"u{i}" for i in range(12)]
+        assert {ask(u) for u in users} == {"knn", "chal@1"}
+        assert (state.rollout.shadow.label, state.rollout.canary.label) == ("chal@1", "chal@1")
+        set_alias("chal", "challenger", 2)
+        set_alias("chal", "canary", 2)
+        deadline = time.monotonic() + 30
+        while (state.rollout.shadow.version, state.rollout.canary.version) != ("2", "2"):
+            assert time.monotonic() < deadline, "the challengers never followed their aliases"
+            time.sleep(0.05)
+        assert {ask(u) for u in users} == {"knn", "chal@2"}
+        assert state.rollout.shadow.router.loaded_encoder is router.loaded_encoder  # one encoder in memory
+    con = sqlite3.connect(log_dir / "requests.db")
+    shadowed = {r[0] for r in con.execute("SELECT DISTINCT router FROM shadow")}
+    con.close()
+    assert shadowed == {"chal@1", "chal@2"}
+
+
+def test_prompts_off_keeps_every_prompt_out_of_the_store_with_challengers_running(router, fakes, challenger_dir,  # noqa: F811
+                                                                                 tmp_path, caplog):
+    """The shadow and the canary see the text too: none of it may reach the log's files, WAL included."""
+    import time
+
+    secret = "Integrate the walrus polynomial 8123 over the unit disc."
+    log_dir = tmp_path / "log"
+
+    def grep() -> list[str]:
+        hits = []
+        for p in log_dir.iterdir():
+            blob = p.read_bytes()
+            if b"walrus" in blob or secret.encode("utf-16-le") in blob or secret.encode("utf-16-be") in blob:
+                hits.append(p.name)
+        return hits
+
+    with serving(router, fakes, shadow=str(challenger_dir), canary={"version": str(challenger_dir), "share": 0.5},
+                 log={"dir": str(log_dir), "flush_interval_s": 0.05}) as (url, state), \
+            httpx.Client(base_url=url, timeout=30) as http:
+        rids, by_champion = [], 0
+        for i in range(12):
+            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": f"u{i}",
+                                                        "messages": [{"role": "user", "content": f"{secret} {i}"}]})
+            assert r.status_code == 200
+            rids.append(r.headers["x-routerzoo-request-id"])
+            by_champion += r.headers["x-routerzoo-router"] == "knn"
+        assert 0 < by_champion < 12  # both the champion (shadowed) and the canary routed some
+        assert http.post("/v1/feedback", json={"request_id": rids[0], "reward": 1}).status_code == 200
+
+        def written() -> tuple[int, int]:
+            con = sqlite3.connect(f"file:{log_dir / 'requests.db'}?mode=ro", uri=True)
+            try:
+                return tuple(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("requests", "shadow"))
+            finally:
+                con.close()
+
+        deadline = time.monotonic() + 10
+        while written() != (12, by_champion):  # every record and every shadow decision is in the files
+            assert time.monotonic() < deadline, written()
+            time.sleep(0.05)
+        assert sorted(p.name for p in log_dir.iterdir()) == ["requests.db", "requests.db-shm", "requests.db-wal"]
+        assert grep() == []  # while the server runs: the WAL holds the newest rows
+    assert grep() == []  # and after the checkpoint on stop
+    assert "walrus" not in caplog.text  # nor the server's own log

@@ -34,10 +34,10 @@ def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch):
 def test_every_lazy_embed_is_the_shared_one():
     from routerzoo.routers.core.base import Router
     from routerzoo.routers.core.fit_context import DeferralFitContext
-    from routerzoo.routers.encoders.lazy import LazyEncoding
-    from routerzoo.routers.policies.mdp import MDPPolicy
     from routerzoo.routers.deferral.posthoc import PostHocDeferral
     from routerzoo.routers.deferral.prompt_response import PromptResponseScorer
+    from routerzoo.routers.encoders.lazy import LazyEncoding
+    from routerzoo.routers.policies.mdp import MDPPolicy
 
     for cls in (Router, DeferralFitContext, MDPPolicy, PostHocDeferral, PromptResponseScorer):
         assert cls.embed is LazyEncoding.embed, cls

@@ -377,6 +377,8 @@ class ServerState:
         for watcher in (self.watcher, self.policy_watcher):
             if watcher is not None:
                 await watcher.stop()
+        if self.rollout is not None:
+            await self.rollout.stop_watchers()
         if self.feedback is not None:  # before the batcher: its last batch is learnt in the prediction thread
             await self.feedback.stop()
         if self.batcher is not None:

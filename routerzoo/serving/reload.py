@@ -70,13 +70,22 @@ class AliasWatcher:
         metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
         before_swap: ``async before_swap(loaded)`` after warming, before the swap (the feedback
             learner moving to the new version), or None.
+        source: the ``models:/NAME@ALIAS`` followed (default: ``settings.router``, the champion;
+            the shadow and canary challengers name theirs, :mod:`routerzoo.serving.rollout`).
+        role: what it follows, for the log ("router", "shadow", "canary").
     """
 
-    def __init__(self, settings, holder: RouterHolder, warm, metrics=None, before_swap=None):
-        alias = parse_alias_uri(settings.router)
+    role = "router"
+    _last_error: str | None = None
+
+    def __init__(self, settings, holder: RouterHolder, warm, metrics=None, before_swap=None, source: str | None = None,
+                 role: str = "router"):
+        self.source = settings.router if source is None else source
+        alias = parse_alias_uri(self.source)
         if alias is None:
-            raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {settings.router!r}")
+            raise ValueError(f"hot reload needs models:/NAME@ALIAS, got {self.source!r}")
         self.name, self.alias = alias
+        self.role = role
         self.settings = settings
         self.holder = holder
         self.warm = warm
@@ -104,10 +113,15 @@ class AliasWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop the watcher
-                log.warning("hot reload of models:/%s@%s failed, still serving %s: %s", self.name, self.alias,
-                            self.serving(), exc)
+                # the same failure every poll (an alias not made yet) is said once, then at debug level
+                said = str(exc) == self._last_error
+                self._last_error = str(exc)
+                log.log(logging.DEBUG if said else logging.WARNING, "hot reload of the %s models:/%s@%s failed, "
+                        "still serving %s: %s", self.role, self.name, self.alias, self.serving(), exc)
                 if self.metrics is not None:
                     self.metrics.reloads.labels("error").inc()
+            else:
+                self._last_error = None
 
     async def check(self) -> bool:
         """Poll once; load, warm and swap if the alias moved. Returns whether it swapped."""
@@ -122,7 +136,7 @@ class AliasWatcher:
         # the config (candidates without backends, prices it cannot take) will not fit next time either
         router = await asyncio.to_thread(load_router, f"models:/{self.name}/{version}", tracking_uri=tracking_uri)
         try:
-            loaded = prepare_router(router, self.settings, source=self.settings.router, version=version)
+            loaded = prepare_router(router, self.settings, source=self.source, version=version)
         except UserError:
             self._failed_version = version
             raise
@@ -132,8 +146,8 @@ class AliasWatcher:
         if self.before_swap is not None:
             await self.before_swap(loaded)
         self.holder.swap(loaded)
-        log.info("hot reload: models:/%s@%s moved to version %s; now serving it (was %s)", self.name, self.alias,
-                 version, current.version if current else "none")
+        log.info("hot reload (%s): models:/%s@%s moved to version %s; now serving it (was %s)", self.role, self.name,
+                 self.alias, version, current.version if current else "none")
         if self.metrics is not None:
             self.metrics.reloads.labels("swapped").inc()
         return True
@@ -150,6 +164,8 @@ class PolicyWatcher(AliasWatcher):
             default: ``cascade.version``, the one it loaded).
         metrics: a :class:`~routerzoo.serving.metrics.ServerMetrics` or None.
     """
+
+    role = "policy"
 
     def __init__(self, cascade, settings, version: str | None = None, metrics=None):  # noqa: D107
         alias = parse_alias_uri(cascade.config.policy)

@@ -17,8 +17,11 @@ router that routed it (``x-routerzoo-router: name@version``), and so do the requ
 per-version metrics.
 
 Both are loaded at start-up after the champion; a challenger that fails to load is logged and left
-off (the champion keeps serving). Neither follows alias moves while running (restart to pick up a
-new challenger).
+off (the champion keeps serving). Named as ``models:/NAME@ALIAS``, each follows its alias while the
+server runs, like the champion: the same :class:`~routerzoo.serving.reload.AliasWatcher` (every
+``reload.poll_interval_s``) loads the new version by number, warms it and swaps it in, and a
+challenger that could not be loaded at start-up comes in once its alias points at a version that
+loads. A request reads the challenger once, so it finishes on the one it started with.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from routerzoo.errors import ConfigError
+from routerzoo.serving.loader import parse_alias_uri
+from routerzoo.serving.reload import AliasWatcher, RouterHolder
 
 log = logging.getLogger("routerzoo.serving.rollout")
 
@@ -75,46 +80,85 @@ class Rollout:
         self.state = state
         self.queue_size = queue_size
         self.max_batch = max_batch
-        self.shadow = None  # LoadedRouter
-        self.canary = None  # LoadedRouter
+        self._shadow = RouterHolder()  # holders, so the alias watchers swap them as they swap the champion
+        self._canary = RouterHolder()
+        self.watchers: list[AliasWatcher] = []
         self.dropped = 0
         self._queue: deque = deque()
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._metric = None
+        self._champion = None
+
+    @property
+    def shadow(self):
+        """The shadow challenger in service (a :class:`~routerzoo.serving.loader.LoadedRouter`), or None."""
+        return self._shadow.current
+
+    @property
+    def canary(self):
+        """The canary challenger in service, or None."""
+        return self._canary.current
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, champion) -> None:
         """Load the configured challengers (sharing the champion's encoder where it is the same)."""
         s = self.state.settings
+        self._champion = champion
         if s.shadow:
-            self.shadow = await self._load(s.shadow, champion, "shadow")
-            if self.shadow is not None:
-                from prometheus_client import Counter
+            loaded = await self._load(s.shadow, "shadow")
+            if loaded is not None:
+                self._shadow.swap(loaded)
+            from prometheus_client import Counter
 
-                self._metric = Counter("routerzoo_shadow_decisions", "Shadow decisions of a challenger, by its "
-                                       "version and whether it agreed with the champion", ["version", "agree"],
-                                       registry=self.state.metrics.registry)
-                self._thread = threading.Thread(target=self._run, name="routerzoo-shadow", daemon=True)
-                self._thread.start()
+            # also without a shadow loaded yet: an alias watcher may bring one in later
+            self._metric = Counter("routerzoo_shadow_decisions", "Shadow decisions of a challenger, by its "
+                                   "version and whether it agreed with the champion", ["version", "agree"],
+                                   registry=self.state.metrics.registry)
+            self._thread = threading.Thread(target=self._run, name="routerzoo-shadow", daemon=True)
+            self._thread.start()
         if s.canary is not None:
-            self.canary = await self._load(s.canary.version, champion, "canary")
+            loaded = await self._load(s.canary.version, "canary")
+            if loaded is not None:
+                self._canary.swap(loaded)
+        self._watch()
 
-    async def _load(self, source: str, champion, role: str):
+    def _watch(self) -> None:
+        """Follow ``models:/NAME@ALIAS`` challengers with the champion's kind of watcher."""
+        s = self.state.settings
+        if s.reload.poll_interval_s <= 0:
+            return
+        for role, source, holder in (("shadow", s.shadow, self._shadow),
+                                     ("canary", s.canary.version if s.canary is not None else "", self._canary)):
+            if source and parse_alias_uri(source) is not None:
+                watcher = AliasWatcher(s, holder, self._warm, self.state.metrics, source=source, role=role)
+                watcher.start()
+                self.watchers.append(watcher)
+
+    async def _warm(self, router) -> None:
+        """Share the champion's encoder when it is the same one (one in memory, and its cache answers), then warm."""
+        champion = self.state.holder.current or self._champion
+        enc = getattr(champion.router, "loaded_encoder", None) if champion is not None else None
+        if enc is not None and getattr(router, "encoder", None) == enc.model_id:
+            router.set_encoder(enc)
+        await self.state.warm(router)
+
+    async def _load(self, source: str, role: str):
         from routerzoo.serving.loader import load_for_serving
 
         try:
             loaded = await asyncio.to_thread(load_for_serving, source, self.state.settings)
-            enc = champion.router.loaded_encoder if champion is not None else None
-            if enc is not None and getattr(loaded.router, "encoder", None) == enc.model_id:
-                loaded.router.set_encoder(enc)  # one encoder in memory, and its cache answers the challenger
-            await self.state.warm(loaded.router)
+            await self._warm(loaded.router)
         except Exception as exc:  # noqa: BLE001 - the champion keeps serving without it
             log.error("%s: could not load %s (%s: %s); serving without it", role, source, type(exc).__name__, exc)
             return None
         log.info("%s: %s loaded (%s router)", role, loaded.label, loaded.router.kind)
         return loaded
+
+    async def stop_watchers(self) -> None:
+        for watcher in self.watchers:
+            await watcher.stop()
 
     def stop(self) -> None:
         with self._cv:
@@ -163,7 +207,9 @@ class Rollout:
 
         from routerzoo.serving.app import preference_order
 
-        loaded = self.shadow
+        loaded = self.shadow  # read once: an alias move swaps it between batches
+        if loaded is None:  # not loaded (yet): nothing to compare
+            return
         router = loaded.router
         pred = router.predict([t for _, t, _ in batch])
         quality, cost = np.asarray(pred.quality, dtype=np.float64), np.asarray(pred.cost, dtype=np.float64)

@@ -82,8 +82,8 @@ class AutoConfig:
 
 def parse_candidate(name: str) -> tuple[str, object]:
     """``"knn:k=40"`` → ("knn", KNNConfig(k=40)); ``"mf"`` → ("mf", MFConfig())."""
-    from routerzoo.routers.registry import get_kind
     from routerzoo.routers.core.typed_config import config_from_dict
+    from routerzoo.routers.registry import get_kind
 
     kind, _, rest = str(name).partition(":")
     if kind in (AUTO, "oracle", "stack"):
@@ -299,8 +299,8 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
 
 def _refit_stack(members: list[CVResult], weights: np.ndarray, parsed: dict, ctx: FitContext):
     """Each stack member refit on the full train split; the weights from the out-of-fold predictions."""
-    from routerzoo.routers.registry import get_kind
     from routerzoo.routers.kinds.stack import StackConfig, StackRouter
+    from routerzoo.routers.registry import get_kind
 
     fitted, metrics = [], {}
     for r in members:

@@ -4,8 +4,10 @@
     routerzoo zoo show NAME[@ALIAS|/VERSION]
     routerzoo zoo register RUN_ID|ROUTER_DIR --name NAME [--alias A]
     routerzoo zoo compare NAME/1 NAME/2 ... --data DIR [--split test] [--plot OUT.png]
+    routerzoo zoo compare CHALLENGER CHAMPION --traffic LOGDIR [--labels DIR ...]
     routerzoo zoo promote NAME/VERSION --alias champion [--if-better-than ALIAS --metric gap_closed --data DIR
                                                         [--min-improvement X] [--confidence 0.95]] [--force]
+    routerzoo zoo promote NAME/VERSION --alias champion --if-better-than ALIAS --traffic LOGDIR [--labels DIR ...]
     routerzoo zoo rm NAME[/VERSION|@ALIAS] [--force]
 
 Every subcommand takes ``--tracking-uri`` (default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
@@ -37,17 +39,33 @@ def add_parser(sub) -> argparse.ArgumentParser:
     reg.add_argument("source", metavar="RUN_ID|ARTIFACT_DIR")
     reg.add_argument("--name", required=True, help="registered model name")
     reg.add_argument("--alias", help="point NAME@ALIAS at the new version (e.g. challenger)")
-    cmp_ = zsub.add_parser("compare", parents=[common], help="evaluate versions on the same data (table, plot, run)")
-    cmp_.add_argument("refs", nargs="+", metavar="NAME/VERSION")
-    cmp_.add_argument("--data", required=True, help="dataset directory every version is evaluated on")
+    traffic = argparse.ArgumentParser(add_help=False)
+    traffic.add_argument("--traffic", metavar="LOGDIR",
+                         help="compare on served traffic: the serve config's log.dir (kept with prompts: full). Both "
+                              "versions are predicted on the logged prompts: agreement, predicted and realised cost, "
+                              "and the paired mean reward of their choices where feedback rates both "
+                              "(docs/request-log.md)")
+    traffic.add_argument("--labels", metavar="DIR", action="append",
+                         help="with --traffic: a dataset whose outcomes rate logged prompts where no feedback does "
+                              "(e.g. `data generate --scorer judge` on the prompts `data import --prompts-out` wrote); "
+                              "repeatable")
+    cmp_ = zsub.add_parser("compare", parents=[common, traffic], help="evaluate versions on the same data or on "
+                           "served traffic (table, plot, run)",
+                           description="Evaluate versions on one dataset (--data), or a challenger against a champion "
+                                       "on the server's request log (--traffic LOGDIR: CHALLENGER CHAMPION).")
+    cmp_.add_argument("refs", nargs="+", metavar="NAME/VERSION", help="versions (NAME/VERSION or NAME@ALIAS)")
+    cmp_.add_argument("--data", help="dataset directory every version is evaluated on")
     cmp_.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
     cmp_.add_argument("--plot", help="also write the cost-quality PNG here (it is always logged to the comparison run)")
-    pro = zsub.add_parser("promote", parents=[common], help="point an alias at a version, optionally only if it is better")
+    pro = zsub.add_parser("promote", parents=[common, traffic], help="point an alias at a version, optionally only if "
+                          "it is better (on a dataset, or on served traffic)")
     pro.add_argument("ref", metavar="NAME/VERSION")
     pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
-    pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on --data")
+    pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on "
+                                                               "--data, or on --traffic (paired mean reward)")
     pro.add_argument("--metric", help="gate metric (default by role: gap_closed for routers, auroc for deferral scorers, "
-                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...)")
+                                      "cascade_auc for cascades, aiq for MDP routers; also apgr, pair_accuracy, ...; "
+                                      "with --traffic: mean_reward)")
     pro.add_argument("--data", help="dataset directory for the gate")
     pro.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="gate split (default test)")
     pro.add_argument("--min-improvement", type=float, default=0.0,
@@ -137,7 +155,22 @@ def _register(args) -> int:
 
 
 def _compare(args) -> int:
-    from routerzoo.zoo.registry_ops import compare
+    from routerzoo.errors import UserError
+    from routerzoo.zoo.registry_ops import compare, compare_on_traffic_run
+
+    if (args.data is None) == (args.traffic is None):
+        raise UserError("zoo compare needs --data DIR or --traffic LOGDIR (one of them)")
+    if args.labels and args.traffic is None:
+        raise UserError("--labels rates logged prompts: it needs --traffic LOGDIR")
+    if args.traffic is not None:
+        result, run_id = compare_on_traffic_run(args.refs, args.traffic, args.labels, tracking_uri=args.tracking_uri)
+        print(f"traffic {args.traffic}: {result.n_requests} routed requests, {result.n_prompts} distinct prompts; "
+              f"{result.labels[0]} (challenger) vs {result.labels[1]} (champion)")
+        print(result.table())
+        for note in result.notes:
+            print(f"note: {note}")
+        print(f"comparison run: {run_id}")
+        return 0
 
     result = compare(args.refs, args.data, args.split, plot=args.plot, tracking_uri=args.tracking_uri)
     any_report = next(iter(result.reports.values()))
@@ -157,7 +190,8 @@ def _promote(args) -> int:
     try:
         record = promote(args.ref, args.alias, if_better_than=args.if_better_than, metric=args.metric, data=args.data,
                          split=args.split, force=args.force, tracking_uri=args.tracking_uri,
-                         min_improvement=args.min_improvement, confidence=args.confidence)
+                         min_improvement=args.min_improvement, confidence=args.confidence,
+                         traffic=args.traffic, labels=args.labels)
     except PromotionRefused as exc:
         print(f"routerzoo: {exc}", file=sys.stderr)
         return 1  # the gate worked: not a usage error, but not a promotion either

@@ -24,6 +24,8 @@ from routerzoo.evaluation.sweep import _matrix, _pred_cost
 
 #: metrics the paired bootstrap can resample (curve metrics, "higher is better")
 PAIRED_METRICS = ("gap_closed", "aiq", "max_quality")
+#: per-prompt means the paired bootstrap resamples (served traffic: :mod:`routerzoo.zoo.traffic`)
+MEAN_METRICS = ("mean_reward",)
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,11 @@ def _value(stats: dict, metric: str) -> float:
     return float(stats["q_r"].max())  # max_quality
 
 
-def check_gate_args(metric: str, confidence: float, min_improvement: float, n_boot: int) -> None:
+def check_gate_args(metric: str, confidence: float, min_improvement: float, n_boot: int,
+                    metrics: tuple[str, ...] = PAIRED_METRICS) -> None:
     """Refuse bad gate settings with one line naming the flag."""
-    if metric not in PAIRED_METRICS:
-        raise UserError(f"--metric {metric!r}: the paired bootstrap gate resamples {', '.join(PAIRED_METRICS)}")
+    if metric not in metrics:
+        raise UserError(f"--metric {metric!r}: the paired bootstrap gate resamples {', '.join(metrics)}")
     if not 0.5 <= float(confidence) < 1.0:
         raise UserError(f"--confidence {confidence}: give a level in [0.5, 1), e.g. 0.95")
     if not np.isfinite(min_improvement):
@@ -123,14 +126,51 @@ def paired_bootstrap(candidate: Scored, incumbent: Scored, metric: str = "gap_cl
                              _matrix(s.true_cost, "true_cost", nonnegative=True), n_points, None))
     uniform = np.full(n, 1.0 / n)
     cand, inc = (_value(_stats(sw, uniform), metric) for sw in sweeps)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, uniform, size=int(n_boot)) / n  # (B, n): the same draw for both routers
+    weights = _joint_resamples(n, n_boot, seed)
     diffs = np.array([_value(_stats(sweeps[0], w), metric) - _value(_stats(sweeps[1], w), metric) for w in weights])
-    diffs = diffs[np.isfinite(diffs)]
-    alpha = 1.0 - float(confidence)
-    ci = ((float(np.quantile(diffs, alpha / 2)), float(np.quantile(diffs, 1 - alpha / 2))) if diffs.size
-          else (float("nan"), float("nan")))
+    ci = _percentile_interval(diffs, confidence)
     return GateResult(metric, cand, inc, cand - inc, ci, float(confidence), float(min_improvement), n, int(n_boot))
+
+
+def _joint_resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) weights of prompt resamples; each row is applied to both routers (the pairing)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=int(n_boot)) / n
+
+
+def _percentile_interval(diffs: np.ndarray, confidence: float) -> tuple[float, float]:
+    diffs = diffs[np.isfinite(diffs)]  # resamples where the metric is undefined are left out
+    if not diffs.size:
+        return float("nan"), float("nan")
+    alpha = 1.0 - float(confidence)
+    return float(np.quantile(diffs, alpha / 2)), float(np.quantile(diffs, 1 - alpha / 2))
+
+
+def paired_mean_bootstrap(candidate: np.ndarray, incumbent: np.ndarray, metric: str = "mean_reward", *,
+                          confidence: float = 0.95, min_improvement: float = 0.0, n_boot: int = 2000,
+                          seed: int = 0) -> GateResult:
+    """Percentile interval of ``mean(candidate) − mean(incumbent)`` over joint resamples of prompts.
+
+    The per-prompt form of :func:`paired_bootstrap`: ``candidate[i]`` and ``incumbent[i]`` are the
+    two routers' values on the same prompt i (e.g. the reward of the model each chose), so each
+    draw resamples prompts once for both and the interval is of the difference.
+
+    Args:
+        candidate: (n,) the candidate's per-prompt values.
+        incumbent: (n,) the incumbent's, in the same prompt order.
+    """
+    check_gate_args(metric, confidence, min_improvement, n_boot, metrics=MEAN_METRICS)
+    cand_v, inc_v = np.asarray(candidate, dtype=np.float64), np.asarray(incumbent, dtype=np.float64)
+    n = cand_v.shape[0]
+    if inc_v.shape != cand_v.shape or cand_v.ndim != 1:
+        raise UserError(f"paired bootstrap: {cand_v.shape} and {inc_v.shape} values; both routers must be scored on "
+                        "the same prompts")
+    if n < 2:
+        raise UserError(f"paired bootstrap: {n} prompt(s) to compare on; the gate needs more")
+    diffs = _joint_resamples(n, n_boot, seed) @ (cand_v - inc_v)  # a mean is linear in the weights: one product
+    cand, inc = float(cand_v.mean()), float(inc_v.mean())
+    return GateResult(metric, cand, inc, cand - inc, _percentile_interval(diffs, confidence), float(confidence),
+                      float(min_improvement), n, int(n_boot))
 
 
 def score_on_common_prompts(routers: dict, dataset, split: str) -> dict[str, Scored]:

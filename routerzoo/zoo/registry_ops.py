@@ -23,7 +23,13 @@ from pathlib import Path
 
 from routerzoo.data.fsutil import atomic_write_bytes
 from routerzoo.errors import UserError
-from routerzoo.zoo.gate import PAIRED_METRICS, check_gate_args, paired_bootstrap, score_on_common_prompts
+from routerzoo.zoo.gate import (
+    MEAN_METRICS,
+    PAIRED_METRICS,
+    check_gate_args,
+    paired_bootstrap,
+    score_on_common_prompts,
+)
 
 COMPARISON_EXPERIMENT = "routerzoo-comparisons"
 REGISTER_EXPERIMENT = "routerzoo"
@@ -484,7 +490,7 @@ def _metric(report: dict, metric: str, label: str) -> float:
 
 def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: str | None = None,
             data=None, split: str = "test", force: bool = False, tracking_uri: str | None = None,
-            min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
+            min_improvement: float = 0.0, confidence: float = 0.95, traffic=None, labels=None) -> dict:
     """Point ``NAME@alias`` at ``NAME/VERSION``; with ``if_better_than`` only if it beats that alias.
 
     The gate evaluates the candidate and the current holder of ``if_better_than`` on ``data``'s
@@ -493,7 +499,9 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     promotes only when the lower bound of the ``confidence`` interval of the difference exceeds
     ``min_improvement``; for the others the point difference must exceed it. Without a gate, moving
     the alias to a version whose recorded metric is worse than the current holder's adds a
-    ``warning`` to the record. ``force``
+    ``warning`` to the record. With ``traffic`` (a request log directory) instead of ``data``, the
+    gate is the paired mean reward on the logged prompts (:mod:`routerzoo.zoo.traffic`; ``labels``:
+    datasets that rate the logged prompts where no feedback does). ``force``
     promotes anyway and records that on the version (tag ``routerzoo.promotion.forced``). Every
     promotion is recorded as the version tag ``routerzoo.promotion.<alias>``.
 
@@ -506,22 +514,38 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     parsed = ModelRef.parse(ref)
     if not parsed.version:
         raise UserError(f"zoo promote {ref}: name the candidate as NAME/VERSION")
-    if if_better_than is not None and data is None:
-        raise UserError("--if-better-than needs --data DIR: the data both versions are evaluated on")
-    if if_better_than is not None and metric is not None and metric not in GATE_METRICS:
+    if if_better_than is not None and data is None and traffic is None:
+        raise UserError("--if-better-than needs --data DIR (a dataset both versions are evaluated on) or "
+                        "--traffic LOGDIR (the server's request log)")
+    if data is not None and traffic is not None:
+        raise UserError("give --data DIR or --traffic LOGDIR, not both (--labels DIR adds datasets' labels to traffic)")
+    if labels and traffic is None:
+        raise UserError("--labels rates logged prompts: it needs --traffic LOGDIR")
+    if traffic is not None and if_better_than is None:
+        raise UserError("--traffic gates a promotion: add --if-better-than ALIAS (e.g. champion)")
+    if if_better_than is not None and traffic is not None:
+        if metric is not None and metric not in MEAN_METRICS:
+            raise UserError(f"--metric {metric!r}: on --traffic the gate is the paired {', '.join(MEAN_METRICS)} "
+                            "(a curve metric needs every model's outcome on every prompt: use --data)")
+        check_gate_args(metric or "mean_reward", confidence, min_improvement, GATE_BOOTSTRAP, metrics=MEAN_METRICS)
+    elif if_better_than is not None and metric is not None and metric not in GATE_METRICS:
         raise UserError(f"--metric {metric!r}: choose one of {', '.join(GATE_METRICS)}")
-    if if_better_than is not None and (metric is None or metric in PAIRED_METRICS):
+    if if_better_than is not None and traffic is None and (metric is None or metric in PAIRED_METRICS):
         check_gate_args(metric or "gap_closed", confidence, min_improvement, GATE_BOOTSTRAP)
     mlflow, client = _client(tracking_uri)
     mv = resolve_version(client, parsed)
     label = f"{parsed.name}/{mv.version}"
     record: dict = {"alias": alias, "version": str(mv.version), "forced": False, "gated": if_better_than is not None,
                     "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-    if if_better_than is not None:
+    if if_better_than is not None and traffic is not None:
+        record |= _gate_traffic(client, parsed, mv, if_better_than, traffic, labels, tracking_uri,
+                                min_improvement=min_improvement, confidence=confidence)
+    elif if_better_than is not None:
         record |= _gate(client, parsed, mv, if_better_than, metric, data, split, tracking_uri,
                         min_improvement=min_improvement, confidence=confidence)
+    if if_better_than is not None:
         if record.get("better") is False:
-            how = (f"{record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
+            how = record.get("how") or (f"{record['metric']} {record['candidate']:.4f} vs {record['incumbent']:.4f} for @{if_better_than} "
                    f"({parsed.name}/{record['incumbent_version']}) on {record['dataset']}[{split}]: "
                    + (f"{'worse' if record['delta'] < 0 else 'no better'} by {abs(record['delta']):.4f}"
                       if record["delta"] <= 0 else f"better by {record['delta']:.4f}")
@@ -543,6 +567,82 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
         tags[FORCED_TAG] = f"@{alias} at {record['at']} despite {record['forced_over']}"
     _tag_version(client, parsed.name, mv.version, tags)
     return record
+
+
+def _gate_traffic(client, parsed: ModelRef, mv, incumbent_alias: str, traffic, labels, tracking_uri, *,
+                  min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
+    """The gate on served traffic: paired mean reward of both versions' choices on the logged prompts."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        incumbent = client.get_model_version_by_alias(parsed.name, incumbent_alias)
+    except MlflowException:
+        return {"incumbent_version": None, "note": f"no @{incumbent_alias} yet: nothing to beat"}
+    if str(incumbent.version) == str(mv.version):
+        return {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
+    result = _compare_versions_on_traffic(
+        [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))],
+        traffic, labels, tracking_uri, min_improvement=min_improvement, confidence=confidence)
+    from routerzoo.zoo.traffic import describe_gate, is_better
+
+    better = is_better(result)
+    record = result.record() | {"incumbent_version": str(incumbent.version), "traffic": str(traffic),
+                                "labels": [str(p) for p in labels or ()], "better": better}
+    if not better:
+        record["how"] = f"on traffic {traffic} against @{incumbent_alias} ({parsed.name}/{incumbent.version}): " \
+                        + describe_gate(result)
+    return record
+
+
+def _compare_versions_on_traffic(refs: list[ModelRef], traffic, labels, tracking_uri, **gate):
+    """Load two versions (challenger first) and compare them on a request log."""
+    from routerzoo.evaluation.runner import use_embedding_cache
+    from routerzoo.routers.core.loader import load
+    from routerzoo.routers.registry import get_kind
+    from routerzoo.zoo.traffic import compare_on_traffic, dataset_labels, read_traffic
+
+    _, client = _client(tracking_uri)
+    versions = [resolve_version(client, r) for r in refs]
+    names = [f"{r.name}/{v.version}" for r, v in zip(refs, versions, strict=True)]
+    if names[0] == names[1]:
+        raise UserError(f"zoo compare --traffic: {refs[0]} and {refs[1]} are the same version ({names[0]})")
+    routers = [load(f"models:/{n}", tracking_uri=tracking_uri) for n in names]
+    for n, r in zip(names, routers, strict=True):
+        role = get_kind(r.kind).role
+        if role != "router":
+            raise UserError(f"{n} is a {role}: comparing on traffic predicts routers' decisions")
+        use_embedding_cache(r)
+    log = read_traffic(traffic)
+    extra = dataset_labels(labels, {p for p, _, _ in log.routed})
+    # the server logs a registered version as name@version (serving.loader.LoadedRouter.label)
+    served = (f"{refs[0].name}@{versions[0].version}", f"{refs[1].name}@{versions[1].version}")
+    return compare_on_traffic(routers[0], routers[1], served, log, extra, n_boot=GATE_BOOTSTRAP, **gate)
+
+
+def compare_on_traffic_run(refs: list[str], traffic, labels=None, tracking_uri: str | None = None,
+                           confidence: float = 0.95):
+    """``zoo compare CHALLENGER CHAMPION --traffic LOGDIR``: the comparison, logged as a run.
+
+    Returns:
+        (the :class:`~routerzoo.zoo.traffic.TrafficComparison`, the run id).
+    """
+    from routerzoo.zoo.tracking import log_metrics, run
+
+    if len(refs) != 2:
+        raise UserError(f"zoo compare --traffic compares two versions, CHALLENGER CHAMPION; got {len(refs)}")
+    check_gate_args("mean_reward", confidence, 0.0, GATE_BOOTSTRAP, metrics=MEAN_METRICS)
+    parsed = [ModelRef.parse(r) for r in refs]
+    mlflow, _ = _client(tracking_uri)
+    result = _compare_versions_on_traffic(parsed, traffic, labels, tracking_uri, confidence=confidence)
+    with run(COMPARISON_EXPERIMENT, run_name=f"compare {' vs '.join(result.labels)} on traffic",
+             tags={"routerzoo.comparison": " ".join(result.labels), "routerzoo.traffic": str(traffic)},
+             uri=tracking_uri) as active:
+        mlflow.log_params({"traffic": str(traffic), "versions": " ".join(result.labels),
+                           "labels": " ".join(str(p) for p in labels or ()) or "-"})
+        log_metrics(result.record())
+        mlflow.log_text(result.table() + "\n", "comparison.txt")
+        mlflow.log_dict(result.record(), "traffic_comparison.json")
+        return result, active.info.run_id
 
 
 def _interval_text(record: dict) -> str:

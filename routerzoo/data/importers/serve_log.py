@@ -8,6 +8,10 @@ server may keep writing) and feedback is joined to the requests it names across 
   reward (several rewards of the same prompt and model, from clients or a judge, are averaged and
   counted in the notes), cost = the logged cost (when the server knew no price: tokens x the
   model's list price, ``--prices``), input / output tokens as logged.
+* **A prompt list** (``routerzoo data import LOG --format serve-log --prompts-out prompts.jsonl``,
+  :func:`prompt_list`): every distinct logged prompt as a ``data generate`` question, to replay on
+  the candidates and have a judge rate (``--scorer judge``): outcomes for the models the router did
+  not choose, with the ids this import gives the prompts.
 * **Pairs** where preferences exist: ``request_id`` and ``other_request_id`` must carry the same
   prompt and have been answered by different models; ``model_a`` answered ``request_id``.
 
@@ -71,6 +75,40 @@ def _read_segment(path: Path) -> tuple[dict, list[tuple], list[tuple]]:
     return meta, requests, feedback
 
 
+def _refuse_without_texts(files: list[Path], skipped_modes: dict, what: str = "to train on") -> None:
+    if len(skipped_modes) and sum(skipped_modes.values()) == len(files):
+        mode = next(iter(skipped_modes))
+        raise UserError(f"{files[0].parent}: the request log was kept with prompts: {mode}, so it holds no prompt "
+                        f"texts {what}; set log.prompts: full in the serve config and collect traffic again")
+
+
+def prompt_list(paths) -> tuple[list[dict], int]:
+    """The distinct prompt texts of the answered requests in a log, as ``data generate`` questions.
+
+    Each is ``{"id": ..., "question": ...}`` with the id the import gives the prompt (so outcomes
+    generated from the list join the imported ones), in the order first logged.
+
+    Returns:
+        (the questions, the number of feedback rows in the log).
+
+    Raises:
+        UserError: the log was kept without prompt texts (``prompts: off`` or ``hash``).
+    """
+    files = _segments(paths)
+    seen: dict[str, None] = {}
+    skipped_modes: dict[str, int] = {}
+    n_feedback = 0
+    for path in files:
+        meta, reqs, fb = _read_segment(path)
+        mode = meta.get("prompts", "off")
+        if mode != "full":
+            skipped_modes[mode] = skipped_modes.get(mode, 0) + 1
+        n_feedback += len(fb)
+        seen.update((row[1], None) for row in reqs)
+    _refuse_without_texts(files, skipped_modes, "to replay")
+    return [{"id": text_id(p), "question": p} for p in seen], n_feedback
+
+
 def read(paths, options: ImportOptions) -> ImportResult:
     files = _segments(paths)
     requests: dict[str, tuple] = {}  # request id → (prompt, model, cost, tokens in, tokens out)
@@ -85,10 +123,7 @@ def read(paths, options: ImportOptions) -> ImportResult:
         for rid, *rest in reqs:
             requests[rid] = tuple(rest)
         feedback += [(str(path), *row) for row in fb]
-    if len(skipped_modes) and sum(skipped_modes.values()) == len(files):
-        mode = next(iter(skipped_modes))
-        raise UserError(f"{files[0].parent}: the request log was kept with prompts: {mode}, so it holds no prompt "
-                        "texts to train on; set log.prompts: full in the serve config and collect traffic again")
+    _refuse_without_texts(files, skipped_modes)
     outcome_rows, pair_rows = [], []
     unknown = 0
     for file, fid, rid, feedback_type, reward, other, winner, source in feedback:

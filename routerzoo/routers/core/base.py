@@ -29,11 +29,11 @@ import numpy as np
 
 from routerzoo.errors import UserError
 from routerzoo.routers.core.cost import CostModel
+from routerzoo.routers.core.prediction import Prediction
 from routerzoo.routers.encoders.lazy import LazyEncoding
 from routerzoo.routers.policies.argmax import ArgmaxPolicy
 from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.policies.threshold import ThresholdConfig, ThresholdPolicy
-from routerzoo.routers.core.prediction import Prediction
 
 
 class NotFittedError(UserError):

@@ -104,8 +104,8 @@ class StackRouter(Router):
                    quality_range=self.quality_range, lineage=self.lineage)
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        from routerzoo.routers.registry import get_kind
         from routerzoo.routers.core.typed_config import config_from_dict
+        from routerzoo.routers.registry import get_kind
 
         kinds = self.config.members
         weights = self._tensor(tensors, "stack_weights", (len(kinds),))
@@ -157,8 +157,8 @@ def _val_objective(ctx: FitContext, router: StackRouter):
                                                router.models)["aiq"]["router"]
     pairs = ctx.val_prefs
     if pairs is not None and len(pairs):
-        from routerzoo.routers.kinds.elo import pair_metrics
         from routerzoo.routers.core.prediction import Prediction
+        from routerzoo.routers.kinds.elo import pair_metrics
 
         unique = sorted(set(pairs.prompts))
         row = {p: i for i, p in enumerate(unique)}
@@ -173,8 +173,8 @@ def _val_objective(ctx: FitContext, router: StackRouter):
 
 def fit_stack(config: StackConfig, ctx: FitContext) -> tuple[StackRouter, dict]:
     """Fit every member on the training split, then the weights on the validation split."""
-    from routerzoo.routers.registry import get_kind
     from routerzoo.routers.core.typed_config import config_from_dict
+    from routerzoo.routers.registry import get_kind
 
     metrics: dict = {}
     fitted: list[Router] = []

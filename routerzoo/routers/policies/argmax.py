@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.core.prediction import Prediction
+from routerzoo.routers.policies.base import BatchPolicy
 
 #: Utilities this close to the best (relative to max(1, |best|)) count as tied. Prompt embeddings are
 #: float32: the same text encoded in another batch (other padding), from the disk cache or on another

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.core.prediction import Prediction
 from routerzoo.routers.policies.argmax import decide as argmax_decide
 from routerzoo.routers.policies.base import BatchPolicy
-from routerzoo.routers.core.prediction import Prediction
 
 __all__ = ["AssignmentConfig", "AssignmentPolicy", "InfeasibleError", "SolverError", "capacity_counts"]
 

@@ -244,8 +244,8 @@ class CascadePolicy(SequentialPolicy):
         """The cascade a checked ``config.json`` describes (the loader's policy builder)."""
         from routerzoo.routers.core.artifact import ArtifactError
         from routerzoo.routers.core.cost import _price_pair
-        from routerzoo.routers.deferral.artifact import scorer_from_section
         from routerzoo.routers.core.typed_config import config_from_dict
+        from routerzoo.routers.deferral.artifact import scorer_from_section
 
         config = config_from_dict(CascadeConfig, doc.get("config") or {}, f"{where}: config")
         if "scorer" not in doc:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.policies.base import BatchPolicy
 from routerzoo.routers.core.prediction import Prediction
+from routerzoo.routers.policies.base import BatchPolicy
 
 
 @dataclass

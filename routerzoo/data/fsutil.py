@@ -70,9 +70,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = False) -> Path:
     """Write one file all-or-nothing: the bytes go to a temporary file beside ``path`` that then
     replaces it in one rename, so a reader never sees half a file. The parent folder is created.
+
+    Args:
+        durable: also fsync the file before the rename and the folder after it, so the new file
+            survives a power cut (state a server must not lose; slower).
 
     Returns:
         ``path`` as a Path.
@@ -83,11 +87,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        _fsync_dir(path.parent)  # the rename itself
     return path
 
 

@@ -272,8 +272,8 @@ def resolve_scorer(name: str | None, questions: Sequence[Question]) -> tuple[str
 
 
 @dataclass
-class GenerateConfig:
-    """How to ask the endpoint.
+class EndpointConfig:
+    """How to ask an OpenAI-compatible endpoint: what the generator and the judge share.
 
     Attributes:
         endpoint: base URL (``http://host:port`` or ``.../v1``).
@@ -282,9 +282,8 @@ class GenerateConfig:
         temperature: sampling temperature (0: greedy).
         concurrency: requests in flight at once.
         retries: extra attempts for a failed request.
-        timeout_s: per-request timeout.
+        timeout_s: per-request timeout, seconds.
         api_key: sent as ``Authorization: Bearer``, or None.
-        instruction: the user message; ``{prompt}`` is replaced by the question and its options.
     """
 
     endpoint: str
@@ -295,7 +294,6 @@ class GenerateConfig:
     retries: int = 2
     timeout_s: float = 120.0
     api_key: str | None = None
-    instruction: str = _DEFAULT_INSTRUCTION
 
     def __post_init__(self):
         if not self.endpoint.startswith(("http://", "https://")):
@@ -305,6 +303,27 @@ class GenerateConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
         if not 0.0 <= self.temperature <= 5.0:
             raise ConfigError(f"--temperature must be in [0, 5], got {self.temperature}")
+
+    @property
+    def url(self) -> str:
+        base = self.endpoint.rstrip("/")
+        if base.endswith("/chat/completions"):
+            return base
+        return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+
+
+@dataclass
+class GenerateConfig(EndpointConfig):
+    """How to ask the endpoint for answers (and the fields of :class:`EndpointConfig`).
+
+    Attributes:
+        instruction: the user message; ``{prompt}`` is replaced by the question and its options.
+    """
+
+    instruction: str = _DEFAULT_INSTRUCTION
+
+    def __post_init__(self):
+        super().__post_init__()
         if "{prompt}" not in self.instruction:
             raise ConfigError("the instruction must contain {prompt}")
         import string
@@ -322,13 +341,6 @@ class GenerateConfig:
             self.instruction.format(prompt="")
         except (ValueError, IndexError, KeyError) as exc:  # a bad conversion or format spec after {prompt}
             raise ConfigError(f"--instruction: not a valid template ({exc})") from None
-
-    @property
-    def url(self) -> str:
-        base = self.endpoint.rstrip("/")
-        if base.endswith("/chat/completions"):
-            return base
-        return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
 
 
 @dataclass

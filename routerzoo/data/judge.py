@@ -22,6 +22,7 @@ never a guess.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from routerzoo.data.generate import EndpointConfig, GenerateConfig
 from routerzoo.errors import ConfigError, UserError
 
 MODES = ("score", "pairwise")
@@ -58,38 +60,24 @@ _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 
 @dataclass
-class JudgeConfig:
-    """How to ask the judge.
+class JudgeConfig(EndpointConfig):
+    """How to ask the judge: the judge's endpoint and model id and its sampling settings (the
+    fields of :class:`~routerzoo.data.generate.EndpointConfig`; temperature 0, the default, is
+    greedy, so a cached verdict is the verdict), and:
 
     Attributes:
-        endpoint: base URL of the judge's OpenAI-compatible endpoint.
-        model: the judge's model id.
         mode: ``score`` or ``pairwise``.
         rubric: the judge's prompt; empty = :data:`SCORE_RUBRIC` / :data:`PAIRWISE_RUBRIC`. A score
             rubric uses ``{question}``, ``{response}`` (required) and ``{reference}``, ``{scale}``;
             a pairwise rubric ``{question}``, ``{response_a}``, ``{response_b}``.
         scale: top of the rating scale (ratings are 1..scale).
         cache: JSONL file of judge answers (created if missing); empty = no cache.
-        max_tokens: judge answer length limit.
-        temperature: judge sampling temperature (0: greedy, so a cached verdict is the verdict).
-        concurrency: judge requests in flight at once.
-        retries: extra attempts for a failed request.
-        timeout_s: per-request timeout, seconds.
-        api_key: sent as ``Authorization: Bearer``, or None.
     """
 
-    endpoint: str
-    model: str
     mode: str = "score"
     rubric: str = ""
     scale: int = 10
     cache: str = ""
-    max_tokens: int = 512
-    temperature: float = 0.0
-    concurrency: int = 4
-    retries: int = 2
-    timeout_s: float = 120.0
-    api_key: str | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -104,14 +92,12 @@ class JudgeConfig:
         missing = [k for k in needed if k not in self.rubric]
         if missing:
             raise ConfigError(f"the judge rubric must contain {', '.join(missing)}")
-        self.generate_config()  # the endpoint and sampling settings are checked as the generator checks them
+        super().__post_init__()  # the endpoint and sampling settings, checked as the generator's are
 
-    def generate_config(self):
-        from routerzoo.data.generate import GenerateConfig
-
-        return GenerateConfig(self.endpoint, self.model, max_tokens=self.max_tokens, temperature=self.temperature,
-                              concurrency=self.concurrency, retries=self.retries, timeout_s=self.timeout_s,
-                              api_key=self.api_key, instruction="{prompt}")
+    def generate_config(self) -> GenerateConfig:
+        """The generator's config for the judge's requests (each request's text is the whole prompt)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(EndpointConfig)}
+        return GenerateConfig(**shared, instruction="{prompt}")
 
 
 @dataclass

@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from routerzoo.serving.worker import cancel_task, start_task
+
 log = logging.getLogger("routerzoo.serving")
 
 
@@ -80,17 +82,12 @@ class MicroBatcher:
         """Start the batching loop on the running event loop."""
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routerzoo-predict")
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-batcher")
+        self._task = start_task(self._loop(), "routerzoo-batcher")
 
     async def stop(self) -> None:
         """Stop the loop; requests still queued fail with a RuntimeError."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         while self._pending:
             _, _, fut = self._pending.popleft()
             if not fut.done():

@@ -36,9 +36,11 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from routerzoo.data.fsutil import atomic_write_bytes
 from routerzoo.routers.encoders.encoder import truncate_chars
 from routerzoo.serving.app import RequestError, decode_body
 from routerzoo.serving.feedback_config import FeedbackConfig
+from routerzoo.serving.worker import cancel_task, start_task
 
 log = logging.getLogger("routerzoo.serving.feedback")
 
@@ -55,17 +57,7 @@ STATE_FILE = "state.safetensors"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power cut
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, data, durable=True)  # learnt state and its log survive a power cut
 
 
 class FeedbackLearner:
@@ -120,15 +112,10 @@ class FeedbackLearner:
             log.info("feedback: learning %d reward(s) logged after the last saved state", len(entries))
             self._pending = entries
             await self.flush()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-feedback")
+        self._task = start_task(self._loop(), "routerzoo-feedback")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_task(self._task)
         if self.router is not None and self._pending:
             try:
                 await self.flush()

@@ -23,6 +23,7 @@ import logging
 
 from routerzoo.errors import UserError
 from routerzoo.serving.loader import LoadedRouter, alias_version, parse_alias_uri, prepare_router
+from routerzoo.serving.worker import cancel_task, start_task
 
 log = logging.getLogger("routerzoo.serving")
 
@@ -98,16 +99,11 @@ class AliasWatcher:
         return self.holder.current.label if self.holder.current else "nothing"
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="routerzoo-reload")
+        self._task = start_task(self._loop(), "routerzoo-reload")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

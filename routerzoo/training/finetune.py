@@ -15,7 +15,6 @@ from dataclasses import replace
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from routerzoo.errors import ConfigError, UserError
@@ -28,7 +27,7 @@ from routerzoo.routers.kinds.finetune import (
 )
 from routerzoo.training.context import FitContext
 from routerzoo.training.lightning_utils import early_stopped_trainer, run_fit, seeded_loader, trainer_kwargs
-from routerzoo.training.mlp import log_cost_stats
+from routerzoo.training.mlp import SuccessModule, log_cost_stats
 
 
 class PromptOutcomes(Dataset):
@@ -64,36 +63,17 @@ class Collate:
                 "log_cost": d.log_cost[idx], "c_mask": d.c_mask[idx]}
 
 
-class FinetuneModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.kinds.finetune.build_network`."""
+class FinetuneModule(SuccessModule):
+    """LightningModule around :func:`routerzoo.routers.kinds.finetune.build_network`: the MLP's
+    losses on tokenised batches, two learning rates and a warm-up schedule."""
 
-    def __init__(self, net: torch.nn.Module, config: FinetuneConfig):
-        super().__init__()
-        self.net = net
-        self.config = config
+    @staticmethod
+    def _batch_size(batch) -> int:
+        return len(batch["quality"])
 
-    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _outputs(self, batch):
         logits, cost_pred = self.net(**batch["inputs"])
-        logits = logits.float()
-        q_mask = batch["q_mask"]
-        bce = F.binary_cross_entropy_with_logits(logits, batch["quality"], reduction="none")
-        bce = (bce * q_mask).sum() / q_mask.sum().clamp_min(1.0)
-        if cost_pred is None:
-            return bce, torch.zeros((), device=logits.device)
-        c_mask = batch["c_mask"]
-        mse = (((cost_pred.float() - batch["log_cost"]) ** 2) * c_mask).sum() / c_mask.sum().clamp_min(1.0)
-        return bce, mse
-
-    def training_step(self, batch, batch_idx):
-        bce, mse = self._losses(batch)
-        n = len(batch["quality"])
-        self.log_dict({"train_bce": bce, "train_cost_mse": mse}, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        return bce + self.config.cost_loss_weight * mse
-
-    def validation_step(self, batch, batch_idx):
-        bce, mse = self._losses(batch)
-        self.log_dict({"val_bce": bce, "val_cost_mse": mse}, on_step=False, on_epoch=True, prog_bar=True,
-                      batch_size=len(batch["quality"]), sync_dist=True)
+        return logits, cost_pred, (batch["quality"], batch["q_mask"], batch["log_cost"], batch["c_mask"])
 
     def configure_optimizers(self):
         c = self.config

@@ -39,6 +39,47 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
+class TwoLossModule(L.LightningModule):
+    """A LightningModule around ``net`` minimising ``main + weight · aux``.
+
+    Subclasses give ``_losses(batch) -> (main, aux)``, name both in ``loss_names`` (logged per
+    epoch, synced across devices, as ``train_<name>`` and ``val_<name>``) and name the config field
+    holding the weight in ``aux_weight``. The optimiser is AdamW at ``config.lr`` and
+    ``config.weight_decay`` unless a subclass says otherwise.
+    """
+
+    loss_names: tuple[str, str]
+    aux_weight: str
+
+    def __init__(self, net: torch.nn.Module, config):
+        super().__init__()
+        self.net = net
+        self.config = config
+
+    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _batch_size(batch) -> int:
+        return len(batch[0])
+
+    def _log_losses(self, split: str, main: torch.Tensor, aux: torch.Tensor, batch, **kwargs) -> None:
+        names = {f"{split}_{self.loss_names[0]}": main, f"{split}_{self.loss_names[1]}": aux}
+        self.log_dict(names, on_step=False, on_epoch=True, batch_size=self._batch_size(batch), sync_dist=True, **kwargs)
+
+    def training_step(self, batch, batch_idx):
+        main, aux = self._losses(batch)
+        self._log_losses("train", main, aux, batch)
+        return main + getattr(self.config, self.aux_weight) * aux
+
+    def validation_step(self, batch, batch_idx):
+        main, aux = self._losses(batch)
+        self._log_losses("val", main, aux, batch, prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+
 class KeepBest(L.Callback):
     """Keeps a copy of the weights of the best validation epoch in memory."""
 

@@ -20,6 +20,7 @@ from routerzoo.routers.core.features import PromptFeatures, feature_matrix
 from routerzoo.routers.kinds.mlp import MLPConfig, MLPRouter
 from routerzoo.training.context import FitContext
 from routerzoo.training.lightning_utils import (
+    TwoLossModule,
     early_stopped_trainer,
     run_fit,
     seeded_loader,
@@ -27,38 +28,32 @@ from routerzoo.training.lightning_utils import (
 )
 
 
-class SuccessModule(L.LightningModule):
-    """LightningModule around :func:`routerzoo.routers.kinds.mlp.build_network`."""
+class SuccessModule(TwoLossModule):
+    """LightningModule around :func:`routerzoo.routers.kinds.mlp.build_network` (and, with its own
+    batches, the fine-tuned encoder's network): a per-model success classifier with a cost head."""
 
-    def __init__(self, net: torch.nn.Module, lr: float, weight_decay: float, cost_loss_weight: float):
-        super().__init__()
-        self.net = net
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.cost_loss_weight = cost_loss_weight
+    loss_names = ("bce", "cost_mse")
+    aux_weight = "cost_loss_weight"
+
+    def _outputs(self, batch) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """The network's quality logits and log-cost predictions on ``batch``, and the batch's
+        (quality, q_mask, log_cost, c_mask) targets, each (B, m)."""
+        x, *targets = batch
+        logits, cost_pred = self.net(x)
+        return logits, cost_pred, tuple(targets)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x, quality, q_mask, log_cost, c_mask = batch
-        logits, cost_pred = self.net(x)
+        """BCE of each model's success (soft targets) where it has an outcome, and the squared error
+        of the standardised log cost where it has a cost (0 without a cost head); both in float32,
+        since mixed precision gives half-precision outputs."""
+        logits, cost_pred, (quality, q_mask, log_cost, c_mask) = self._outputs(batch)
+        logits = logits.float()
         bce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
         bce = (bce * q_mask).sum() / q_mask.sum().clamp_min(1.0)
         if cost_pred is None:
-            return bce, torch.zeros((), device=x.device)
-        mse = (((cost_pred - log_cost) ** 2) * c_mask).sum() / c_mask.sum().clamp_min(1.0)
+            return bce, torch.zeros((), device=logits.device)
+        mse = (((cost_pred.float() - log_cost) ** 2) * c_mask).sum() / c_mask.sum().clamp_min(1.0)
         return bce, mse
-
-    def training_step(self, batch, batch_idx):
-        bce, mse = self._losses(batch)
-        loss = bce + self.cost_loss_weight * mse
-        self.log_dict({"train_bce": bce, "train_cost_mse": mse}, on_step=False, on_epoch=True, batch_size=len(batch[0]), sync_dist=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        bce, mse = self._losses(batch)
-        self.log_dict({"val_bce": bce, "val_cost_mse": mse}, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
 def _tensors(emb: np.ndarray, quality: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray) -> TensorDataset:
@@ -116,7 +111,7 @@ def fit_mlp(config: MLPConfig, ctx: FitContext) -> tuple[MLPRouter, dict]:
     has_val = ctx.val is not None and len(ctx.val) > 0
     val_ds = (_tensors(with_features(config.features, ctx.val_embeddings, ctx.val), ctx.val.quality, ctx.val.cost, mean, std)
               if has_val else None)
-    module = SuccessModule(net, config.lr, config.weight_decay, config.cost_loss_weight)
+    module = SuccessModule(net, config)
     trainer, keep = early_stopped_trainer(config, ctx, tk, "val_bce", has_val)
     train_dl = seeded_loader(train_ds, config.batch_size, ctx.seed)
     val_dl = DataLoader(val_ds, batch_size=1024) if has_val else None

@@ -15,16 +15,15 @@ from torch.utils.data import TensorDataset
 
 from routerzoo.routers.kinds.zooter import ZooterConfig, ZooterRouter, fit_quality_scale, reward_targets
 from routerzoo.training.context import FitContext
+from routerzoo.training.lightning_utils import TwoLossModule
 from routerzoo.training.loop import fit_module
 
 
-class DistilModule(L.LightningModule):
+class DistilModule(TwoLossModule):
     """LightningModule around :func:`routerzoo.routers.kinds.zooter.build_network`."""
 
-    def __init__(self, net: torch.nn.Module, config: ZooterConfig):
-        super().__init__()
-        self.net = net
-        self.cfg = config
+    loss_names = ("kl", "mean_mse")
+    aux_weight = "mean_loss_weight"
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, target, mask, mean_q = batch
@@ -35,18 +34,6 @@ class DistilModule(L.LightningModule):
         kl = (kl * has).sum() / has.sum().clamp_min(1)
         mse = (((mean_pred - mean_q) ** 2) * has).sum() / has.sum().clamp_min(1)
         return kl, mse
-
-    def training_step(self, batch, batch_idx):
-        kl, mse = self._losses(batch)
-        self.log_dict({"train_kl": kl, "train_mean_mse": mse}, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return kl + self.cfg.mean_loss_weight * mse
-
-    def validation_step(self, batch, batch_idx):
-        kl, mse = self._losses(batch)
-        self.log_dict({"val_kl": kl, "val_mean_mse": mse}, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
 
 def _tensors(emb: np.ndarray, quality: np.ndarray, categories, config: ZooterConfig) -> TensorDataset:

@@ -569,17 +569,26 @@ def promote(ref: str, alias: str, *, if_better_than: str | None = None, metric: 
     return record
 
 
-def _gate_traffic(client, parsed: ModelRef, mv, incumbent_alias: str, traffic, labels, tracking_uri, *,
-                  min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
-    """The gate on served traffic: paired mean reward of both versions' choices on the logged prompts."""
+def _incumbent(client, parsed: ModelRef, mv, incumbent_alias: str):
+    """The version ``@incumbent_alias`` names and None, or None and the gate's record when there is
+    nothing to compare (no such alias yet, or it names ``mv`` already): what every gate starts with."""
     from mlflow.exceptions import MlflowException
 
     try:
         incumbent = client.get_model_version_by_alias(parsed.name, incumbent_alias)
     except MlflowException:
-        return {"incumbent_version": None, "note": f"no @{incumbent_alias} yet: nothing to beat"}
+        return None, {"incumbent_version": None, "note": f"no @{incumbent_alias} yet: nothing to beat"}
     if str(incumbent.version) == str(mv.version):
-        return {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
+        return None, {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
+    return incumbent, None
+
+
+def _gate_traffic(client, parsed: ModelRef, mv, incumbent_alias: str, traffic, labels, tracking_uri, *,
+                  min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
+    """The gate on served traffic: paired mean reward of both versions' choices on the logged prompts."""
+    incumbent, settled = _incumbent(client, parsed, mv, incumbent_alias)
+    if settled is not None:
+        return settled
     result = _compare_versions_on_traffic(
         [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))],
         traffic, labels, tracking_uri, min_improvement=min_improvement, confidence=confidence)
@@ -655,14 +664,9 @@ def _interval_text(record: dict) -> str:
 
 def _gate(client, parsed: ModelRef, mv, incumbent_alias: str, metric: str, data, split: str, tracking_uri,
           *, min_improvement: float = 0.0, confidence: float = 0.95) -> dict:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        incumbent = client.get_model_version_by_alias(parsed.name, incumbent_alias)
-    except MlflowException:
-        return {"incumbent_version": None, "note": f"no @{incumbent_alias} yet: nothing to beat"}
-    if str(incumbent.version) == str(mv.version):
-        return {"incumbent_version": str(incumbent.version), "note": f"already @{incumbent_alias}"}
+    incumbent, settled = _incumbent(client, parsed, mv, incumbent_alias)
+    if settled is not None:
+        return settled
     refs = [ModelRef(parsed.name, version=str(mv.version)), ModelRef(parsed.name, version=str(incumbent.version))]
     cand_label, inc_label = (f"{parsed.name}/{r.version}" for r in refs)
     where = {"incumbent_version": str(incumbent.version), "split": split}

@@ -120,14 +120,44 @@ def source_entry(path: Path, **extra) -> dict:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path), **extra}
 
 
-def finish_file(path: Path, file: str, n: int, sources: list, notes: list, skipped_note: str | None, empty: str) -> None:
-    """What every record-by-record importer does after one file: note what it skipped, refuse a file
-    that gave no record (``empty`` says which), and list the file among the sources with its count."""
-    if skipped_note:
-        notes.append(skipped_note)
-    if n == 0:
-        raise DataError(empty, file=file)
-    sources.append(source_entry(path, records=n))
+def read_records(files: list[Path], parse, *, suffixes: tuple[str, ...], reads: str, skipped: str, empty: str,
+                 sources: list, notes: list) -> list[dict]:
+    """What every record-by-record importer does: check each file's suffix, read its JSON objects,
+    turn each into a row, count and note what was skipped, refuse a file that gave no row, and list
+    each file among the sources with its count.
+
+    Args:
+        files: the files to read.
+        parse: ``parse(rec, file, row, seen) -> dict | None``: one record's row, or None to skip it
+            (counted); ``seen`` is a set per file for the importer's duplicate check.
+        suffixes: file name endings accepted (lower case).
+        reads: what the importer reads, for the format mismatch error ("alpaca-eval reads ...").
+        skipped: note when records were skipped, formatted with ``{n}`` and ``{file}``.
+        empty: error for a file that gave no row.
+
+    Returns:
+        The rows, each with ``_file`` and ``_row`` (where it came from) added last.
+    """
+    rows = []
+    for path in files:
+        file = str(path)
+        if not path.name.lower().endswith(suffixes):
+            raise DataError(f"format mismatch: {reads}, not a {path.suffix or 'suffix-less'} file", file=file)
+        seen: set[str] = set()
+        n = n_skipped = 0
+        for row, rec in read_json_objects(path):
+            out = parse(rec, file, row, seen)
+            if out is None:
+                n_skipped += 1
+                continue
+            rows.append({**out, "_file": file, "_row": row})
+            n += 1
+        if n_skipped:
+            notes.append(skipped.format(n=n_skipped, file=file))
+        if n == 0:
+            raise DataError(empty, file=file)
+        sources.append(source_entry(path, records=n))
+    return rows
 
 
 def check_not_empty(path: Path, data: bytes | str) -> None:

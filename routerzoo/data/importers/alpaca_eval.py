@@ -30,8 +30,7 @@ from routerzoo.data.importers._common import (
     ImportResult,
     as_number,
     expand_paths,
-    finish_file,
-    read_json_objects,
+    read_records,
     text_id,
 )
 from routerzoo.errors import DataError
@@ -40,51 +39,41 @@ NAME = "alpaca-eval"
 SUMMARY = "AlpacaEval annotations.json: judge preferences between generator_1 and generator_2"
 
 
+def _row(rec: dict, file: str, row: int, seen: set[str]) -> dict | None:
+    for key in ("instruction", "generator_1", "generator_2", "preference"):
+        if key not in rec:
+            raise DataError("annotation lacks this field", file=file, row=row, field=key)
+    instruction = rec["instruction"]
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise DataError("instruction must be a non-empty string", file=file, row=row, field="instruction")
+    pref = as_number(rec["preference"], file=file, row=row, field="preference", allow_none=True)
+    if pref is None:
+        return None
+    if not 1.0 <= pref <= 2.0:
+        raise DataError(f"preference {pref!r} is outside [1, 2]", file=file, row=row, field="preference")
+    if instruction in seen:
+        raise DataError("instruction appears twice in this file", file=file, row=row, field="instruction")
+    seen.add(instruction)
+    dataset = rec.get("dataset")
+    return {
+        "prompt_id": text_id(instruction, "alpaca"),
+        "prompt": instruction,
+        "model_a": rec["generator_1"],
+        "model_b": rec["generator_2"],
+        "winner": "b" if pref > 1.5 else ("a" if pref < 1.5 else "tie"),
+        "weight": 1.0,
+        "category": dataset if isinstance(dataset, str) else None,
+    }
+
+
 def read(paths, options: ImportOptions) -> ImportResult:
     files = expand_paths(paths, ("annotations.json",), "AlpacaEval annotations.json")
-    rows = []
-    sources = []
-    notes = []
-    for path in files:
-        file = str(path)
-        if not path.name.lower().endswith(".json"):
-            raise DataError("format mismatch: alpaca-eval reads annotations.json files (a JSON list of annotation "
-                            f"records), not a {path.suffix or 'suffix-less'} file", file=file)
-        seen: set[str] = set()
-        n = 0
-        no_verdict = 0
-        for row, rec in read_json_objects(path):
-            for key in ("instruction", "generator_1", "generator_2", "preference"):
-                if key not in rec:
-                    raise DataError("annotation lacks this field", file=file, row=row, field=key)
-            instruction = rec["instruction"]
-            if not isinstance(instruction, str) or not instruction.strip():
-                raise DataError("instruction must be a non-empty string", file=file, row=row, field="instruction")
-            pref = as_number(rec["preference"], file=file, row=row, field="preference", allow_none=True)
-            if pref is None:
-                no_verdict += 1
-                continue
-            if not 1.0 <= pref <= 2.0:
-                raise DataError(f"preference {pref!r} is outside [1, 2]", file=file, row=row, field="preference")
-            if instruction in seen:
-                raise DataError("instruction appears twice in this file", file=file, row=row, field="instruction")
-            seen.add(instruction)
-            dataset = rec.get("dataset")
-            rows.append({
-                "prompt_id": text_id(instruction, "alpaca"),
-                "prompt": instruction,
-                "model_a": rec["generator_1"],
-                "model_b": rec["generator_2"],
-                "winner": "b" if pref > 1.5 else ("a" if pref < 1.5 else "tie"),
-                "weight": 1.0,
-                "category": dataset if isinstance(dataset, str) else None,
-                "_file": file,
-                "_row": row,
-            })
-            n += 1
-        finish_file(path, file, n, sources, notes,
-                    f"skipped {no_verdict} annotation(s) with a null preference in {file}" if no_verdict else None,
-                    "no annotations with a preference")
+    sources: list = []
+    notes: list = []
+    rows = read_records(files, _row, suffixes=(".json",), sources=sources, notes=notes,
+                        reads="alpaca-eval reads annotations.json files (a JSON list of annotation records)",
+                        skipped="skipped {n} annotation(s) with a null preference in {file}",
+                        empty="no annotations with a preference")
     df = pd.DataFrame(rows)
     notes.insert(0, f"alpaca-eval: {len(df)} preference pairs over {df['prompt_id'].nunique()} instructions "
                     f"from {len(files)} file(s); winner from preference (> 1.5 -> b, < 1.5 -> a, = 1.5 -> tie)")

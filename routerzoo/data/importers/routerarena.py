@@ -37,9 +37,8 @@ from routerzoo.data.importers._common import (
     ImportResult,
     as_number,
     expand_paths,
-    finish_file,
     parse_object,
-    read_json_objects,
+    read_records,
     source_entry,
 )
 from routerzoo.data.prices import Price, PriceTable, load_price_file
@@ -70,65 +69,56 @@ def _tokens(usage, key: str, file: str, row: int) -> float | None:
 
 def read(paths, options: ImportOptions) -> ImportResult:
     files = expand_paths(paths, (".jsonl",), "RouterArena cached_results .jsonl")
-    rows = []
-    notes = []
-    sources = []
+    notes: list = []
+    sources: list = []
     clipped = 0
-    for path in files:
-        file = str(path)
-        if not path.name.lower().endswith((".jsonl", ".json")):
-            raise DataError("format mismatch: routerarena reads cached_results/<model>.jsonl files (one JSON "
-                            f"object per line), not a {path.suffix or 'suffix-less'} file", file=file)
-        seen: set[str] = set()
-        n = 0
-        failed = 0
-        for row, rec in read_json_objects(path):
-            for key in ("global_index", "question"):
-                if rec.get(key) in (None, ""):
-                    raise DataError("record lacks this field", file=file, row=row, field=key)
-            gid = str(rec["global_index"])
-            if gid in seen:
-                raise DataError(f"global_index {gid!r} appears twice in this file", file=file, row=row, field="global_index")
-            seen.add(gid)
-            evaluation = rec.get("evaluation_result")
-            if evaluation in (None, "", {}):
-                failed += 1
-                continue
-            evaluation = parse_object(evaluation, file=file, row=row, field="evaluation_result")
-            if "score" not in evaluation:
-                raise DataError("evaluation_result has no score", file=file, row=row, field="evaluation_result.score")
-            score = as_number(evaluation["score"], file=file, row=row, field="evaluation_result.score")
-            if not (0.0 <= score <= 1.0):
-                if -CLIP_TOLERANCE <= score <= 1.0 + CLIP_TOLERANCE:
-                    score = min(max(score, 0.0), 1.0)
-                    clipped += 1
-                else:
-                    raise DataError(f"score {score!r} is outside [0, 1]", file=file, row=row, field="evaluation_result.score")
-            usage = rec.get("token_usage")
-            usage = {} if usage in (None, "") else parse_object(usage, file=file, row=row, field="token_usage")
-            cost = evaluation.get("inference_cost")
-            cost = None if cost is None else as_number(cost, file=file, row=row, field="evaluation_result.inference_cost")
-            if cost is not None and cost < 0:
-                raise DataError(f"cost {cost!r} is negative", file=file, row=row, field="evaluation_result.inference_cost")
-            model = rec.get("llm_selected") or path.stem
-            answer = rec.get("generated_answer")
-            rows.append({
-                "prompt_id": gid,
-                "prompt": rec["question"],
-                "model": str(model),
-                "quality": score,
-                "cost": cost,
-                "response": answer if isinstance(answer, str) and answer else None,
-                "input_tokens": _tokens(usage, "input_tokens", file, row),
-                "output_tokens": _tokens(usage, "output_tokens", file, row),
-                "category": gid.split("_", 1)[0],
-                "_file": file,
-                "_row": row,
-            })
-            n += 1
-        finish_file(path, file, n, sources, notes,
-                    f"skipped {failed} record(s) without an evaluation_result (failed generations) in {file}" if failed else None,
-                    "no evaluated records")
+
+    def parse(rec: dict, file: str, row: int, seen: set[str]) -> dict | None:
+        nonlocal clipped
+        for key in ("global_index", "question"):
+            if rec.get(key) in (None, ""):
+                raise DataError("record lacks this field", file=file, row=row, field=key)
+        gid = str(rec["global_index"])
+        if gid in seen:
+            raise DataError(f"global_index {gid!r} appears twice in this file", file=file, row=row, field="global_index")
+        seen.add(gid)
+        evaluation = rec.get("evaluation_result")
+        if evaluation in (None, "", {}):
+            return None
+        evaluation = parse_object(evaluation, file=file, row=row, field="evaluation_result")
+        if "score" not in evaluation:
+            raise DataError("evaluation_result has no score", file=file, row=row, field="evaluation_result.score")
+        score = as_number(evaluation["score"], file=file, row=row, field="evaluation_result.score")
+        if not (0.0 <= score <= 1.0):
+            if -CLIP_TOLERANCE <= score <= 1.0 + CLIP_TOLERANCE:
+                score = min(max(score, 0.0), 1.0)
+                clipped += 1
+            else:
+                raise DataError(f"score {score!r} is outside [0, 1]", file=file, row=row, field="evaluation_result.score")
+        usage = rec.get("token_usage")
+        usage = {} if usage in (None, "") else parse_object(usage, file=file, row=row, field="token_usage")
+        cost = evaluation.get("inference_cost")
+        cost = None if cost is None else as_number(cost, file=file, row=row, field="evaluation_result.inference_cost")
+        if cost is not None and cost < 0:
+            raise DataError(f"cost {cost!r} is negative", file=file, row=row, field="evaluation_result.inference_cost")
+        model = rec.get("llm_selected") or Path(file).stem
+        answer = rec.get("generated_answer")
+        return {
+            "prompt_id": gid,
+            "prompt": rec["question"],
+            "model": str(model),
+            "quality": score,
+            "cost": cost,
+            "response": answer if isinstance(answer, str) and answer else None,
+            "input_tokens": _tokens(usage, "input_tokens", file, row),
+            "output_tokens": _tokens(usage, "output_tokens", file, row),
+            "category": gid.split("_", 1)[0],
+        }
+
+    rows = read_records(files, parse, suffixes=(".jsonl", ".json"), sources=sources, notes=notes,
+                        reads="routerarena reads cached_results/<model>.jsonl files (one JSON object per line)",
+                        skipped="skipped {n} record(s) without an evaluation_result (failed generations) in {file}",
+                        empty="no evaluated records")
     df = pd.DataFrame(rows)
     sibling, sibling_path = _sibling_costs(files)
     table = PriceTable(options.prices, extra=sibling)

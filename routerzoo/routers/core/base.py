@@ -68,6 +68,10 @@ class Router(LazyEncoding):
     Config: ClassVar[type]
     #: whether the router reads prompt embeddings (``_predict_embeddings``)
     uses_embeddings: ClassVar[bool] = False
+    #: the learned arrays of a router that saves them as they are: each ``NAME`` is stored from
+    #: the attribute ``NAME_``, which must exist before predicting (the default :meth:`state` and
+    #: :meth:`fitted_attributes`); ``load_state`` stays the kind's, as it checks the shapes
+    state_arrays: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -91,8 +95,9 @@ class Router(LazyEncoding):
 
     # -- learned state ---------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        """Learned arrays to store in ``weights.safetensors`` (override in learned routers)."""
-        return {}
+        """Learned arrays to store in ``weights.safetensors``: :attr:`state_arrays` (override where
+        the state is not a few plain arrays)."""
+        return {name: getattr(self, f"{name}_") for name in self.state_arrays}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned; check names and shapes (see :meth:`_tensor`)."""
@@ -132,8 +137,9 @@ class Router(LazyEncoding):
             raise NotFittedError(f"this {self.kind!r} router is not fitted (no {missing[0]}); train it or load an artifact")
 
     def fitted_attributes(self) -> list[str]:
-        """Names of the learned attributes that must exist before predicting."""
-        return []
+        """Names of the learned attributes that must exist before predicting (default: those of
+        :attr:`state_arrays`)."""
+        return [f"{name}_" for name in self.state_arrays]
 
     # -- features --------------------------------------------------------------------------------
     def _encoder_id(self) -> str:

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from routerzoo.errors import UserError
+from routerzoo.errors import ConfigError, UserError
+from routerzoo.routers.core.logistic import check_params
 
 
 class DeferralScorer:
@@ -67,3 +68,46 @@ class DeferralScorer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "config": asdict(self.config)}
+
+
+def check_l2(l2: float) -> None:
+    """The ridge penalty of a learned scorer's logistic regression is a number >= 0 (NaN refused)."""
+    if not l2 >= 0:
+        raise ConfigError(f"l2 must be >= 0, got {l2}")
+
+
+class LogisticScorer(DeferralScorer):
+    """A scorer whose learned state is one or more logistic regressions
+    (:func:`routerzoo.routers.core.logistic.fit_logistic` parameters).
+
+    ``heads`` maps the attribute holding each regression's parameters (None until fitted) to the
+    prefix of its tensors in the artifact; :meth:`n_inputs` says how many features each one reads,
+    which :meth:`load_state` checks the saved shapes against.
+    """
+
+    heads: ClassVar[dict[str, str]] = {"params": "lr."}
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        for attr in self.heads:
+            setattr(self, attr, None)
+
+    @property
+    def fitted(self) -> bool:
+        return all(getattr(self, attr) is not None for attr in self.heads)
+
+    def n_inputs(self, attr: str, tensors: dict[str, np.ndarray]) -> int:
+        """Features the ``attr`` regression reads; by default the width of its saved weights."""
+        name = f"{self.heads[attr]}weight"
+        if name not in tensors:
+            raise KeyError(f"weights lack tensor {name!r}")
+        return int(np.asarray(tensors[name]).shape[0])
+
+    def state(self) -> dict[str, np.ndarray]:
+        if not self.fitted:
+            return {}
+        return {f"{prefix}{k}": v for attr, prefix in self.heads.items() for k, v in getattr(self, attr).items()}
+
+    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
+        for attr, prefix in self.heads.items():
+            setattr(self, attr, check_params(tensors, prefix, self.n_inputs(attr, tensors)))

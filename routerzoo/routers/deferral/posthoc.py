@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
-from routerzoo.routers.deferral.base import DeferralScorer
+from routerzoo.routers.core.logistic import fit_logistic, logistic_proba
+from routerzoo.routers.deferral.base import LogisticScorer, check_l2
 from routerzoo.routers.deferral.token_quantile import quantile_features
 from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER
 from routerzoo.routers.encoders.lazy import LazyEncoding
@@ -49,44 +49,39 @@ class PostHocDeferralConfig:
             raise ConfigError("model and next_model must differ")
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             raise ConfigError(f"quantiles must be levels in [0, 1], got {self.quantiles}")
-        if not self.l2 >= 0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        check_l2(self.l2)
 
 
-class PostHocDeferral(LazyEncoding, DeferralScorer):
-    """P(keeping this answer is at least as good as the next model's) from confidence + next-model success."""
+class PostHocDeferral(LazyEncoding, LogisticScorer):
+    """P(keeping this answer is at least as good as the next model's) from confidence + next-model success.
+
+    State: ``next.*``, the next model's success on the prompt embedding, and ``rule.*``, the rule on
+    [quantile features, that success].
+    """
 
     kind = "posthoc-deferral"
     Config = PostHocDeferralConfig
     needs_logprobs = True
+    heads = {"next_params": "next.", "rule_params": "rule."}
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.next_params: dict[str, np.ndarray] | None = None
-        self.rule_params: dict[str, np.ndarray] | None = None
-        self.dim = 0
+    @property
+    def dim(self) -> int:
+        """Width of the prompt embeddings the next model's regression reads (0 until fitted)."""
+        return 0 if self.next_params is None else int(self.next_params["weight"].shape[0])
+
+    def n_inputs(self, attr: str, tensors) -> int:
+        # the rule reads the quantile features, the missing flag... and P(next right)
+        return len(self.config.quantiles) + 4 if attr == "rule_params" else super().n_inputs(attr, tensors)
 
     def features(self, prompts, token_logprobs, emb: np.ndarray) -> np.ndarray:
         p_next = logistic_proba(self.next_params, emb)
         return np.hstack([quantile_features(token_logprobs, len(prompts), self.config.quantiles), p_next[:, None]])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if not self._check_batch(self.rule_params is not None, prompts, responses):
+        if not self._check_batch(self.fitted, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.rule_params, self.features(prompts, token_logprobs, self.embed(prompts)))
 
-    def state(self) -> dict[str, np.ndarray]:
-        if self.rule_params is None:
-            return {}
-        return {**{f"next.{k}": v for k, v in self.next_params.items()},
-                **{f"rule.{k}": v for k, v in self.rule_params.items()}}
-
-    def load_state(self, tensors) -> None:
-        if "next.weight" not in tensors:
-            raise KeyError("weights lack tensor 'next.weight'")
-        self.dim = int(np.asarray(tensors["next.weight"]).shape[0])
-        self.next_params = check_params(tensors, "next.", self.dim)
-        self.rule_params = check_params(tensors, "rule.", len(self.config.quantiles) + 4)
 
 
 def fit_posthoc_deferral(config: PostHocDeferralConfig, ctx):
@@ -106,7 +101,6 @@ def fit_posthoc_deferral(config: PostHocDeferralConfig, ctx):
     emb = ctx.embed(list(m.prompts))
     scorer = PostHocDeferral(config)
     scorer.next_params = fit_logistic(emb[seen_k], m.quality[seen_k, k], config.l2)
-    scorer.dim = emb.shape[1]
     lps = [None if m.token_logprobs is None or m.token_logprobs[i, j] is None else np.asarray(m.token_logprobs[i, j])
            for i in both]
     feats = scorer.features([m.prompts[i] for i in both], lps, emb[both])

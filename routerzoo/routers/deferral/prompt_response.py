@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
-from routerzoo.routers.deferral.base import DeferralScorer
+from routerzoo.routers.core.logistic import fit_logistic, logistic_proba
+from routerzoo.routers.deferral.base import LogisticScorer, check_l2
 from routerzoo.routers.encoders.encoder import DEFAULT_ENCODER
 from routerzoo.routers.encoders.lazy import LazyEncoding
 
@@ -44,20 +44,15 @@ class PromptResponseConfig:
     def __post_init__(self):
         if self.tail_chars < 1 or self.head_chars < 1:
             raise ConfigError("tail_chars and head_chars must be >= 1")
-        if not self.l2 >= 0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        check_l2(self.l2)
 
 
-class PromptResponseScorer(LazyEncoding, DeferralScorer):
+class PromptResponseScorer(LazyEncoding, LogisticScorer):
     """P(answer right) from frozen embeddings of the prompt and of (prompt, response)."""
 
     kind = "prompt-response"
     Config = PromptResponseConfig
     needs_logprobs = False
-
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.params: dict[str, np.ndarray] | None = None
 
     def features(self, prompts, responses, embed=None) -> np.ndarray:
         embed = embed or self.embed
@@ -66,17 +61,10 @@ class PromptResponseScorer(LazyEncoding, DeferralScorer):
         return np.hstack([embed(pairs), embed([p[:c.head_chars] for p in prompts])])
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        if not self._check_batch(self.params is not None, prompts, responses):
+        if not self._check_batch(self.fitted, prompts, responses):
             return np.zeros(0)
         return logistic_proba(self.params, self.features(list(prompts), list(responses)))
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {} if self.params is None else {f"lr.{k}": v for k, v in self.params.items()}
-
-    def load_state(self, tensors) -> None:
-        if "lr.weight" not in tensors:
-            raise KeyError("weights lack tensor 'lr.weight'")
-        self.params = check_params(tensors, "lr.", int(np.asarray(tensors["lr.weight"]).shape[0]))
 
 
 def fit_prompt_response(config: PromptResponseConfig, ctx):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.core.logistic import check_params, fit_logistic, logistic_proba
-from routerzoo.routers.deferral.base import DeferralScorer
+from routerzoo.routers.core.logistic import fit_logistic, logistic_proba
+from routerzoo.routers.deferral.base import LogisticScorer, check_l2
 
 
 @dataclass
@@ -39,8 +39,7 @@ class TokenQuantileConfig:
     def __post_init__(self):
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             raise ConfigError(f"quantiles must be a non-empty list of levels in [0, 1], got {self.quantiles}")
-        if not self.l2 >= 0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        check_l2(self.l2)
 
 
 def quantile_features(token_logprobs: Sequence[np.ndarray | None] | None, n: int, quantiles: Sequence[float]) -> np.ndarray:
@@ -87,30 +86,20 @@ def answers_for_training(matrix, model: str = ""):
     return rows, cols_a, prompts, responses, lps, matrix.quality[rows, cols_a].astype(np.float64)
 
 
-class TokenQuantileScorer(DeferralScorer):
+class TokenQuantileScorer(LogisticScorer):
     """P(answer right) from a logistic regression on token-logprob quantile features."""
 
     kind = "token-quantile"
     Config = TokenQuantileConfig
     needs_logprobs = True
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.params: dict[str, np.ndarray] | None = None
-
-    @property
-    def n_features(self) -> int:
-        return len(self.config.quantiles) + 3
+    def n_inputs(self, attr: str, tensors) -> int:
+        return len(self.config.quantiles) + 3  # quantile_features' width
 
     def predict(self, prompts, responses, token_logprobs=None) -> np.ndarray:
-        n = self._check_batch(self.params is not None, prompts, responses)
+        n = self._check_batch(self.fitted, prompts, responses)
         return logistic_proba(self.params, quantile_features(token_logprobs, n, self.config.quantiles))
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {} if self.params is None else {f"lr.{k}": v for k, v in self.params.items()}
-
-    def load_state(self, tensors) -> None:
-        self.params = check_params(tensors, "lr.", self.n_features)
 
 
 def fit_token_quantile(config: TokenQuantileConfig, ctx):

@@ -65,17 +65,12 @@ class BestSingleRouter(Router):
 
     kind = "best-single"
     Config = BestSingleConfig
+    state_arrays = ("mean_quality",)
 
     def fit_arrays(self, quality: np.ndarray) -> BestSingleRouter:
         """quality: (N, m) training outcomes, NaN where missing."""
         self.mean_quality_ = np.nanmean(np.asarray(quality, dtype=np.float64), axis=0)
         return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["mean_quality_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"mean_quality": self.mean_quality_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         self.mean_quality_ = np.asarray(self._tensor(tensors, "mean_quality", (len(self.models),)), dtype=np.float64)
@@ -93,6 +88,7 @@ class OracleRouter(Router):
 
     kind = "oracle"
     Config = OracleConfig
+    state_arrays = ("keys", "quality", "cost")
 
     def fit_arrays(self, prompts: list[str], quality: np.ndarray, cost: np.ndarray) -> OracleRouter:
         """prompts (N,); quality, cost (N, m) with NaN where missing."""
@@ -100,12 +96,6 @@ class OracleRouter(Router):
         self.quality_ = np.asarray(quality, dtype=np.float64)
         self.cost_ = np.asarray(cost, dtype=np.float64)
         return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["keys_", "quality_", "cost_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"keys": self.keys_, "quality": self.quality_, "cost": self.cost_}
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         keys = self._tensor(tensors, "keys", (None, 32))

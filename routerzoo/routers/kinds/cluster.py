@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.core.base import Router
+from routerzoo.errors import ConfigError
+from routerzoo.routers.kinds.knn import TableRouter, fit_best_k
 
 if TYPE_CHECKING:
     from routerzoo.routers.core.fit_context import FitContext
@@ -135,7 +135,7 @@ def cluster_means(labels: np.ndarray, values: np.ndarray, k: int, prior: float) 
     return np.where(np.isnan(glob)[None, :], np.nan, out)
 
 
-class ClusterRouter(Router):
+class ClusterRouter(TableRouter):
     """Per-cluster quality and cost tables over spherical k-means centroids.
 
     State: ``centroids`` (k, d), ``quality`` (k, m), ``cost`` (k, m) (NaN where a model's cost is unknown).
@@ -143,26 +143,8 @@ class ClusterRouter(Router):
 
     kind = "cluster"
     Config = ClusterConfig
-    uses_embeddings = True
-
-    def set_tables(self, centroids: np.ndarray, quality: np.ndarray, cost: np.ndarray) -> ClusterRouter:
-        self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
-        self.quality_ = np.ascontiguousarray(quality, dtype=np.float32)
-        self.cost_ = np.ascontiguousarray(cost, dtype=np.float32)
-        return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["centroids_", "quality_", "cost_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"centroids": self.centroids_, "quality": self.quality_, "cost": self.cost_}
-
-    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        c = self._tensor(tensors, "centroids", (None, None))
-        k, m = c.shape[0], len(self.models)
-        if k == 0:
-            raise UserError("weights: tensor 'centroids' holds no clusters")
-        self.set_tables(c, self._tensor(tensors, "quality", (k, m)), self._tensor(tensors, "cost", (k, m)))
+    key_name, rows_are = "centroids", "clusters"
+    state_arrays = ("centroids", "quality", "cost")
 
     def weights(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, k) cluster weights of each prompt (one-hot, or softmax with a temperature)."""
@@ -187,32 +169,13 @@ class ClusterRouter(Router):
 
 def fit_cluster(config: ClusterConfig, ctx: FitContext) -> tuple[ClusterRouter, dict]:
     """k-means for each candidate k; the one with the best validation score is kept."""
-    from routerzoo.routers.kinds.knn import validation_scores
 
-    train = ctx.require_outcomes("cluster")
-    n = len(train)
-    if config.k is not None:
-        ks = [min(config.k, n)]
-    else:
-        ks = sorted({k for k in config.k_candidates if k <= max(1, n // 10)} or {min(config.k_candidates + [n])})
-    has_val = ctx.val is not None and len(ctx.val) > 0
-    metrics: dict = {}
-    best, best_key = None, float("inf")
-    for k in ks:
+    def build(k: int, train):
         rng = np.random.default_rng(ctx.seed)
         centroids, labels = spherical_kmeans(ctx.train_embeddings, k, rng, config.n_init, config.max_iter)
         k_eff = centroids.shape[0]
         router = ClusterRouter(replace(config, k=k_eff), **ctx.router_kwargs(encoder=True))
-        router.set_tables(centroids, cluster_means(labels, train.quality, k_eff, config.prior),
-                          cluster_means(labels, train.cost, k_eff, config.prior))
-        if not has_val or len(ks) == 1:
-            best = (k_eff, router)
-            break
-        scores = validation_scores(router, ctx)
-        metrics.update({f"val_{name}_k{k}": value for name, value in scores.items()})
-        key = -scores["aiq"] if config.select_by == "aiq" and "aiq" in scores else scores["mse"]
-        if key < best_key:
-            best, best_key = (k_eff, router), key
-    k, router = best
-    metrics["k"] = k
-    return router, metrics
+        return k_eff, router.set_tables(centroids, cluster_means(labels, train.quality, k_eff, config.prior),
+                                        cluster_means(labels, train.cost, k_eff, config.prior))
+
+    return fit_best_k(config, ctx, "cluster", 10, build)

@@ -23,18 +23,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.kinds.elo import check_rating_config, fit_ratings, pair_metrics, rating_pairs
-from routerzoo.routers.kinds.sw_elo import PromptWinsRouter, _embed_texts, win_matrices
+from routerzoo.errors import ConfigError
+from routerzoo.routers.kinds.elo import RatingConfig, as_quality, rating_pair_metrics, train_rating_pairs
+from routerzoo.routers.kinds.sw_elo import (
+    PromptWinsRouter,
+    _embed_texts,
+    first_texts,
+    validation_target,
+    win_matrices,
+)
 
 if TYPE_CHECKING:
-    from routerzoo.data.matrix import PreferenceMatrix
     from routerzoo.routers.core.fit_context import FitContext
 
 
 @dataclass
-class EagleConfig:
-    """Eagle (global + local Elo) router.
+class EagleConfig(RatingConfig):
+    """Eagle (global + local Elo) router (and the fields of :class:`RatingConfig`; ``l2`` applies
+    to the global and the local fits).
 
     Attributes:
         p: weight of the global ratings in the mix (1 = the global ranking, 0 = purely local);
@@ -43,11 +49,6 @@ class EagleConfig:
         neighbours: training prompts in the local neighbourhood; None picks the best of
             ``neighbours_candidates`` on validation.
         neighbours_candidates: values of ``neighbours`` tried when it is None.
-        l2: L2 penalty on the ratings, relative to the mean log-likelihood (global and local fits).
-        max_iter: Newton iterations at most per fit.
-        tol: stop when the largest rating update is below this.
-        source: "auto" (the preference table if the dataset has one, else pairs derived from
-            outcomes), "preferences" or "outcomes".
     """
 
     p: float | None = None
@@ -57,9 +58,9 @@ class EagleConfig:
     l2: float = 1e-2
     max_iter: int = 50
     tol: float = 1e-7
-    source: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.p is not None and not 0 <= self.p <= 1:
             raise ConfigError(f"router.p must be in [0, 1], got {self.p}")
         if not self.p_candidates or any(not 0 <= p <= 1 for p in self.p_candidates):
@@ -68,7 +69,6 @@ class EagleConfig:
             raise ConfigError(f"router.neighbours must be >= 1, got {self.neighbours}")
         if not self.neighbours_candidates or min(self.neighbours_candidates) < 1:
             raise ConfigError(f"router.neighbours_candidates must be positive integers, got {self.neighbours_candidates}")
-        check_rating_config(self)
 
 
 class EagleRouter(PromptWinsRouter):
@@ -80,6 +80,7 @@ class EagleRouter(PromptWinsRouter):
 
     kind = "eagle"
     Config = EagleConfig
+    state_arrays = (*PromptWinsRouter.state_arrays, "global_ratings")
 
     def fit_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> EagleRouter:
         """Store the training prompts' embeddings (P, d) and win matrices (P, m, m); fit the global ratings."""
@@ -87,23 +88,13 @@ class EagleRouter(PromptWinsRouter):
         self.global_ratings_ = self._fit(self.wins_.sum(axis=0, dtype=np.float64))
         return self
 
-    def fitted_attributes(self) -> list[str]:
-        return [*super().fitted_attributes(), "global_ratings_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {**super().state(), "global_ratings": self.global_ratings_}
-
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         super().load_state(tensors)  # the stored global ratings are read, not refitted
         self.global_ratings_ = np.asarray(self._tensor(tensors, "global_ratings", (len(self.models),)), dtype=np.float64)
 
     def _fit(self, wins: np.ndarray) -> np.ndarray:
         """Bradley-Terry ratings (m,) of one (m, m) win matrix (normalised: the l2 prior is relative)."""
-        m = len(self.models)
-        a, b = np.nonzero(~np.eye(m, dtype=bool))
-        w = wins[a, b] / max(float(wins.sum()), 1e-12)
-        c = self.config
-        return fit_ratings(a, b, np.ones(len(a)), w, m, c.l2, c.max_iter, c.tol)
+        return self._rate(wins / max(float(wins.sum()), 1e-12))
 
     def local_ratings(self, embeddings: np.ndarray, neighbours: int) -> np.ndarray:
         """(n, m) ratings fitted to the comparisons of each prompt's ``neighbours`` nearest training prompts."""
@@ -135,30 +126,12 @@ def mix(global_ratings: np.ndarray, local: np.ndarray, p: float) -> np.ndarray:
     return p * global_ratings[None, :] + (1.0 - p) * local
 
 
-def as_quality(ratings: np.ndarray) -> np.ndarray:
-    """(n, m) P(beating an average model) from ratings (n, m)."""
-    return 1.0 / (1.0 + np.exp(-(ratings - ratings.mean(axis=1, keepdims=True))))
-
-
-def _first_texts(pairs: PreferenceMatrix) -> tuple[list[str], np.ndarray]:
-    first: dict[str, int] = {}
-    texts: list[str] = []
-    for pid, text in zip(pairs.prompt_ids, pairs.prompts, strict=True):
-        if pid not in first:
-            first[pid] = len(texts)
-            texts.append(text)
-    return texts, np.array([first[pid] for pid in pairs.prompt_ids])
-
-
 def fit_eagle(config: EagleConfig, ctx: FitContext) -> tuple[EagleRouter, dict]:
     """Summarise the training comparisons per prompt, fit the global ratings, and pick P and N on
     validation (AIQ where the validation split has outcomes, else pair log-loss)."""
     from routerzoo.evaluation.report import evaluate_predictions
 
-    pairs = rating_pairs(ctx, "train", config.source)
-    if pairs is None or len(pairs) == 0:
-        what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
-        raise UserError(f"router 'eagle' needs {what} in the train split; this dataset has none")
+    pairs = train_rating_pairs(ctx, "eagle", config.source)
     texts, wins = win_matrices(pairs)
     router = EagleRouter(config, **ctx.router_kwargs(encoder=True)).fit_arrays(_embed_texts(ctx, "train", texts), wins)
     ps = [config.p] if config.p is not None else sorted(set(config.p_candidates))
@@ -166,8 +139,7 @@ def fit_eagle(config: EagleConfig, ctx: FitContext) -> tuple[EagleRouter, dict]:
     metrics: dict = {"n_train_prompts": len(texts), "n_train_pairs": len(pairs)}
 
     val = ctx.val
-    complete = val.observed.all(axis=1) if val is not None and len(val) else np.zeros(0, dtype=bool)
-    val_pairs = None if complete.sum() >= 2 else rating_pairs(ctx, "val", config.source)
+    complete, val_pairs = validation_target(ctx, config.source)
     if len(ps) * len(ns) > 1 and complete.sum() >= 2:
         emb = ctx.val_embeddings[complete]
         cost = router.cost_model.predict(None, len(emb))
@@ -176,13 +148,12 @@ def fit_eagle(config: EagleConfig, ctx: FitContext) -> tuple[EagleRouter, dict]:
             report = evaluate_predictions(q, cost, val.quality[complete], val.cost[complete], val.models)
             return -report["aiq"]["router"], {"aiq": report["aiq"]["router"]}
     elif len(ps) * len(ns) > 1 and val_pairs is not None and len(val_pairs):
-        texts_v, rows = _first_texts(val_pairs)
+        texts_v, rows = first_texts(val_pairs)
         emb = _embed_texts(ctx, "val", texts_v).astype(np.float32)
 
         def score(q: np.ndarray) -> tuple[float, dict]:
-            r = np.log(q) - np.log1p(-q)  # logits of q differ from the ratings by a per-prompt constant
-            diff = r[rows, val_pairs.a] - r[rows, val_pairs.b]
-            s = pair_metrics(1.0 / (1.0 + np.exp(-diff)), val_pairs.outcome, val_pairs.weight)
+            # logits of q differ from the ratings by a per-prompt constant, which pairs do not see
+            s = rating_pair_metrics(np.log(q) - np.log1p(-q), val_pairs, rows)
             return s["log_loss"], {f"pair_{k}": v for k, v in s.items()}
     else:
         best_p, best_n = (ps[0] if config.p is not None else 0.5), (ns[0] if config.neighbours is not None else 20)

@@ -34,12 +34,13 @@ ELO_SCALE = 400.0 / np.log(10.0)
 
 
 @dataclass
-class EloConfig:
-    """Bradley-Terry rating router.
+class RatingConfig:
+    """The Bradley-Terry fit fields every rating router (elo, sw-elo, eagle) shares; a kind's
+    config subclasses it and re-declares a field to change its default.
 
     Attributes:
-        l2: L2 penalty on the ratings, relative to the mean pair log-likelihood.
-        max_iter: Newton iterations at most.
+        l2: L2 penalty on the ratings, relative to the mean (weighted) pair log-likelihood.
+        max_iter: Newton iterations at most per fit.
         tol: stop when the largest rating update is below this.
         source: "auto" (the preference table if the dataset has one, else pairs derived from
             outcomes), "preferences" or "outcomes".
@@ -51,17 +52,17 @@ class EloConfig:
     source: str = "auto"
 
     def __post_init__(self):
-        check_rating_config(self)
+        if not self.l2 > 0:
+            raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {self.l2}")
+        if self.max_iter < 1:
+            raise ConfigError(f"router.max_iter must be >= 1, got {self.max_iter}")
+        if self.source not in ("auto", "preferences", "outcomes"):
+            raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {self.source!r}")
 
 
-def check_rating_config(config) -> None:
-    """The checks every Bradley-Terry rating config shares: l2, max_iter and the pair source."""
-    if config.l2 <= 0:
-        raise ConfigError(f"router.l2 must be > 0 (it makes the ratings identifiable), got {config.l2}")
-    if config.max_iter < 1:
-        raise ConfigError(f"router.max_iter must be >= 1, got {config.max_iter}")
-    if config.source not in ("auto", "preferences", "outcomes"):
-        raise ConfigError(f"router.source must be 'auto', 'preferences' or 'outcomes', got {config.source!r}")
+@dataclass
+class EloConfig(RatingConfig):
+    """Bradley-Terry rating router: the fields of :class:`RatingConfig`."""
 
 
 def fit_ratings(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, weight: np.ndarray, m: int,
@@ -100,6 +101,11 @@ def fit_ratings(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, weight: np.nd
     return r
 
 
+def as_quality(ratings: np.ndarray) -> np.ndarray:
+    """(n, m) P(beating an average model) from Bradley-Terry ratings (n, m): sigmoid of the centred ratings."""
+    return 1.0 / (1.0 + np.exp(-(ratings - ratings.mean(axis=1, keepdims=True))))
+
+
 def pair_metrics(p: np.ndarray, outcome: np.ndarray, weight: np.ndarray) -> dict:
     """Weighted log-loss (ties as 0.5 targets) and accuracy over decisive pairs."""
     p = np.clip(p, 1e-12, 1 - 1e-12)
@@ -114,6 +120,7 @@ class EloRouter(Router):
 
     kind = "elo"
     Config = EloConfig
+    state_arrays = ("ratings",)
 
     def fit_pairs(self, pairs: PreferenceMatrix) -> EloRouter:
         """Fit the ratings from pairs whose indices refer to ``self.models``."""
@@ -123,23 +130,34 @@ class EloRouter(Router):
         self.ratings_ = fit_ratings(pairs.a, pairs.b, pairs.outcome, pairs.weight, len(self.models), c.l2, c.max_iter, c.tol)
         return self
 
-    def fitted_attributes(self) -> list[str]:
-        return ["ratings_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"ratings": self.ratings_}
-
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         self.ratings_ = np.asarray(self._tensor(tensors, "ratings", (len(self.models),)), dtype=np.float64)
 
     def _predict_prompts(self, prompts: list[str]) -> tuple[np.ndarray, None]:
-        q = 1.0 / (1.0 + np.exp(-(self.ratings_ - self.ratings_.mean())))
+        q = as_quality(self.ratings_[None, :])
         return np.broadcast_to(q, (len(prompts), len(self.models))).copy(), None
 
     def elo(self) -> dict[str, float]:
         """Ratings on the familiar Elo scale (mean 1000)."""
         centred = self.ratings_ - self.ratings_.mean()
         return {m: float(1000.0 + ELO_SCALE * r) for m, r in zip(self.models, centred, strict=True)}
+
+
+def train_rating_pairs(ctx: FitContext, kind: str, source: str) -> PreferenceMatrix:
+    """The training split's comparisons (:func:`rating_pairs`), or a UserError naming what ``kind`` needs."""
+    pairs = rating_pairs(ctx, "train", source)
+    if pairs is None or len(pairs) == 0:
+        what = "preference pairs" if source == "preferences" else "preference pairs or benchmark outcomes"
+        raise UserError(f"router {kind!r} needs {what} in the train split; this dataset has none")
+    return pairs
+
+
+def rating_pair_metrics(ratings: np.ndarray, pairs: PreferenceMatrix, rows: np.ndarray | None = None) -> dict:
+    """:func:`pair_metrics` of Bradley-Terry ratings on ``pairs``: global ratings (m,), or per-prompt
+    ratings (P, m) with ``rows`` (n,) giving each pair's prompt."""
+    r = ratings
+    diff = r[pairs.a] - r[pairs.b] if rows is None else r[rows, pairs.a] - r[rows, pairs.b]
+    return pair_metrics(1.0 / (1.0 + np.exp(-diff)), pairs.outcome, pairs.weight)
 
 
 def rating_pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix | None:
@@ -157,19 +175,11 @@ def rating_pairs(ctx: FitContext, split: str, source: str) -> PreferenceMatrix |
 
 def fit_elo(config: EloConfig, ctx: FitContext) -> tuple[EloRouter, dict]:
     """Fit on the training pairs; report validation log-loss and accuracy when there are validation pairs."""
-    pairs = rating_pairs(ctx, "train", config.source)
-    if pairs is None or len(pairs) == 0:
-        what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
-        raise UserError(f"router 'elo' needs {what} in the train split; this dataset has none")
+    pairs = train_rating_pairs(ctx, "elo", config.source)
     router = EloRouter(config, **ctx.router_kwargs(encoder=False)).fit_pairs(pairs)
     metrics: dict = {f"elo.{m}": v for m, v in router.elo().items()}
-    metrics.update({f"train_pair_{k}": v for k, v in _score(router, pairs).items()})
+    metrics.update({f"train_pair_{k}": v for k, v in rating_pair_metrics(router.ratings_, pairs).items()})
     val = rating_pairs(ctx, "val", config.source)
     if val is not None and len(val):
-        metrics.update({f"val_pair_{k}": v for k, v in _score(router, val).items()})
+        metrics.update({f"val_pair_{k}": v for k, v in rating_pair_metrics(router.ratings_, val).items()})
     return router, metrics
-
-
-def _score(router: EloRouter, pairs: PreferenceMatrix) -> dict:
-    r = router.ratings_
-    return pair_metrics(1.0 / (1.0 + np.exp(-(r[pairs.a] - r[pairs.b]))), pairs.outcome, pairs.weight)

@@ -25,7 +25,7 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.core.base import Router
-from routerzoo.routers.kinds.mlp import check_accelerator_field
+from routerzoo.routers.core.fit_config import NetworkFitConfig
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 #: prefix of the byte tensors that carry the encoder's config and tokenizer files
@@ -34,8 +34,8 @@ MODEL_CONFIG_FILE = "model_config.json"
 
 
 @dataclass
-class FinetuneConfig:
-    """Fine-tuned encoder router hyper-parameters.
+class FinetuneConfig(NetworkFitConfig):
+    """Fine-tuned encoder router hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
 
     Attributes:
         base_encoder: Hugging Face id or local folder of the encoder to start from; None for
@@ -48,17 +48,11 @@ class FinetuneConfig:
         cost_loss_weight: weight of the cost loss against the quality BCE.
         lr: AdamW learning rate of the encoder.
         head_lr: AdamW learning rate of the heads (new weights learn faster than pretrained ones).
-        weight_decay: AdamW weight decay.
         warmup_ratio: share of the optimiser steps with a linear learning-rate warm-up (then linear decay).
         batch_size: prompts per forward pass.
         accumulate_grad_batches: forward passes per optimiser step (effective batch = batch_size × this).
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping (the best epoch is kept).
         precision: Lightning precision: "auto" ("bf16-mixed" on a CUDA GPU with bf16, else
             "32-true"), "32-true", "bf16-mixed", "16-mixed" or "bf16-true". The artifact stores the one used.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
-        strategy: Lightning strategy ("auto", "ddp", ...).
     """
 
     base_encoder: str | None = None
@@ -69,18 +63,15 @@ class FinetuneConfig:
     cost_loss_weight: float = 0.5
     lr: float = 3e-5
     head_lr: float = 1e-3
-    weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     batch_size: int = 16
     accumulate_grad_batches: int = 1
     max_epochs: int = 4
     patience: int = 2
     precision: str = "auto"
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.base_encoder is not None and not self.base_encoder.strip():
             raise ConfigError("router.base_encoder must name a model id or folder (or be null for --features.encoder)")
         if self.max_length < 2:
@@ -89,20 +80,14 @@ class FinetuneConfig:
             raise ConfigError(f"router.freeze_layers must be >= 0, got {self.freeze_layers}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
-        if self.lr <= 0 or self.head_lr <= 0:
-            raise ConfigError(f"router.lr and router.head_lr must be > 0, got {self.lr} and {self.head_lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"router.weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.head_lr > 0:
+            raise ConfigError(f"router.head_lr must be > 0, got {self.head_lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"router.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.batch_size < 1 or self.accumulate_grad_batches < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("router.batch_size, router.accumulate_grad_batches, router.max_epochs and "
-                              "router.patience must be >= 1")
+        if self.accumulate_grad_batches < 1:
+            raise ConfigError(f"router.accumulate_grad_batches must be >= 1, got {self.accumulate_grad_batches}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"router.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        check_accelerator_field(self)
-        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
-            raise ConfigError(f"router.devices must be >= 1, -1 (all) or 'auto', got {self.devices}")
 
 
 def build_network(encoder, n_models: int, dropout: float, predict_cost: bool):

@@ -13,11 +13,11 @@ selected by the routing objective itself (validation AIQ) unless ``select_by="ms
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from routerzoo.errors import ConfigError
+from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.core.base import Router
 
 if TYPE_CHECKING:
@@ -83,7 +83,33 @@ def knn_average(
     return np.where(wsum > 0, avg, fallback[None, :])
 
 
-class KNNRouter(Router):
+class TableRouter(Router):
+    """A router that predicts from a table of reference rows: their keys in embedding space (N, d)
+    and each row's quality and cost (N, m), NaN where unobserved (knn: the training prompts;
+    cluster: the k-means centroids). ``key_name`` names the keys' tensor, ``rows_are`` says what a
+    row is (for the error on an empty table).
+    """
+
+    key_name: ClassVar[str]
+    rows_are: ClassVar[str]
+    uses_embeddings = True
+
+    def set_tables(self, keys: np.ndarray, quality: np.ndarray, cost: np.ndarray):
+        """Store the table: keys (N, d); quality, cost (N, m) with NaN for missing."""
+        setattr(self, f"{self.key_name}_", np.ascontiguousarray(keys, dtype=np.float32))
+        self.quality_ = np.ascontiguousarray(quality, dtype=np.float32)
+        self.cost_ = np.ascontiguousarray(cost, dtype=np.float32)
+        return self
+
+    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
+        keys = self._tensor(tensors, self.key_name, (None, None))
+        n, m = keys.shape[0], len(self.models)
+        if n == 0:
+            raise UserError(f"weights: tensor {self.key_name!r} holds no {self.rows_are}")
+        self.set_tables(keys, self._tensor(tensors, "quality", (n, m)), self._tensor(tensors, "cost", (n, m)))
+
+
+class KNNRouter(TableRouter):
     """kNN over L2-normalised embeddings (cosine similarity).
 
     State: reference embeddings (N, d), their quality and cost (N, m) with NaN where unobserved.
@@ -91,31 +117,9 @@ class KNNRouter(Router):
 
     kind = "knn"
     Config = KNNConfig
-    uses_embeddings = True
+    key_name, rows_are = "embeddings", "reference prompts"
+    state_arrays = ("embeddings", "quality", "cost")
     _CHUNK = 2048  # queries per similarity block: bounds memory at CHUNK × N floats
-
-    def fit_arrays(self, embeddings: np.ndarray, quality: np.ndarray, cost: np.ndarray) -> KNNRouter:
-        """Store the reference set. embeddings (N, d); quality, cost (N, m) with NaN for missing."""
-        self.embeddings_ = np.asarray(embeddings, dtype=np.float32)
-        self.quality_ = np.asarray(quality, dtype=np.float32)
-        self.cost_ = np.asarray(cost, dtype=np.float32)
-        return self
-
-    def fitted_attributes(self) -> list[str]:
-        return ["embeddings_", "quality_", "cost_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"embeddings": self.embeddings_, "quality": self.quality_, "cost": self.cost_}
-
-    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        m = len(self.models)
-        emb = self._tensor(tensors, "embeddings", (None, None))
-        n = emb.shape[0]
-        if n == 0:
-            from routerzoo.errors import UserError
-
-            raise UserError("weights: tensor 'embeddings' holds no reference prompts")
-        self.fit_arrays(emb, self._tensor(tensors, "quality", (n, m)), self._tensor(tensors, "cost", (n, m)))
 
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embeddings_.shape[1]:
@@ -152,29 +156,47 @@ def validation_scores(router: KNNRouter, ctx: FitContext) -> dict:
     return out
 
 
-def fit_knn(config: KNNConfig, ctx: FitContext) -> tuple[KNNRouter, dict]:
-    """Returns the router (with the chosen k in its config) and metrics to log (validation scores per k)."""
-    train = ctx.require_outcomes("knn")
+def fit_best_k(config, ctx: FitContext, kind: str, min_per_k: int, build) -> tuple[Router, dict]:
+    """The choice of k that the neighbourhood routers (knn, cluster) share.
+
+    The candidates are ``config.k`` if set (at most the training prompts), else the
+    ``config.k_candidates`` leaving at least ``min_per_k`` training prompts per k (the smallest
+    candidate when none does). ``build(k, train) -> (k_used, router)`` fits one; the one with the best
+    validation score is kept (AIQ with ``config.select_by == "aiq"`` where computable, else MSE).
+
+    Returns:
+        the router and metrics to log: validation scores per candidate k and the k used.
+    """
+    train = ctx.require_outcomes(kind)
     n = len(train)
     if config.k is not None:
         ks = [min(config.k, n)]
     else:
-        ks = sorted({k for k in config.k_candidates if k <= max(1, n // 2)} or {min(config.k_candidates + [n])})
+        ks = sorted({k for k in config.k_candidates if k <= max(1, n // min_per_k)} or {min(config.k_candidates + [n])})
     has_val = ctx.val is not None and len(ctx.val) > 0
     metrics: dict = {}
     best, best_key = None, float("inf")
     for k in ks:
-        router = KNNRouter(replace(config, k=k), **ctx.router_kwargs(encoder=True))
-        router.fit_arrays(ctx.train_embeddings, train.quality, train.cost)
+        k_used, router = build(k, train)
         if not has_val or len(ks) == 1:
-            best = (k, router)
+            best = (k_used, router)
             break
         scores = validation_scores(router, ctx)
         metrics.update({f"val_{name}_k{k}": value for name, value in scores.items()})
         # higher AIQ is better, lower MSE is better; fall back to MSE when AIQ is not computable
         key = -scores["aiq"] if config.select_by == "aiq" and "aiq" in scores else scores["mse"]
         if key < best_key:
-            best, best_key = (k, router), key
+            best, best_key = (k_used, router), key
     k, router = best
     metrics["k"] = k
     return router, metrics
+
+
+def fit_knn(config: KNNConfig, ctx: FitContext) -> tuple[KNNRouter, dict]:
+    """Returns the router (with the chosen k in its config) and metrics to log (validation scores per k)."""
+
+    def build(k: int, train):
+        router = KNNRouter(replace(config, k=k), **ctx.router_kwargs(encoder=True))
+        return k, router.set_tables(ctx.train_embeddings, train.quality, train.cost)
+
+    return fit_best_k(config, ctx, "knn", 2, build)

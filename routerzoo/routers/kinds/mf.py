@@ -31,65 +31,65 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.core.base import Router
+from routerzoo.routers.core.fit_config import FitLoopConfig
 
 SOURCES = ("auto", "outcomes", "preferences", "both")
 
 
 @dataclass
-class MFConfig:
-    """Matrix factorisation router hyper-parameters.
+class ProjectionFields:
+    """The fields of a prompt projection with a cost regression (:class:`ProjectionRouter`), mixed
+    into a config beside its fit fields (``class C(ProjectionFields, FitLoopConfig)``).
 
     Attributes:
         dim: size of the model embeddings and of the prompt projection.
-        source: training signal: "auto" (whatever the dataset has: outcomes, preference pairs, or
-            both), "outcomes" (per-model BCE), "preferences" (Bradley-Terry on pairs; pairs are
-            derived from outcomes when the dataset has none) or "both". The artifact stores the
-            source actually used.
-        pair_weight: weight of the pair loss against the outcome loss when both are used.
         dropout: dropout on the prompt embedding during training.
-        lr: Adam learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: prompts (outcomes) or pairs (preferences) per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping (the best epoch is kept).
         predict_cost: learn each model's per-prompt log cost (ridge regression on the embedding);
             else every prompt gets the model's mean training cost.
         cost_ridge: L2 penalty of the cost regression.
     """
 
     dim: int = 16
-    source: str = "auto"
-    pair_weight: float = 1.0
     dropout: float = 0.1
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    max_epochs: int = 60
-    patience: int = 5
     predict_cost: bool = True
     cost_ridge: float = 1.0
 
     def __post_init__(self):
+        super().__post_init__()  # the fit fields' checks
         if self.dim < 1:
             raise ConfigError(f"router.dim must be >= 1, got {self.dim}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
+        if self.cost_ridge < 0:
+            raise ConfigError(f"router.cost_ridge must be >= 0, got {self.cost_ridge}")
+
+
+@dataclass
+class MFConfig(ProjectionFields, FitLoopConfig):
+    """Matrix factorisation router hyper-parameters (and the fields of :class:`ProjectionFields` and
+    :class:`FitLoopConfig`).
+
+    Attributes:
+        source: training signal: "auto" (whatever the dataset has: outcomes, preference pairs, or
+            both), "outcomes" (per-model BCE), "preferences" (Bradley-Terry on pairs; pairs are
+            derived from outcomes when the dataset has none) or "both". The artifact stores the
+            source actually used.
+        pair_weight: weight of the pair loss against the outcome loss when both are used.
+        batch_size: prompts (outcomes) or pairs (preferences) per step.
+    """
+
+    source: str = "auto"
+    pair_weight: float = 1.0
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    patience: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.source not in SOURCES:
             raise ConfigError(f"router.source must be one of {list(SOURCES)}, got {self.source!r}")
         if self.pair_weight < 0:
             raise ConfigError(f"router.pair_weight must be >= 0, got {self.pair_weight}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
-        if self.lr <= 0:
-            raise ConfigError(f"router.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"router.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.batch_size < 1:
-            raise ConfigError(f"router.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_epochs < 1:
-            raise ConfigError(f"router.max_epochs must be >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ConfigError(f"router.patience must be >= 1, got {self.patience}")
-        if self.cost_ridge < 0:
-            raise ConfigError(f"router.cost_ridge must be >= 0, got {self.cost_ridge}")
 
 
 def fit_log_cost(emb: np.ndarray, cost: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
@@ -130,39 +130,43 @@ def predict_log_cost(emb: np.ndarray, W: np.ndarray, smear: np.ndarray, fallback
     return np.where(smear[None, :] > 0, pred, fallback[None, :])
 
 
-class MFRouter(Router):
-    """Bilinear scores of prompt and model embeddings.
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
 
-    State: ``proj_weight`` (dim, d), ``proj_bias`` (dim,), ``model_emb`` (m, dim), ``model_bias``
-    (m,), ``centre`` (1,) (1 when trained from pairs alone), and with ``predict_cost`` the cost
-    regression ``cost_weight`` (d + 1, m) and ``cost_smear`` (m,).
+
+class ProjectionRouter(Router):
+    """A learned projection of the prompt embedding scored against learned model embeddings, with
+    an optional per-model ridge regression of log cost (the ``mf`` and ``routerdc`` routers).
+
+    State: ``proj_weight`` (dim, d), ``proj_bias`` (dim,), ``model_emb`` (m, dim), the kind's own
+    score tensors (:meth:`_head_state`), and with ``predict_cost`` the cost regression
+    ``cost_weight`` (d + 1, m) and ``cost_smear`` (m,). A subclass's ``set_params`` takes the
+    projection, then its own tensors (as :meth:`_load_head` returns them), then the cost regression.
     """
 
-    kind = "mf"
-    Config = MFConfig
     uses_embeddings = True
 
-    def set_params(self, proj_weight, proj_bias, model_emb, model_bias, centre: bool,
-                   cost_weight: np.ndarray | None = None, cost_smear: np.ndarray | None = None) -> MFRouter:
-        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-        self.proj_weight_ = f32(proj_weight)
-        self.proj_bias_ = f32(proj_bias)
-        self.model_emb_ = f32(model_emb)
-        self.model_bias_ = f32(model_bias)
-        self.centre_ = f32([1.0 if centre else 0.0])
-        self.cost_weight_ = None if cost_weight is None else f32(cost_weight)
-        self.cost_smear_ = None if cost_smear is None else f32(cost_smear)
-        return self
+    def _set_projection(self, proj_weight, proj_bias, model_emb, cost_weight, cost_smear) -> None:
+        self.proj_weight_, self.proj_bias_, self.model_emb_ = _f32(proj_weight), _f32(proj_bias), _f32(model_emb)
+        self.cost_weight_ = None if cost_weight is None else _f32(cost_weight)
+        self.cost_smear_ = None if cost_smear is None else _f32(cost_smear)
 
     def fitted_attributes(self) -> list[str]:
         return ["proj_weight_", "model_emb_"]
 
+    def _head_state(self) -> dict[str, np.ndarray]:
+        """The kind's own tensors, saved between the projection and the cost regression."""
+        raise NotImplementedError
+
+    def _load_head(self, tensors: dict[str, np.ndarray]) -> tuple:
+        """The kind's own ``set_params`` arguments from saved tensors, shapes checked."""
+        raise NotImplementedError
+
     def state(self) -> dict[str, np.ndarray]:
         out = {"proj_weight": self.proj_weight_, "proj_bias": self.proj_bias_, "model_emb": self.model_emb_,
-               "model_bias": self.model_bias_, "centre": self.centre_}
+               **self._head_state()}
         if self.cost_weight_ is not None:
-            out["cost_weight"] = self.cost_weight_
-            out["cost_smear"] = self.cost_smear_
+            out["cost_weight"], out["cost_smear"] = self.cost_weight_, self.cost_smear_
         return out
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
@@ -171,29 +175,58 @@ class MFRouter(Router):
         d = pw.shape[1]
         cost_w = cost_s = None
         if self.config.predict_cost and "cost_weight" in tensors:
-            cost_w = self._tensor(tensors, "cost_weight", (d + 1, m))
-            cost_s = self._tensor(tensors, "cost_smear", (m,))
+            cost_w, cost_s = self._tensor(tensors, "cost_weight", (d + 1, m)), self._tensor(tensors, "cost_smear", (m,))
         self.set_params(pw, self._tensor(tensors, "proj_bias", (dim,)), self._tensor(tensors, "model_emb", (m, dim)),
-                        self._tensor(tensors, "model_bias", (m,)), bool(self._tensor(tensors, "centre", (1,))[0] > 0.5),
-                        cost_w, cost_s)
+                        *self._load_head(tensors), cost_w, cost_s)
 
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        """(n, m) scores s_j(x) (float64)."""
+    def project(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, dim) projected prompts W x + c (float64) from (n, d) embeddings."""
         d = self.proj_weight_.shape[1]
         if embeddings.ndim != 2 or embeddings.shape[1] != d:
             raise ValueError(f"embeddings of shape {embeddings.shape}; this router needs (n, {d})")
-        z = embeddings.astype(np.float64) @ self.proj_weight_.T.astype(np.float64) + self.proj_bias_.astype(np.float64)
-        s = z @ self.model_emb_.T.astype(np.float64) + self.model_bias_.astype(np.float64)
+        return embeddings.astype(np.float64) @ self.proj_weight_.T.astype(np.float64) + self.proj_bias_.astype(np.float64)
+
+    def _with_cost(self, embeddings: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``quality`` and the regressed cost (None without one: the cost model's mean cost is used)."""
+        if self.cost_weight_ is None:
+            return quality, None
+        fallback = np.nan_to_num(self.cost_model.mean_cost, nan=0.0)
+        return quality, predict_log_cost(embeddings, self.cost_weight_, self.cost_smear_, fallback)
+
+
+class MFRouter(ProjectionRouter):
+    """Bilinear scores of prompt and model embeddings.
+
+    State: :class:`ProjectionRouter`'s, with ``model_bias`` (m,) and ``centre`` (1,) (1 when
+    trained from pairs alone).
+    """
+
+    kind = "mf"
+    Config = MFConfig
+
+    def set_params(self, proj_weight, proj_bias, model_emb, model_bias, centre: bool,
+                   cost_weight: np.ndarray | None = None, cost_smear: np.ndarray | None = None) -> MFRouter:
+        self._set_projection(proj_weight, proj_bias, model_emb, cost_weight, cost_smear)
+        self.model_bias_ = _f32(model_bias)
+        self.centre_ = _f32([1.0 if centre else 0.0])
+        return self
+
+    def _head_state(self) -> dict[str, np.ndarray]:
+        return {"model_bias": self.model_bias_, "centre": self.centre_}
+
+    def _load_head(self, tensors: dict[str, np.ndarray]) -> tuple:
+        return (self._tensor(tensors, "model_bias", (len(self.models),)),
+                bool(self._tensor(tensors, "centre", (1,))[0] > 0.5))
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, m) scores s_j(x) (float64)."""
+        s = self.project(embeddings) @ self.model_emb_.T.astype(np.float64) + self.model_bias_.astype(np.float64)
         if self.centre_[0] > 0.5:
             s = s - s.mean(axis=1, keepdims=True)
         return s
 
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        quality = 1.0 / (1.0 + np.exp(-self.logits(embeddings)))
-        if self.cost_weight_ is None:
-            return quality, None
-        fallback = np.nan_to_num(self.cost_model.mean_cost, nan=0.0)
-        return quality, predict_log_cost(embeddings, self.cost_weight_, self.cost_smear_, fallback)
+        return self._with_cost(embeddings, 1.0 / (1.0 + np.exp(-self.logits(embeddings))))
 
 
 def resolve_source(source: str, has_outcomes: bool, has_prefs: bool) -> str:

@@ -18,49 +18,28 @@ import numpy as np
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.core.base import Router
 from routerzoo.routers.core.features import PromptFeatures, feature_matrix
-
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+from routerzoo.routers.core.fit_config import NetworkFitConfig
 
 
 @dataclass
-class NetworkFitConfig:
-    """The Lightning fit fields every embedding-network router config (MLP, scalarised, Zooter)
-    shares; a config re-declares a field to change its default.
+class EmbeddingNetConfig(NetworkFitConfig):
+    """The fields of an MLP trunk over prompt embeddings (MLP, scalarised, Zooter), and the fit
+    fields of :class:`~routerzoo.routers.core.fit_config.NetworkFitConfig`.
 
     Attributes:
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: examples per step.
-        max_epochs: upper bound on epochs.
-        patience: epochs without validation improvement before stopping.
-        accelerator: Lightning accelerator ("auto", "cpu", "gpu", "cuda", "mps").
-        devices: Lightning devices (1 by default; e.g. 4 with strategy "ddp" on a multi-GPU box).
-        strategy: Lightning strategy ("auto", "ddp", ...).
+        hidden: widths of the hidden layers.
+        dropout: dropout after each hidden layer.
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    max_epochs: int = 60
-    patience: int = 6
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
+    hidden: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.1
 
-
-def check_network_config(config) -> None:
-    """The checks every embedding-network router config shares: dropout, hidden widths, accelerator."""
-    if not 0 <= config.dropout < 1:
-        raise ConfigError(f"router.dropout must be in [0, 1), got {config.dropout}")
-    if any(h < 1 for h in config.hidden):
-        raise ConfigError(f"router.hidden widths must be positive, got {config.hidden}")
-    check_accelerator_field(config)
-
-
-def check_accelerator_field(config) -> None:
-    """``config.accelerator`` is one Lightning knows (whether this machine has it is checked at fit time)."""
-    if config.accelerator not in ACCELERATORS:
-        raise ConfigError(f"router.accelerator must be one of {list(ACCELERATORS)}, got {config.accelerator!r}")
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"router.dropout must be in [0, 1), got {self.dropout}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"router.hidden widths must be positive, got {self.hidden}")
 
 
 def mlp_trunk(in_dim: int, hidden: Sequence[int], dropout: float):
@@ -85,33 +64,21 @@ def embedding_tensor(embeddings: np.ndarray, in_dim: int):
 
 
 @dataclass
-class MLPConfig(NetworkFitConfig):
-    """MLP router hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
+class MLPConfig(EmbeddingNetConfig):
+    """MLP router hyper-parameters (and the fields of :class:`EmbeddingNetConfig`).
 
     Attributes:
-        hidden: widths of the hidden layers.
-        dropout: dropout after each hidden layer.
         predict_cost: also learn each model's per-prompt log cost (else the mean cost is used).
         cost_loss_weight: weight of the cost loss against the quality BCE.
         features: inputs beyond the prompt embedding (prompt length, category); off by default.
     """
 
-    hidden: list[int] = field(default_factory=lambda: [256])
     dropout: float = 0.2
     predict_cost: bool = True
     cost_loss_weight: float = 0.5
     max_epochs: int = 100
     patience: int = 8
     features: PromptFeatures = field(default_factory=PromptFeatures)
-
-    def __post_init__(self):
-        check_network_config(self)
-        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("router.lr, router.batch_size, router.max_epochs and router.patience must be positive")
-        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
-            raise ConfigError(f"router.devices must be >= 1, -1 (all) or 'auto', got {self.devices}")
-        if isinstance(self.devices, str) and self.devices != "auto" and not all(p.strip().lstrip("-").isdigit() for p in self.devices.split(",") if p.strip()):
-            raise ConfigError(f"router.devices must be a number, a list like '0,1', or 'auto', got {self.devices!r}")
 
 
 def build_network(in_dim: int, n_models: int, hidden: Sequence[int], dropout: float, predict_cost: bool):

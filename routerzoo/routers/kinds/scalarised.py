@@ -27,22 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.routers.kinds.mlp import (
-    NetworkFitConfig,
-    ScaledNetworkRouter,
-    check_network_config,
-    embedding_tensor,
-    mlp_trunk,
-)
+from routerzoo.routers.kinds.mlp import EmbeddingNetConfig, ScaledNetworkRouter, embedding_tensor, mlp_trunk
 
 
 @dataclass
-class ScalarisedConfig(NetworkFitConfig):
-    """Scalarised reward regression hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
+class ScalarisedConfig(EmbeddingNetConfig):
+    """Scalarised reward regression hyper-parameters (and the fields of :class:`EmbeddingNetConfig`).
 
     Attributes:
-        hidden: widths of the hidden layers.
-        dropout: dropout after each hidden layer.
         lambda_range: (low, high) of the scaled cost weight λ·cost_scale sampled log-uniformly in
             training; 1 means one typical prompt's cost is worth one unit of quality.
         zero_share: share of training samples drawn at λ = 0 (pure quality), which anchors q̂.
@@ -52,8 +44,6 @@ class ScalarisedConfig(NetworkFitConfig):
         batch_size: (prompt, λ) samples per step.
     """
 
-    hidden: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.1
     lambda_range: list[float] = field(default_factory=lambda: [0.01, 10.0])
     zero_share: float = 0.2
     draws: int = 4
@@ -61,7 +51,7 @@ class ScalarisedConfig(NetworkFitConfig):
     batch_size: int = 256
 
     def __post_init__(self):
-        check_network_config(self)
+        super().__post_init__()
         lo_hi = self.lambda_range
         if len(lo_hi) != 2 or not all(math.isfinite(v) for v in lo_hi) or not 0 < lo_hi[0] < lo_hi[1]:
             raise ConfigError(f"router.lambda_range must be [low, high] with 0 < low < high, got {lo_hi}")
@@ -69,8 +59,8 @@ class ScalarisedConfig(NetworkFitConfig):
             raise ConfigError(f"router.zero_share must be in [0, 1), got {self.zero_share}")
         if not self.slope_grid or any(not (math.isfinite(v) and v > 0) for v in self.slope_grid):
             raise ConfigError(f"router.slope_grid must be positive scaled cost weights, got {self.slope_grid}")
-        if self.draws < 1 or self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("router.draws, lr, batch_size, max_epochs and patience must be positive")
+        if self.draws < 1:
+            raise ConfigError(f"router.draws must be >= 1, got {self.draws}")
 
 
 def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float):

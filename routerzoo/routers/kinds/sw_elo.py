@@ -26,7 +26,14 @@ import numpy as np
 
 from routerzoo.errors import ConfigError, UserError
 from routerzoo.routers.core.base import Router
-from routerzoo.routers.kinds.elo import check_rating_config, fit_ratings, pair_metrics, rating_pairs
+from routerzoo.routers.kinds.elo import (
+    RatingConfig,
+    as_quality,
+    fit_ratings,
+    rating_pair_metrics,
+    rating_pairs,
+    train_rating_pairs,
+)
 
 if TYPE_CHECKING:
     from routerzoo.data.matrix import PreferenceMatrix
@@ -34,8 +41,8 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SWEloConfig:
-    """Similarity-weighted Bradley-Terry router.
+class SWEloConfig(RatingConfig):
+    """Similarity-weighted Bradley-Terry router (and the fields of :class:`RatingConfig`).
 
     Attributes:
         temperature: softmax temperature over cosine similarities (small: only the nearest training
@@ -45,23 +52,18 @@ class SWEloConfig:
         global_weight: weight of the global comparisons (normalised) added to the local ones
             (normalised): a prior towards the global ratings; 0 for purely local ratings.
         top_k: only the top_k most similar training prompts enter the local weights; None for all.
-        l2: L2 penalty on the ratings, relative to the mean weighted log-likelihood.
         max_iter: Newton iterations at most per prompt.
-        tol: stop when the largest rating update is below this.
-        source: "auto" (the preference table if the dataset has one, else pairs derived from
-            outcomes), "preferences" or "outcomes".
     """
 
     temperature: float | None = None
     temperature_candidates: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 1.0])
     global_weight: float = 0.25
     top_k: int | None = None
-    l2: float = 1e-3
     max_iter: int = 50
     tol: float = 1e-7
-    source: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.temperature is not None and not self.temperature > 0:
             raise ConfigError(f"router.temperature must be > 0, got {self.temperature}")
         if not self.temperature_candidates or min(self.temperature_candidates) <= 0:
@@ -70,7 +72,6 @@ class SWEloConfig:
             raise ConfigError(f"router.global_weight must be >= 0, got {self.global_weight}")
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"router.top_k must be >= 1, got {self.top_k}")
-        check_rating_config(self)
 
 
 def win_matrices(pairs: PreferenceMatrix) -> tuple[list[str], np.ndarray]:
@@ -101,6 +102,7 @@ class PromptWinsRouter(Router):
     rates models per prompt from the similar ones (SW-Elo, Eagle)."""
 
     uses_embeddings = True
+    state_arrays = ("embeddings", "wins")
     _CHUNK = 1024
 
     def _set_arrays(self, embeddings: np.ndarray, wins: np.ndarray) -> None:
@@ -111,18 +113,19 @@ class PromptWinsRouter(Router):
         self._set_arrays(embeddings, wins)
         return self
 
-    def fitted_attributes(self) -> list[str]:
-        return ["embeddings_", "wins_"]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"embeddings": self.embeddings_, "wins": self.wins_}
-
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
         emb = self._tensor(tensors, "embeddings", (None, None))
         if emb.shape[0] == 0:
             raise UserError("weights: tensor 'embeddings' holds no training prompts")
         m = len(self.models)
         self._set_arrays(emb, self._tensor(tensors, "wins", (emb.shape[0], m, m)))
+
+    def _rate(self, wins: np.ndarray) -> np.ndarray:
+        """Bradley-Terry ratings (m,) of one (m, m) matrix of weighted wins (the config's l2, max_iter, tol)."""
+        m = len(self.models)
+        a, b = np.nonzero(~np.eye(m, dtype=bool))
+        c = self.config
+        return fit_ratings(a, b, np.ones(len(a)), wins[a, b], m, c.l2, c.max_iter, c.tol)
 
 
 class SWEloRouter(PromptWinsRouter):
@@ -144,9 +147,6 @@ class SWEloRouter(PromptWinsRouter):
         flat = self.wins_.reshape(len(self.wins_), m * m).astype(np.float64)
         glob = flat.sum(axis=0)
         glob = glob / max(glob.sum(), 1e-12)
-        a, b = np.nonzero(~np.eye(m, dtype=bool))
-        pair_index = a * m + b
-        ones = np.ones(len(a))
         out = np.empty((len(embeddings), m))
         for start in range(0, len(embeddings), self._CHUNK):
             sims = embeddings[start:start + self._CHUNK].astype(np.float32) @ self.embeddings_.T
@@ -159,12 +159,11 @@ class SWEloRouter(PromptWinsRouter):
             local /= np.maximum(local.sum(axis=1, keepdims=True), 1e-12)
             total = local + c.global_weight * glob
             for i, row in enumerate(total):
-                out[start + i] = fit_ratings(a, b, ones, row[pair_index], m, c.l2, c.max_iter, c.tol)
+                out[start + i] = self._rate(row.reshape(m, m))
         return out
 
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, None]:
-        r = self.ratings(embeddings)
-        return 1.0 / (1.0 + np.exp(-(r - r.mean(axis=1, keepdims=True)))), None
+        return as_quality(self.ratings(embeddings)), None
 
 
 def _embed_texts(ctx: FitContext, split: str, texts: list[str]) -> np.ndarray:
@@ -178,18 +177,31 @@ def _embed_texts(ctx: FitContext, split: str, texts: list[str]) -> np.ndarray:
     return ctx.embed(texts)
 
 
-def _val_pair_score(router: SWEloRouter, pairs: PreferenceMatrix, ctx: FitContext) -> dict:
-    """Pair log-loss and accuracy of the per-prompt ratings on (validation) pairs."""
+def first_texts(pairs: PreferenceMatrix) -> tuple[list[str], np.ndarray]:
+    """Each prompt of ``pairs`` once (its first text, in order of appearance) and, per pair, the
+    index of its prompt in that list (n,)."""
     first: dict[str, int] = {}
     texts: list[str] = []
     for pid, text in zip(pairs.prompt_ids, pairs.prompts, strict=True):
         if pid not in first:
             first[pid] = len(texts)
             texts.append(text)
-    r = router.ratings(_embed_texts(ctx, "val", texts).astype(np.float32))
-    rows = np.array([first[pid] for pid in pairs.prompt_ids])
-    diff = r[rows, pairs.a] - r[rows, pairs.b]
-    return pair_metrics(1.0 / (1.0 + np.exp(-diff)), pairs.outcome, pairs.weight)
+    return texts, np.array([first[pid] for pid in pairs.prompt_ids])
+
+
+def validation_target(ctx: FitContext, source: str) -> tuple[np.ndarray, PreferenceMatrix | None]:
+    """What a rating router's candidates are scored on: the validation rows where every model has an
+    outcome (mask (n_val,)), when there are two or more (AIQ); else the validation comparisons
+    (pair log-loss), None or empty when there are none either."""
+    val = ctx.val
+    complete = val.observed.all(axis=1) if val is not None and len(val) else np.zeros(0, dtype=bool)
+    return complete, None if complete.sum() >= 2 else rating_pairs(ctx, "val", source)
+
+
+def _val_pair_score(router: SWEloRouter, pairs: PreferenceMatrix, ctx: FitContext) -> dict:
+    """Pair log-loss and accuracy of the per-prompt ratings on (validation) pairs."""
+    texts, rows = first_texts(pairs)
+    return rating_pair_metrics(router.ratings(_embed_texts(ctx, "val", texts).astype(np.float32)), pairs, rows)
 
 
 def fit_sw_elo(config: SWEloConfig, ctx: FitContext) -> tuple[SWEloRouter, dict]:
@@ -197,15 +209,12 @@ def fit_sw_elo(config: SWEloConfig, ctx: FitContext) -> tuple[SWEloRouter, dict]
     (AIQ where the validation split has outcomes, else pair log-loss)."""
     from routerzoo.routers.kinds.knn import validation_scores
 
-    pairs = rating_pairs(ctx, "train", config.source)
-    if pairs is None or len(pairs) == 0:
-        what = "preference pairs" if config.source == "preferences" else "preference pairs or benchmark outcomes"
-        raise UserError(f"router 'sw-elo' needs {what} in the train split; this dataset has none")
+    pairs = train_rating_pairs(ctx, "sw-elo", config.source)
     texts, wins = win_matrices(pairs)
     emb = _embed_texts(ctx, "train", texts)
     temps = [config.temperature] if config.temperature is not None else sorted(set(config.temperature_candidates))
-    val_outcomes = ctx.val is not None and len(ctx.val) > 0 and ctx.val.observed.all(axis=1).sum() >= 2
-    val_pairs = None if val_outcomes else rating_pairs(ctx, "val", config.source)
+    complete, val_pairs = validation_target(ctx, config.source)
+    val_outcomes = complete.sum() >= 2
     metrics: dict = {"n_train_prompts": len(texts), "n_train_pairs": len(pairs)}
     best, best_key = None, float("inf")
     for t in temps:

@@ -21,27 +21,19 @@ softmax's argmax, and it is on the scale the cost weight is defined on. Cost is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from routerzoo.errors import ConfigError
-from routerzoo.routers.kinds.mlp import (
-    NetworkFitConfig,
-    ScaledNetworkRouter,
-    check_network_config,
-    embedding_tensor,
-    mlp_trunk,
-)
+from routerzoo.routers.kinds.mlp import EmbeddingNetConfig, ScaledNetworkRouter, embedding_tensor, mlp_trunk
 
 
 @dataclass
-class ZooterConfig(NetworkFitConfig):
-    """Reward distillation hyper-parameters (and the fit fields of :class:`NetworkFitConfig`).
+class ZooterConfig(EmbeddingNetConfig):
+    """Reward distillation hyper-parameters (and the fields of :class:`EmbeddingNetConfig`).
 
     Attributes:
-        hidden: widths of the hidden layers.
-        dropout: dropout after each hidden layer.
         temperature: T of the target distribution softmax(quality / T), on the quality scale;
             smaller is sharper (T → 0: the best model only).
         tag_enhancement: mix each prompt's target with its category's mean target (prompts
@@ -50,23 +42,19 @@ class ZooterConfig(NetworkFitConfig):
         mean_loss_weight: weight of the mean-quality head's squared error against the KL loss.
     """
 
-    hidden: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.1
     temperature: float = 0.1
     tag_enhancement: bool = False
     tag_weight: float = 0.3
     mean_loss_weight: float = 1.0
 
     def __post_init__(self):
-        check_network_config(self)
+        super().__post_init__()
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"router.temperature must be > 0, got {self.temperature}")
         if not 0 <= self.tag_weight <= 1:
             raise ConfigError(f"router.tag_weight must be in [0, 1], got {self.tag_weight}")
         if self.mean_loss_weight < 0:
             raise ConfigError(f"router.mean_loss_weight must be >= 0, got {self.mean_loss_weight}")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("router.lr, batch_size, max_epochs and patience must be positive")
 
 
 def build_network(in_dim: int, n_models: int, hidden: list[int], dropout: float):

@@ -192,12 +192,13 @@ def fit_stack(config: StackConfig, ctx: FitContext) -> tuple[StackRouter, dict]:
 
     metrics: dict = {}
     fitted: list[Router] = []
-    for kind in config.members:
+    for i, kind in enumerate(config.members):
         spec = get_kind(kind, role="router")
         cls = spec.load_class()
         if not cls.uses_embeddings:
             raise ConfigError(f"router.members: {kind!r} does not read prompt embeddings; a stack combines embedding routers only")
-        member_config = config_from_dict(spec.load_config(), config.member_configs.get(kind, {}), f"router.member_configs[{kind!r}]")
+        where = f"router.configs[{i}]" if config.configs else f"router.member_configs[{kind!r}]"
+        member_config = config_from_dict(spec.load_config(), config.member_config(i), where)
         try:
             member, member_metrics = spec.load_fit()(member_config, ctx)
         except UserError as exc:
@@ -210,8 +211,9 @@ def fit_stack(config: StackConfig, ctx: FitContext) -> tuple[StackRouter, dict]:
     if not fitted:
         reasons = "; ".join(f"{k.split('.', 1)[1]}: {v}" for k, v in metrics.items() if k.startswith("skipped."))
         raise UserError(f"router 'stack': none of its members {config.members} can train on this dataset ({reasons})")
-    resolved = replace(config, members=[m.kind for m in fitted],
-                       member_configs={m.kind: asdict(m.config) for m in fitted})
+    resolved = (replace(config, members=[m.kind for m in fitted], configs=[asdict(m.config) for m in fitted])
+                if config.configs else
+                replace(config, members=[m.kind for m in fitted], member_configs={m.kind: asdict(m.config) for m in fitted}))
     router = StackRouter(resolved, **ctx.router_kwargs(encoder=True))
     router.set_members(fitted, np.full(len(fitted), 1.0 / len(fitted)))
     objective = _val_objective(ctx, router) if len(fitted) > 1 else None

@@ -360,6 +360,7 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
             combined, weights = cross_fitted_ensemble(members, folds, config)
             keep = weights > 0
             members, weights = [r for r, w in zip(members, keep, strict=True) if w], weights[keep]
+            combined.name = "ensemble(" + " + ".join(f"{w:.2f} {r.name}" for r, w in zip(members, weights, strict=True)) + ")"
             # kept unless clearly worse than the best single candidate: a combination of the
             # candidates is the robust choice, and one winner of noisy folds is not
             if combined.mean() is not None and combined.mean() >= best.mean() - (best.se() or 0.0):
@@ -388,7 +389,8 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
         info["weights"] = {r.name: float(w) for r, w in zip(members, weights, strict=True)}
     metrics = {f"chosen.{k}": v for k, v in fit_metrics.items()}
     for r in rows:
-        key = r["candidate"].replace(":", ".").replace("=", "").replace(",", ".").replace("(", "_").replace(")", "").replace("+", "_")
+        name = r["candidate"].split("(")[0] if combined is not None and r["candidate"] == combined.name else r["candidate"]
+        key = name.replace(":", ".").replace("=", "").replace(",", ".").replace("(", "_").replace(")", "").replace("+", "_")
         if "skipped" not in r:
             metrics[f"auto.{key}.cv_gap_closed_mean"] = r["gap_closed_mean"]
             metrics[f"auto.{key}.cv_gap_closed_sd"] = r["gap_closed_sd"]

@@ -102,7 +102,7 @@ def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
     assert names[:3] == ["best-single", "knn:k=20", "sw-elo"]
     assert all(r["folds"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
     assert saved["kind"] in ("knn", "sw-elo", "stack") and saved["kind"] == result.router.kind
-    assert info["method"] in ("one-se", "ensemble")
+    assert info["method"] in ("best-cv", "ensemble")
     if saved["kind"] == "stack":  # an ensemble of the embedding candidates (best-single is not one)
         assert set(info["weights"]) <= {"knn:k=20", "sw-elo"} and len(info["weights"]) == 2
         assert np.isclose(sum(info["weights"].values()), 1.0)

@@ -1,20 +1,25 @@
 """``routerzoo train --router auto``: pick the router for this dataset by K-fold cross-validation.
 
 No kind is best everywhere, and a single validation split picks wrongly, so ``auto`` does what
-AutoML tools do for tabular data:
+AutoML tools (AutoGluon, auto-sklearn) do for tabular data:
 
 1. every candidate (a kind, or ``kind:key=value`` for a kind with a fixed setting, such as
    ``knn:k=40``) is cross-validated on train+val (:mod:`routerzoo.training.cv`) within
    ``time_limit`` seconds; a candidate the budget cuts short is left out;
-2. the **one-standard-error rule** picks the first candidate (candidates are listed simplest
-   first) whose mean gap closed is within one standard error of the best mean;
-3. a **cross-fitted stack** of the best few distinct embedding kinds is scored by CV as well: its
-   weights (non-negative, summing to one, least squares on the observed outcomes) are fitted on
-   the out-of-fold predictions of K−1 folds, shrunk toward the best member, and scored on the
-   held-out fold's out-of-fold predictions. The
-   stack is chosen only if its CV mean beats the best single candidate's;
+2. ``method="ensemble"`` (the default): **greedy ensemble selection with replacement** (Caruana et
+   al., 2004) over the embedding candidates' out-of-fold predictions, maximising the gap closed of
+   the averaged predictions. Its CV is cross-fitted (the selection sees K−1 folds' out-of-fold
+   predictions and is scored on the held-out fold's), and it is kept unless that CV mean falls more
+   than one standard error below the best single candidate's, in which case the best single
+   candidate (by CV mean) is taken. Why not the one-SE rule alone: on noisy data it lands on the
+   simplest candidate (``best-single``, 0% gap closed, or an over-smoothed kNN), and which kind wins
+   the folds changes with the split, while an average of several kinds changes less;
+3. ``method="stack"``: a least-squares cross-fitted stack of the best few distinct kinds, taken
+   only if its CV mean beats every single candidate's, else the one-SE choice;
+   ``method="select"``: the one-SE choice;
 4. the choice is refit on the full train split (validation for early stopping), as ``routerzoo
-   train`` does for that kind, and the stack's weights are fitted on all out-of-fold predictions.
+   train`` does for that kind; an ensemble becomes a ``stack`` artifact of its refit members with
+   the selected weights.
 
 The result is a normal artifact (the chosen kind, or a ``stack``) whose lineage holds the CV table.
 """
@@ -369,7 +374,7 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
                 else:
                     chosen, method = combined, "ensemble"
         if method == "one-se":  # no ensemble: the best CV mean (the one-SE rule favours best-single on noisy data)
-            chosen = best
+            chosen, method = best, "best-cv"
     elif config.method == "stack":
         members = _stack_members(scored, kinds, config)
         if len(members) > 1:

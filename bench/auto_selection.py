@@ -123,7 +123,13 @@ def paired_ci(a, b, tq, tc, bootstrap: int = 200, seed: int = 0) -> list[float]:
 
 def compare(cache: Path, candidates: list[str], bootstrap: int) -> dict:
     """Test gap closed of each selection rule on the cached predictions, and its paired CI vs kNN."""
-    from routerzoo.training.auto import AutoConfig, _stack_members, cross_fitted_ensemble, cross_fitted_stack, one_se_choice
+    from routerzoo.training.auto import (
+        AutoConfig,
+        _stack_members,
+        cross_fitted_ensemble,
+        cross_fitted_stack,
+        one_se_choice,
+    )
     from routerzoo.training.cv import CVResult, FoldResult, score
 
     t = np.load(cache / "_truth.npz")

@@ -306,7 +306,8 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
     # the budget is the search's: encoding is done once above whatever the budget, and a share is
     # kept for refitting the choice on the full train split
     start = time.monotonic()
-    deadline = start + 0.8 * config.time_limit
+    # ensemble selection (cross-fitted: K + 1 greedy searches) shares the rest with the refit
+    deadline = start + (0.7 if config.method == "ensemble" else 0.8) * config.time_limit
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -10,7 +10,8 @@ selection, as ``routerzoo train`` does) and evaluated on the test split:
 * K-fold cross-validation on train+val (``--cv-folds``, default 5; test untouched): CV mean ± sd of
   gap closed, the number a default can honestly be chosen on;
 * ``auto`` (``routerzoo train --router auto``, ``--auto-time-limit`` seconds): CV over candidate
-  kinds, the one-SE choice or a cross-fitted stack; its row names what it chose;
+  kinds, a greedy ensemble of them (or the best single one); its row names what it chose;
+* a closing table in README's form: kNN, the best other kind by CV mean, and auto;
 * training seconds (fit, including any encoding not already cached, and the CV);
 * each router's gap closed as a ratio to kNN's in the same run, and its difference from kNN's on the
   same test prompts with a paired bootstrap 95% interval;

@@ -121,9 +121,9 @@ KINDS: dict[str, KindSpec] = {
 #: not a kind but a cross-validated search whose artifact is one kind or a stack). No single kind is
 #: best across datasets, and kNN, the previous default, was not either: on a development
 #: meta-benchmark (bench/auto_selection.py: MMLU-Pro 9- and 11-model variants, the MMLU-Pro sample,
-#: RouterArena, RouteLLM GSM8K) auto's ensemble was level with kNN on every test split (paired 95%
-#: intervals include 0) and ahead on the sample (+16.3 points, [+5.6, +27.6]); mean test gap closed
-#: 11.7% vs kNN's 7.8%. See the README table.
+#: RouterArena, RouteLLM GSM8K) auto was level with kNN on every test split (paired 95% intervals
+#: include 0) and ahead on the sample (+16.3 points, [+4.5, +28.8]); mean test gap closed 10.9% vs
+#: kNN's 7.8%. See the README table.
 DEFAULT_ROUTER = "auto"
 
 

@@ -186,7 +186,9 @@ def main(argv: list[str]) -> int:
     if result.auto is not None:
         from routerzoo.training.auto import format_table as auto_table
 
-        print(f"auto: {result.auto['folds']}-fold CV of {len(result.auto['candidates'])} candidates in "
+        # the table's last row may be the ensemble or stack built from the candidates, not one of them
+        n = sum(1 for r in result.auto["candidates"] if not r["candidate"].startswith(("ensemble(", "stack(")))
+        print(f"auto: {result.auto['folds']}-fold CV of {n} candidates in "
               f"{result.auto['search_s']:.0f} s; chosen ({result.auto['method']}): {result.auto['chosen']}")
         print(auto_table(result.auto["candidates"], result.auto["chosen"]))
     for line in result.notes:

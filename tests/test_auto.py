@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from routerzoo.errors import ConfigError, UserError
-from routerzoo.training.auto import AutoConfig, fit_weights, one_se_choice, parse_candidate
+from routerzoo.training.auto import AutoConfig, fit_weights, greedy_ensemble, one_se_choice, parse_candidate
 from routerzoo.training.cv import CVConfig, CVResult, FoldResult
 
 
@@ -38,6 +38,38 @@ def test_stack_weights_favour_the_informative_member_and_shrink_toward_it():
     assert np.allclose(fit_weights(q, tq, step=0.25, shrinkage=1.0), [0, 1])
 
 
+def test_gap_scorer_equals_the_reports_gap_closed():
+    from routerzoo.evaluation.report import GapScorer, evaluate_predictions
+
+    rng = np.random.default_rng(1)
+    n, m = 300, 4
+    tq = (rng.random((n, m)) < np.array([0.3, 0.5, 0.6, 0.8])).astype(float)
+    tc = np.broadcast_to([0.1, 0.4, 1.0, 3.0], (n, m)) * rng.uniform(0.5, 1.5, (n, 1))
+    scorer = GapScorer(tq, tc)
+    for pq in (tq + rng.normal(0, 0.5, tq.shape), np.round(rng.random(tq.shape), 1), np.full(tq.shape, 0.5)):
+        pc = tc * rng.uniform(0.8, 1.2, tc.shape)
+        want = evaluate_predictions(pq, pc, tq, tc, [f"m{i}" for i in range(m)])["gap_closed"]
+        assert scorer(pq, pc) == pytest.approx(want, abs=1e-12)
+
+
+def test_greedy_ensemble_combines_complementary_members_and_drops_noise():
+    """Each informative member knows half the prompts; averaging them knows all; noise adds nothing."""
+    rng = np.random.default_rng(0)
+    n, m = 400, 3
+    tq = (rng.random((n, m)) < 0.5).astype(float)
+    tc = np.broadcast_to([1.0, 2.0, 3.0], (n, m)).copy()
+    half = np.arange(n) < n // 2
+    left = np.where(half[:, None], tq, 0.5)   # right on the first half, no opinion on the second
+    right = np.where(half[:, None], 0.5, tq)
+    noise = rng.random((n, m))
+    q = np.stack([left, noise, right])
+    c = np.broadcast_to(tc, q.shape)
+    w = greedy_ensemble(q, c, tq, tc, ["a", "b", "c"], size=10)
+    assert np.isclose(w.sum(), 1) and w[1] == 0 and w[0] > 0 and w[2] > 0
+    # one member alone: all its weight
+    assert np.allclose(greedy_ensemble(q[:1], c[:1], tq, tc, ["a", "b", "c"], size=10), [1.0])
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(candidates=["nope"]), "unknown router"),
     (dict(candidates=["oracle"]), "cannot be a candidate"),
@@ -45,6 +77,7 @@ def test_stack_weights_favour_the_informative_member_and_shrink_toward_it():
     (dict(candidates=["knn:k=0"]), "router.k"),
     (dict(time_limit=0), "time_limit"),
     (dict(method="vote"), "method"),
+    (dict(ensemble_size=0), "ensemble_size"),
 ])
 def test_bad_auto_settings_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
@@ -69,10 +102,12 @@ def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
     assert names[:3] == ["best-single", "knn:k=20", "sw-elo"]
     assert all(r["folds"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
     assert saved["kind"] in ("knn", "sw-elo", "stack") and saved["kind"] == result.router.kind
-    if info["method"] == "one-se":  # the rule itself is tested above; best-single cannot be within 1 SE here
-        assert info["chosen"] in names[1:3]
+    assert info["method"] in ("best-cv", "ensemble")
+    if saved["kind"] == "stack":  # an ensemble of the embedding candidates (best-single is not one)
+        assert set(info["weights"]) <= {"knn:k=20", "sw-elo"} and len(info["weights"]) == 2
+        assert np.isclose(sum(info["weights"].values()), 1.0)
     else:
-        assert set(info["weights"]) <= {"knn:k=20", "sw-elo"}
+        assert info["chosen"] in names[1:3]
     assert saved["lineage"]["cv"]["candidate"] == info["chosen"]
     assert load_router(tmp_path / "auto").route(["Solve for x: 3x + 1 = 7."])[0] in saved["models"]
 

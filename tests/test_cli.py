@@ -73,11 +73,19 @@ def two_datasets(tmp_path_factory):
 def test_train_without_router_trains_the_default(two_datasets, capsys):
     from routerzoo.routers.registry import DEFAULT_ROUTER, KINDS
 
-    assert KINDS[DEFAULT_ROUTER].role == "router"
     out = two_datasets / "default"
-    assert main(["train", "--data", str(two_datasets / "a"), "--out", str(out), "--tracking.enabled", "false"]) == 0
+    argv = ["train", "--data", str(two_datasets / "a"), "--out", str(out), "--tracking.enabled", "false"]
+    if DEFAULT_ROUTER == "auto":  # a search over kinds: two cheap candidates keep the test fast
+        argv += ["--auto.candidates", '["knn:k=10", "sw-elo"]', "--cv.folds", "3"]
+    else:
+        assert KINDS[DEFAULT_ROUTER].role == "router"
+    assert main(argv) == 0
     assert f"training the default router {DEFAULT_ROUTER!r}" in capsys.readouterr().err
-    assert json.loads((out / "config.json").read_text())["kind"] == DEFAULT_ROUTER
+    saved = json.loads((out / "config.json").read_text())
+    if DEFAULT_ROUTER == "auto":
+        assert saved["kind"] in ("knn", "sw-elo", "stack") and "auto" in saved["lineage"]
+    else:
+        assert saved["kind"] == DEFAULT_ROUTER
 
 
 def test_train_on_one_dataset_evaluate_on_another(two_datasets, capsys):

@@ -23,6 +23,20 @@ def test_simplex_grid():
     np.testing.assert_allclose(g.sum(axis=1), 1.0)
 
 
+def test_stack_holds_one_kind_twice_with_configs_per_member(topic_dataset, tmp_path):
+    config = StackConfig(members=["knn", "knn"], configs=[{"k": 3}, {"k": 20}], step=0.25)
+    result = train_router("stack", config, topic_dataset, tmp_path / "kk", tracking=TrackingConfig(enabled=False), progress=False)
+    assert [c["k"] for c in result.router.config.configs] == [3, 20] and not result.router.config.member_configs
+    loaded = load_router(tmp_path / "kk")
+    prompts = ["Solve for x: 3x + 1 = 7.", "Who painted the Mona Lisa?"]
+    np.testing.assert_allclose(loaded.predict(prompts).quality, result.router.predict(prompts).quality, atol=ENCODER_ATOL)
+    assert [m.config.k for m in loaded.members_] == [3, 20]
+    with pytest.raises(ConfigError, match="names a kind twice"):
+        StackConfig(members=["knn", "knn"])
+    with pytest.raises(ConfigError, match="2 members"):
+        StackConfig(members=["knn", "knn"], configs=[{"k": 3}])
+
+
 def test_stack_trains_saves_and_loads(topic_dataset, tmp_path):
     config = StackConfig(members=["knn", "cluster"], member_configs={"knn": {"k": 10}}, step=0.25)
     result = train_router("stack", config, topic_dataset, tmp_path / "st", tracking=TrackingConfig(enabled=False), progress=False)

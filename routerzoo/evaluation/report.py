@@ -24,7 +24,7 @@ from routerzoo.evaluation.sweep import (
     realised,
 )
 
-__all__ = ["evaluate_predictions", "format_table", "REPORT_VERSION"]
+__all__ = ["evaluate_predictions", "GapScorer", "format_table", "REPORT_VERSION"]
 
 REPORT_VERSION = 1
 
@@ -168,6 +168,51 @@ def _bootstrap(sw: _Sweep, B: int, seed: int) -> dict:
         r = _stats(sw, counts[i])
         aiqs[i], gaps[i] = r["aiq_r"], r["gap"]
     return {"n": B, "seed": int(seed), "aiq_router": _ci(aiqs), "gap_closed": _ci(gaps)}
+
+
+class GapScorer:
+    """The report's ``gap_closed`` of many predictions against one outcome table, fast.
+
+    ``--router auto`` scores hundreds of weighted combinations of candidates' predictions on the
+    same prompts: the oracle's and the zero router's curves depend only on the outcomes, so they are
+    computed once here, and the router's decisions at every λ of its grid are taken in one
+    vectorised pass (the same rule as :func:`routerzoo.routers.policies.argmax.decide`, ties to the
+    cheaper predicted cost, then the lower index). Equal to ``evaluate_predictions(...)["gap_closed"]``.
+
+    Args:
+        true_quality: (n, m) realised quality, every outcome observed.
+        true_cost: (n, m) realised USD cost.
+    """
+
+    def __init__(self, true_quality: np.ndarray, true_cost: np.ndarray, n_points: int = 64):
+        self.tq = np.asarray(true_quality, dtype=np.float64)
+        self.tc = np.asarray(true_cost, dtype=np.float64)
+        self.n_points = n_points
+        n = len(self.tq)
+        self.wt = np.full(n, 1.0 / max(n, 1))
+        sc, sq = self.tc.T @ self.wt, self.tq.T @ self.wt
+        self.a, self.b = float(sc.min()), float(sc.max())
+        w_o = cost_weight_grid(self.tc, n_points, quality_range=_spread(self.tq))
+        rc_o, rq_o = realised(decisions(self.tq, self.tc, w_o), self.tq, self.tc)
+        self.aiq_z = _hull_aiq(sc, sq, self.a, self.b)
+        self.aiq_o = _hull_aiq(rc_o @ self.wt, rq_o @ self.wt, self.a, self.b)
+
+    def __call__(self, pred_quality: np.ndarray, pred_cost: np.ndarray) -> float | None:
+        """Gap closed of (n, m) predictions; None where the oracle closes no gap."""
+        from routerzoo.routers.policies.argmax import TIE_TOLERANCE
+
+        pq, pc = np.asarray(pred_quality, dtype=np.float64), np.asarray(pred_cost, dtype=np.float64)
+        w_r = cost_weight_grid(pc, self.n_points, quality_range=_spread(pq))
+        rows = np.arange(len(pq))
+        c_r, q_r = np.empty(len(w_r)), np.empty(len(w_r))
+        for lo in range(0, len(w_r), 16):  # 16 λ at a time bounds memory at 16 × n × m floats
+            utility = pq[None] - w_r[lo:lo + 16, None, None] * pc[None]  # λ = 0 leaves pq exactly
+            best = utility.max(axis=2, keepdims=True)
+            utility -= best - TIE_TOLERANCE * np.maximum(1.0, np.abs(best))  # >= 0: tied with the best
+            d = np.argmin(np.where(utility >= 0, pc[None], np.inf), axis=2)  # (k, n)
+            c_r[lo:lo + 16] = self.tc[rows, d] @ self.wt
+            q_r[lo:lo + 16] = self.tq[rows, d] @ self.wt
+        return _num(_gap(_hull_aiq(c_r, q_r, self.a, self.b), self.aiq_z, self.aiq_o))
 
 
 def evaluate_predictions(

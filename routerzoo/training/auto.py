@@ -1,20 +1,25 @@
 """``routerzoo train --router auto``: pick the router for this dataset by K-fold cross-validation.
 
 No kind is best everywhere, and a single validation split picks wrongly, so ``auto`` does what
-AutoML tools do for tabular data:
+AutoML tools (AutoGluon, auto-sklearn) do for tabular data:
 
 1. every candidate (a kind, or ``kind:key=value`` for a kind with a fixed setting, such as
    ``knn:k=40``) is cross-validated on train+val (:mod:`routerzoo.training.cv`) within
    ``time_limit`` seconds; a candidate the budget cuts short is left out;
-2. the **one-standard-error rule** picks the first candidate (candidates are listed simplest
-   first) whose mean gap closed is within one standard error of the best mean;
-3. a **cross-fitted stack** of the best few distinct embedding kinds is scored by CV as well: its
-   weights (non-negative, summing to one, least squares on the observed outcomes) are fitted on
-   the out-of-fold predictions of K−1 folds, shrunk toward the best member, and scored on the
-   held-out fold's out-of-fold predictions. The
-   stack is chosen only if its CV mean beats the best single candidate's;
+2. ``method="ensemble"`` (the default): **greedy ensemble selection with replacement** (Caruana et
+   al., 2004) over the embedding candidates' out-of-fold predictions, maximising the gap closed of
+   the averaged predictions. Its CV is cross-fitted (the selection sees K−1 folds' out-of-fold
+   predictions and is scored on the held-out fold's), and it is kept unless that CV mean falls more
+   than one standard error below the best single candidate's, in which case the best single
+   candidate (by CV mean) is taken. Why not the one-SE rule alone: on noisy data it lands on the
+   simplest candidate (``best-single``, 0% gap closed, or an over-smoothed kNN), and which kind wins
+   the folds changes with the split, while an average of several kinds changes less;
+3. ``method="stack"``: a least-squares cross-fitted stack of the best few distinct kinds, taken
+   only if its CV mean beats every single candidate's, else the one-SE choice;
+   ``method="select"``: the one-SE choice;
 4. the choice is refit on the full train split (validation for early stopping), as ``routerzoo
-   train`` does for that kind, and the stack's weights are fitted on all out-of-fold predictions.
+   train`` does for that kind; an ensemble becomes a ``stack`` artifact of its refit members with
+   the selected weights.
 
 The result is a normal artifact (the chosen kind, or a ``stack``) whose lineage holds the CV table.
 """
@@ -32,6 +37,16 @@ from routerzoo.training.context import FitContext
 from routerzoo.training.cv import CVResult, Folds, cross_validate, score
 
 AUTO = "auto"
+METHODS = ("ensemble", "stack", "select")
+#: λ grid points when ensemble selection scores a combination (the report uses 64): the greedy
+#: search scores hundreds of combinations, and half the grid halves its time at a hull area within
+#: a fraction of a point of the full grid's.
+SELECTION_POINTS = 32
+#: Ensemble selection scores at most this many prompts (a seeded sample of the rest): its time grows
+#: with the prompts, and on 2,000 the gap closed of a combination is already known to about a point.
+SELECTION_ROWS = 2000
+#: Ensemble selection stops after this many steps without a better ensemble.
+SELECTION_PATIENCE = 5
 
 #: Simplest first (the one-SE rule prefers earlier entries: a kNN with more neighbours is the smoother
 #: model); each is cheap enough to cross-validate on full MMLU-Pro on 2 CPU cores.
@@ -48,28 +63,36 @@ class AutoConfig:
         time_limit: seconds for the search, refit included (encoding the prompts, done once before
             it, is not counted); a candidate whose folds would not fit in the remaining time is left
             out (the table says so).
-        method: "stack" (a cross-fitted stack when CV says it beats every single candidate, else the
-            one-SE choice) or "select" (the one-SE choice only).
+        method: "ensemble" (greedy ensemble selection with replacement over the embedding candidates'
+            out-of-fold predictions, kept unless its cross-fitted CV mean falls more than one standard
+            error below the best single candidate's), "stack" (a least-squares cross-fitted stack of
+            the best few kinds when its CV mean beats every single candidate) or "select" (one
+            candidate: the one-SE choice).
         max_members: at most this many members (best CV means, one per kind) in the stack.
         shrinkage: weight pulled from the fitted stack weights toward the best member (0: none,
             1: the best member alone); guards against weights tuned to noise.
         step: grid step of the stack weight search on the simplex.
+        ensemble_size: greedy steps of ensemble selection (a member's weight is a multiple of
+            1/ensemble_size at the finest).
     """
 
     candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CANDIDATES))
     time_limit: float = 900.0
-    method: str = "stack"
+    method: str = "ensemble"
     max_members: int = 4
     shrinkage: float = 0.3
     step: float = 0.05
+    ensemble_size: int = 25
 
     def __post_init__(self):
         if not self.candidates:
             raise ConfigError("--auto.candidates must name at least one router kind")
         if self.time_limit <= 0:
             raise ConfigError(f"--auto.time_limit must be > 0 seconds, got {self.time_limit}")
-        if self.method not in ("stack", "select"):
-            raise ConfigError(f"--auto.method must be 'stack' or 'select', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ConfigError(f"--auto.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.ensemble_size < 1:
+            raise ConfigError(f"--auto.ensemble_size must be >= 1, got {self.ensemble_size}")
         if self.max_members < 1:
             raise ConfigError(f"--auto.max_members must be >= 1, got {self.max_members}")
         if not 0 <= self.shrinkage <= 1:
@@ -136,8 +159,60 @@ def fit_weights(q: np.ndarray, tq: np.ndarray, step: float, shrinkage: float) ->
     return (1 - shrinkage) * best_w + shrinkage * eye[best_member]
 
 
-def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig) -> tuple[CVResult, np.ndarray]:
-    """CV of the stack (weights fitted on the other folds' out-of-fold predictions) and its final weights."""
+def greedy_ensemble(q: np.ndarray, c: np.ndarray, tq: np.ndarray, tc: np.ndarray, models: list[str],
+                    size: int) -> np.ndarray:
+    """Ensemble selection with replacement (Caruana et al., 2004): weights (K,) of K members' predictions.
+
+    ``q`` and ``c`` are the members' predicted quality and cost, (K, n, m), on prompts whose outcomes
+    ``tq``/``tc`` (n, m) are all observed. Starting from the best member, ``size`` times the member
+    whose addition most raises the gap closed of the averaged predictions is added (a member may be
+    added again, which weights it up); the best ensemble seen is returned as counts / total. The
+    search stops early after :data:`SELECTION_PATIENCE` steps without a better ensemble and scores
+    at most :data:`SELECTION_ROWS` prompts.
+
+    Why this and not free weights or one winner: it optimises the routing metric itself, yet each step
+    is one choice among K, so it fits little noise; the averaged members' errors partly cancel, which
+    a single kind chosen on noisy folds cannot do (it is AutoGluon's and auto-sklearn's final
+    ensemble). On noisy data the kind that wins CV changes with the split; the ensemble changes less.
+    """
+    from routerzoo.evaluation.report import GapScorer
+
+    k, n = q.shape[0], q.shape[1]
+    if n > SELECTION_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(n, SELECTION_ROWS, replace=False))
+        q, c, tq, tc = q[:, rows], c[:, rows], tq[rows], tc[rows]
+    scorer = GapScorer(tq, tc, n_points=SELECTION_POINTS)
+
+    def metric(w: np.ndarray) -> float:
+        g = scorer(np.tensordot(w, q, axes=1), np.tensordot(w, c, axes=1))
+        return -np.inf if g is None else g
+
+    eye = np.eye(k)
+    singles = [metric(eye[i]) for i in range(k)]
+    counts = eye[int(np.argmax(singles))].copy()
+    best, best_counts, since = max(singles), counts.copy(), 0
+    for _ in range(size - 1):
+        trials = [metric((counts + eye[i]) / (counts.sum() + 1)) for i in range(k)]
+        j = int(np.argmax(trials))
+        counts[j] += 1
+        since += 1
+        if trials[j] > best + 1e-12:
+            best, best_counts, since = trials[j], counts.copy(), 0
+        if since >= SELECTION_PATIENCE:
+            break
+    return best_counts / best_counts.sum()
+
+
+def cross_fitted(members: list[CVResult], folds: Folds, fit, name: str) -> tuple[CVResult, np.ndarray]:
+    """CV of a combination of members and its final weights (K,).
+
+    ``fit(q, c, tq, tc)`` gives weights from members' predictions (K, n, m) and the outcomes. For
+    each fold it sees only the other folds' out-of-fold predictions and is scored on the held-out
+    fold's, so the CV mean is as honest as a single candidate's; the final weights use every
+    out-of-fold prediction.
+    """
+    from routerzoo.training.cv import FoldResult
+
     data = folds.data
     ok = ~np.isnan(data.quality).any(axis=1)
     for r in members:
@@ -145,8 +220,6 @@ def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig
     q = np.stack([r.oof_quality for r in members])
     c = np.stack([r.oof_cost for r in members])
     tq, tc = data.quality, np.nan_to_num(data.cost, nan=0.0)
-    from routerzoo.training.cv import FoldResult
-
     fold_results = []
     oq, oc = np.full_like(members[0].oof_quality, np.nan), np.full_like(members[0].oof_cost, np.nan)
     for f in range(folds.k):
@@ -154,14 +227,32 @@ def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig
         if held.sum() < 2 or inner.sum() < 2:
             continue
         t0 = time.perf_counter()
-        w = fit_weights(q[:, inner], tq[inner], config.step, config.shrinkage)
+        w = fit(q[:, inner], c[:, inner], tq[inner], tc[inner])
         hq, hc = np.tensordot(w, q[:, held], axes=1), np.tensordot(w, c[:, held], axes=1)
         oq[held], oc[held] = hq, hc
         gap, aiq = score(hq, hc, tq[held], tc[held], data.models)
         fold_results.append(FoldResult(f, int(held.sum()), gap, aiq, time.perf_counter() - t0))
-    weights = fit_weights(q[:, ok], tq[ok], config.step, config.shrinkage)
-    name = "stack(" + "+".join(r.name for r in members) + ")"
+    weights = fit(q[:, ok], c[:, ok], tq[ok], tc[ok])
     return CVResult(name, fold_results, oq, oc, True), weights
+
+
+def cross_fitted_stack(members: list[CVResult], folds: Folds, config: AutoConfig) -> tuple[CVResult, np.ndarray]:
+    """CV of the least-squares stack (weights fitted on the other folds' out-of-fold predictions) and its final weights."""
+    return cross_fitted(members, folds, lambda q, c, tq, tc: fit_weights(q, tq, config.step, config.shrinkage),
+                        "stack(" + "+".join(r.name for r in members) + ")")
+
+
+def cross_fitted_ensemble(members: list[CVResult], folds: Folds, config: AutoConfig) -> tuple[CVResult, np.ndarray]:
+    """CV of greedy ensemble selection (:func:`greedy_ensemble`) and its final weights."""
+    models = folds.data.models
+    return cross_fitted(members, folds, lambda q, c, tq, tc: greedy_ensemble(q, c, tq, tc, models, config.ensemble_size),
+                        "ensemble")
+
+
+def _uses_embeddings(kind: str) -> bool:
+    from routerzoo.routers.registry import get_kind
+
+    return get_kind(kind, role="router").load_class().uses_embeddings
 
 
 def _stack_members(scored: list[CVResult], kinds: dict[str, str], config: AutoConfig) -> list[CVResult]:
@@ -215,7 +306,8 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
     # the budget is the search's: encoding is done once above whatever the budget, and a share is
     # kept for refitting the choice on the full train split
     start = time.monotonic()
-    deadline = start + 0.8 * config.time_limit
+    # ensemble selection (cross-fitted: K + 1 greedy searches) shares the rest with the refit
+    deadline = start + (0.7 if config.method == "ensemble" else 0.8) * config.time_limit
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -265,29 +357,46 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
                         f"{config.time_limit:g} s ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     chosen = one_se_choice(scored)
     method = "one-se"
-    stack_result, weights, members = None, None, []
+    combined, weights, members = None, None, []
     kinds = {name: kind for name, (kind, _) in parsed.items()}
-    if config.method == "stack":
+    best = max(scored, key=lambda r: r.mean())
+    if config.method == "ensemble":
+        members = [r for r in scored if _uses_embeddings(kinds[r.name])]
+        if len(members) > 1:
+            combined, weights = cross_fitted_ensemble(members, folds, config)
+            keep = weights > 0
+            members, weights = [r for r, w in zip(members, keep, strict=True) if w], weights[keep]
+            combined.name = "ensemble(" + " + ".join(f"{w:.2f} {r.name}" for r, w in zip(members, weights, strict=True)) + ")"
+            # kept unless clearly worse than the best single candidate: a combination of the
+            # candidates is the robust choice, and one winner of noisy folds is not
+            if combined.mean() is not None and combined.mean() >= best.mean() - (best.se() or 0.0):
+                if len(members) == 1:
+                    chosen, method = members[0], "ensemble"
+                else:
+                    chosen, method = combined, "ensemble"
+        if method == "one-se":  # no ensemble: the best CV mean (the one-SE rule favours best-single on noisy data)
+            chosen, method = best, "best-cv"
+    elif config.method == "stack":
         members = _stack_members(scored, kinds, config)
         if len(members) > 1:
-            stack_result, weights = cross_fitted_stack(members, folds, config)
-            best_mean = max(r.mean() for r in scored)
-            if stack_result.mean() is not None and stack_result.mean() > best_mean:
-                chosen, method = stack_result, "stack"
-    rows = table_rows(results + ([stack_result] if stack_result is not None else []), skipped)
+            combined, weights = cross_fitted_stack(members, folds, config)
+            if combined.mean() is not None and combined.mean() > best.mean():
+                chosen, method = combined, "stack"
+    rows = table_rows(results + ([combined] if combined is not None else []), skipped)
 
-    if method == "stack":
+    if method in ("stack", "ensemble") and chosen is combined:
         router, fit_metrics = _refit_stack(members, weights, parsed, ctx)
     else:
         kind, cfg = parsed[chosen.name]
         router, fit_metrics = get_kind(kind, role="router").load_fit()(cfg, ctx)
     info = {"method": method, "chosen": chosen.name, "folds": folds_k, "time_limit": config.time_limit,
             "search_s": time.monotonic() - start, "candidates": rows}
-    if weights is not None and method == "stack":
+    if chosen is combined:
         info["weights"] = {r.name: float(w) for r, w in zip(members, weights, strict=True)}
     metrics = {f"chosen.{k}": v for k, v in fit_metrics.items()}
     for r in rows:
-        key = r["candidate"].replace(":", ".").replace("=", "").replace(",", ".").replace("(", "_").replace(")", "").replace("+", "_")
+        name = r["candidate"].split("(")[0] if combined is not None and r["candidate"] == combined.name else r["candidate"]
+        key = name.replace(":", ".").replace("=", "").replace(",", ".").replace("(", "_").replace(")", "").replace("+", "_")
         if "skipped" not in r:
             metrics[f"auto.{key}.cv_gap_closed_mean"] = r["gap_closed_mean"]
             metrics[f"auto.{key}.cv_gap_closed_sd"] = r["gap_closed_sd"]
@@ -307,9 +416,10 @@ def _refit_stack(members: list[CVResult], weights: np.ndarray, parsed: dict, ctx
         kind, cfg = parsed[r.name]
         member, m = get_kind(kind, role="router").load_fit()(cfg, ctx)
         fitted.append(member)
-        metrics.update({f"{kind}.{k}": v for k, v in m.items()})
-    config = StackConfig(members=[m.kind for m in fitted], member_configs={m.kind: asdict(m.config) for m in fitted})
+        metrics.update({f"{r.name}.{k}": v for k, v in m.items()})
+    # one config per member: an ensemble may hold one kind twice (kNNs of two k)
+    config = StackConfig(members=[m.kind for m in fitted], configs=[asdict(m.config) for m in fitted])
     router = StackRouter(config, **ctx.router_kwargs(encoder=True))
     router.set_members(fitted, weights)
-    metrics.update({f"weight.{m.kind}": float(w) for m, w in zip(fitted, weights, strict=True)})
+    metrics.update({f"weight.{r.name}": float(w) for r, w in zip(members, weights, strict=True)})
     return router, metrics

@@ -40,20 +40,29 @@ class StackConfig:
             ``skip_failing``; the artifact stores the members actually used.
         member_configs: per member kind, its config (fields not given take the kind's defaults);
             the artifact stores each member's full resolved config.
+        configs: per member, in ``members`` order, its config; when given it replaces
+            ``member_configs`` and a kind may be a member more than once with different settings
+            (``--router auto``'s ensembles hold kNNs of several k).
         step: grid step of the weight search on the simplex (1/step must be an integer).
         skip_failing: leave out members that cannot train on the dataset instead of failing.
     """
 
     members: list[str] = field(default_factory=lambda: ["knn", "mf", "cluster"])
     member_configs: dict[str, dict] = field(default_factory=dict)
+    configs: list[dict] = field(default_factory=list)
     step: float = 0.1
     skip_failing: bool = True
 
     def __post_init__(self):
         if not self.members:
             raise ConfigError("router.members must name at least one router kind")
-        if len(set(self.members)) != len(self.members):
-            raise ConfigError(f"router.members names a kind twice: {self.members}")
+        if self.configs and len(self.configs) != len(self.members):
+            raise ConfigError(f"router.configs has {len(self.configs)} entries for {len(self.members)} members")
+        if self.configs and self.member_configs:
+            raise ConfigError("give router.configs (one per member) or router.member_configs (one per kind), not both")
+        if not self.configs and len(set(self.members)) != len(self.members):
+            raise ConfigError(f"router.members names a kind twice: {self.members} (give router.configs, one per member, "
+                              "to use a kind twice with different settings)")
         bad = [k for k in self.members if k in _NOT_MEMBERS]
         if bad:
             raise ConfigError(f"router.members cannot include {bad} (stack, oracle and random are not combinable)")
@@ -62,6 +71,10 @@ class StackConfig:
             raise ConfigError(f"router.member_configs names kind(s) {unknown} that are not in router.members")
         if not 0 < self.step <= 1 or abs(round(1 / self.step) - 1 / self.step) > 1e-9:
             raise ConfigError(f"router.step must be in (0, 1] with 1/step an integer, got {self.step}")
+
+    def member_config(self, i: int) -> dict:
+        """The config values given for member ``i``."""
+        return self.configs[i] if self.configs else self.member_configs.get(self.members[i], {})
 
 
 def simplex_grid(k: int, step: float) -> np.ndarray:
@@ -112,7 +125,8 @@ class StackRouter(Router):
         members = []
         for i, kind in enumerate(kinds):
             spec = get_kind(kind, role="router")
-            config = config_from_dict(spec.load_config(), self.config.member_configs.get(kind, {}), f"config.member_configs[{kind!r}]")
+            where = f"config.configs[{i}]" if self.config.configs else f"config.member_configs[{kind!r}]"
+            config = config_from_dict(spec.load_config(), self.config.member_config(i), where)
             member = self.member(kind, config)
             prefix = f"m{i}.{kind}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -178,12 +192,13 @@ def fit_stack(config: StackConfig, ctx: FitContext) -> tuple[StackRouter, dict]:
 
     metrics: dict = {}
     fitted: list[Router] = []
-    for kind in config.members:
+    for i, kind in enumerate(config.members):
         spec = get_kind(kind, role="router")
         cls = spec.load_class()
         if not cls.uses_embeddings:
             raise ConfigError(f"router.members: {kind!r} does not read prompt embeddings; a stack combines embedding routers only")
-        member_config = config_from_dict(spec.load_config(), config.member_configs.get(kind, {}), f"router.member_configs[{kind!r}]")
+        where = f"router.configs[{i}]" if config.configs else f"router.member_configs[{kind!r}]"
+        member_config = config_from_dict(spec.load_config(), config.member_config(i), where)
         try:
             member, member_metrics = spec.load_fit()(member_config, ctx)
         except UserError as exc:
@@ -196,8 +211,9 @@ def fit_stack(config: StackConfig, ctx: FitContext) -> tuple[StackRouter, dict]:
     if not fitted:
         reasons = "; ".join(f"{k.split('.', 1)[1]}: {v}" for k, v in metrics.items() if k.startswith("skipped."))
         raise UserError(f"router 'stack': none of its members {config.members} can train on this dataset ({reasons})")
-    resolved = replace(config, members=[m.kind for m in fitted],
-                       member_configs={m.kind: asdict(m.config) for m in fitted})
+    resolved = (replace(config, members=[m.kind for m in fitted], configs=[asdict(m.config) for m in fitted])
+                if config.configs else
+                replace(config, members=[m.kind for m in fitted], member_configs={m.kind: asdict(m.config) for m in fitted}))
     router = StackRouter(resolved, **ctx.router_kwargs(encoder=True))
     router.set_members(fitted, np.full(len(fitted), 1.0 / len(fitted)))
     objective = _val_objective(ctx, router) if len(fitted) > 1 else None

@@ -219,3 +219,28 @@ def test_missing_httpx_names_the_extra(tmp_path, capsys, monkeypatch, mc_questio
     rc, _, stderr = run_cli(capsys, "--questions", mc_questions, "--endpoint", "http://127.0.0.1:9", "--model", "m",
                             "--out", tmp_path / "gen")
     assert rc == 2 and "pip install 'routerzoo[serve]'" in stderr and not (tmp_path / "gen").exists()
+
+
+def test_reply_backend_gives_answers_with_logprobs_and_judge_ratings(mc_questions, tmp_path, capsys):
+    """``python -m routerzoo.serving.testing --reply ...`` stands in for a model and for a judge, as the
+    README's walkthrough uses it: generated answers carry token logprobs and a judge's ratings parse."""
+    model = FakeBackend("small", reply="Let me think. The answer is ({letter}).")
+    judge = FakeBackend("judge", reply="Rating: [[{rating}]]")
+    with ServerThread(model) as ms, ServerThread(judge) as js:
+        rc, stdout, stderr = run_cli(capsys, "--questions", mc_questions, "--endpoint", ms.url, "--model", "small",
+                                     "--out", tmp_path / "gen")
+        assert rc == 0, stderr
+        df = load_dataset(tmp_path / "gen").outcomes
+        assert df["token_logprobs"].map(lambda lp: len(lp) == 7 and all(-3 < v <= 0 for v in lp)).all()
+        assert set(df["response"]).issubset({f"Let me think. The answer is ({c})." for c in "ABCDEFGHIJ"})
+        rc, _, stderr = run_cli(capsys, "--questions", mc_questions, "--endpoint", ms.url, "--model", "small",
+                                "--scorer", "judge", "--judge-endpoint", js.url, "--judge-model", "judge",
+                                "--out", tmp_path / "judged")
+        assert rc == 0, stderr
+        judged = load_dataset(tmp_path / "judged").outcomes
+        assert judged["quality"].between(0, 1).all()
+    # the same model and prompt get the same answer; without --reply the answer names the backend
+    body = {"messages": [{"role": "user", "content": "Which colour is grass?"}], "logprobs": True}
+    assert model._completion(body, True)["choices"] == model._completion(body, True)["choices"]
+    plain = FakeBackend("small")._completion(body, True)["choices"][0]
+    assert plain["message"]["content"] == "answer from small" and len(plain["logprobs"]["content"]) == 3

@@ -168,3 +168,32 @@ def test_prompts_off_keeps_every_prompt_out_of_the_store_with_challengers_runnin
         assert grep() == []  # while the server runs: the WAL holds the newest rows
     assert grep() == []  # and after the checkpoint on stop
     assert "walrus" not in caplog.text  # nor the server's own log
+
+
+def test_challenger_alias_not_set_yet_is_said_calmly_and_followed(router, fakes, knn_dir, tmp_path, caplog):  # noqa: F811
+    """The README's serve.yaml names @challenger before any version has it: start-up and every poll say so
+    at INFO (no error), and the challenger comes in once the alias is set."""
+    import logging
+    import time
+
+    from routerzoo.zoo import tracking
+    from routerzoo.zoo.pyfunc import log_router_model, set_alias
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.run("rollout-test", uri=uri):
+        log_router_model(knn_dir, registered_name="chal")
+    caplog.set_level(logging.INFO, logger="routerzoo")
+    with serving(router, fakes, tracking_uri=uri, reload={"poll_interval_s": 0.05}, shadow="models:/chal@challenger",
+                 canary={"version": "models:/nobody@canary", "share": 0.5}) as (url, state):
+        time.sleep(0.3)  # a few polls
+        assert state.rollout.shadow is None and state.rollout.canary is None
+        loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("routerzoo")]
+        assert not loud, loud
+        said = [r.getMessage() for r in caplog.records if "has no version yet" in r.getMessage()]
+        assert len(said) == 2 and "it comes in when the alias is set" in said[0]
+        set_alias("chal", "challenger", 1)
+        deadline = time.monotonic() + 30
+        while state.rollout.shadow is None:
+            assert time.monotonic() < deadline, "the shadow never came in"
+            time.sleep(0.05)
+        assert state.rollout.shadow.label == "chal@1"

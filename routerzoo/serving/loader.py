@@ -43,11 +43,16 @@ def parse_alias_uri(source: str) -> tuple[str, str] | None:
     return (m.group("name"), m.group("alias")) if m else None
 
 
+class AliasNotSet(UserError):
+    """``models:/NAME@ALIAS`` names a model or alias the registry does not have (yet)."""
+
+
 def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str:
     """The registry version ``name@alias`` points at now.
 
     Raises:
-        UserError: the alias or model does not exist, or the registry cannot be reached.
+        AliasNotSet: the alias or model does not exist.
+        UserError: the registry cannot be reached or refuses.
     """
     from routerzoo.zoo.tracking import setup
 
@@ -55,7 +60,9 @@ def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str
     try:
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
-        raise UserError(f"cannot resolve models:/{name}@{alias}: {exc.message}") from None
+        # MLflow says INVALID_PARAMETER_VALUE for a missing alias, RESOURCE_DOES_NOT_EXIST for a missing model
+        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message
+        raise (AliasNotSet if missing else UserError)(f"cannot resolve models:/{name}@{alias}: {exc.message}") from None
     return str(version.version)
 
 

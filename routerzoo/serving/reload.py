@@ -22,7 +22,7 @@ import asyncio
 import logging
 
 from routerzoo.errors import UserError
-from routerzoo.serving.loader import LoadedRouter, alias_version, parse_alias_uri, prepare_router
+from routerzoo.serving.loader import AliasNotSet, LoadedRouter, alias_version, parse_alias_uri, prepare_router
 from routerzoo.serving.worker import cancel_task, start_task
 
 log = logging.getLogger("routerzoo.serving")
@@ -116,8 +116,11 @@ class AliasWatcher:
                 # the same failure every poll (an alias not made yet) is said once, then at debug level
                 said = str(exc) == self._last_error
                 self._last_error = str(exc)
-                log.log(logging.DEBUG if said else logging.WARNING, "hot reload of the %s models:/%s@%s failed, "
-                        "still serving %s: %s", self.role, self.name, self.alias, self.serving(), exc)
+                # a challenger's alias not set yet is expected (shadow / canary follow it until it is)
+                expected = isinstance(exc, AliasNotSet) and self.role != "router"
+                level = logging.DEBUG if said else logging.INFO if expected else logging.WARNING
+                log.log(level, "hot reload of the %s models:/%s@%s failed, still serving %s: %s", self.role, self.name,
+                        self.alias, self.serving(), exc)
                 if self.metrics is not None:
                     self.metrics.reloads.labels("error").inc()
             else:

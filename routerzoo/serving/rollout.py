@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from routerzoo.errors import ConfigError
-from routerzoo.serving.loader import parse_alias_uri
+from routerzoo.serving.loader import AliasNotSet, alias_version, parse_alias_uri
 from routerzoo.serving.reload import AliasWatcher, RouterHolder
 
 log = logging.getLogger("routerzoo.serving.rollout")
@@ -147,8 +147,16 @@ class Rollout:
     async def _load(self, source: str, role: str):
         from routerzoo.serving.loader import load_for_serving
 
+        alias = parse_alias_uri(source)
         try:
+            if alias is not None:  # a challenger's alias not set yet is the normal start of a rollout
+                await asyncio.to_thread(alias_version, *alias, self.state.settings.tracking_uri or None)
             loaded = await asyncio.to_thread(load_for_serving, source, self.state.settings)
+        except AliasNotSet:
+            follows = "it comes in when the alias is set" if self.state.settings.reload.poll_interval_s > 0 else (
+                "reload.poll_interval_s is 0, so it is not followed")
+            log.info("%s: %s has no version yet; %s", role, source, follows)
+            return None
             await self._warm(loaded.router)
         except Exception as exc:  # noqa: BLE001 - the champion keeps serving without it
             log.error("%s: could not load %s (%s: %s); serving without it", role, source, type(exc).__name__, exc)

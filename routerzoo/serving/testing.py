@@ -23,14 +23,20 @@ the next two requests fail, then it answers) or for every request (``backend.mod
 ``crlf``           (streams) events separated by CRLF, sent one byte per write
 =================  ===================================================================
 
-Run one in its own process (``python -m routerzoo.serving.testing --name A``): it prints
-``PORT <n>`` once listening, so a test can kill it for real.
+A chat request with ``logprobs: true`` gets token logprobs (deterministic per model and prompt).
+``reply`` replaces the answer text: ``{letter}`` becomes a letter A-J and ``{rating}`` a number 1-10,
+both picked by a hash of the model and prompt, so ``--reply "the answer is ({letter})"`` stands in
+for a model answering multiple-choice questions and ``--reply "Rating: [[{rating}]]"`` for a judge.
+
+Run one in its own process (``python -m routerzoo.serving.testing --name A [--reply TEXT]``): it
+prints ``PORT <n>`` once listening, so a test can kill it for real.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import socket
 import sys
@@ -49,10 +55,13 @@ class FakeBackend:
     Args:
         name: named in every answer's content (``"answer from NAME"``).
         record: keep the last this many request bodies in :attr:`received`.
+        reply: the answer text instead of ``"answer from NAME"`` (``{letter}``, ``{rating}``: see
+            the module docstring).
     """
 
-    def __init__(self, name: str, record: int = 1000):
+    def __init__(self, name: str, record: int = 1000, reply: str | None = None):
         self.name = name
+        self.reply = reply
         self.mode = "ok"
         self._script: deque[str] = deque()
         self.received: deque[dict] = deque(maxlen=record)
@@ -153,8 +162,24 @@ class FakeBackend:
         prompt = request.get("prompt")
         return prompt if isinstance(prompt, str) else json.dumps(prompt)
 
+    def _digest(self, text: str) -> bytes:
+        # per model and prompt, so two backends answer the same question differently, reproducibly
+        return hashlib.sha256(f"{self.name}\0{text}".encode()).digest()
+
+    def _answer(self, request: dict, chat: bool) -> str:
+        if self.reply is None:
+            return f"answer from {self.name}"
+        d = self._digest(self._text(request, chat))
+        return self.reply.replace("{letter}", "ABCDEFGHIJ"[d[0] % 10]).replace("{rating}", str(1 + d[1] % 10))
+
+    def _logprobs(self, request: dict, chat: bool, answer: str) -> dict:
+        """Chat-format logprobs of ``answer``'s words, each in (-3, 0]."""
+        d = self._digest(self._text(request, chat))
+        return {"content": [{"token": w, "logprob": -3.0 * d[2 + i % 30] / 256, "bytes": None, "top_logprobs": []}
+                            for i, w in enumerate(answer.split())]}
+
     def _completion(self, request: dict, chat: bool) -> dict:
-        answer = f"answer from {self.name}"
+        answer = self._answer(request, chat)
         usage = {"prompt_tokens": _words(self._text(request, chat)), "completion_tokens": 3}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": f"fake-{self.count}", "created": int(time.time()), "model": request.get("model"), "usage": usage}
@@ -164,8 +189,10 @@ class FakeBackend:
                 tool = request["tools"][0].get("function", {}).get("name", "tool")
                 message = {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": "{}"}}]}
-            return {**base, "object": "chat.completion",
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            if request.get("logprobs") is True and message["content"] is not None:
+                choice["logprobs"] = self._logprobs(request, chat, answer)
+            return {**base, "object": "chat.completion", "choices": [choice]}
         return {**base, "object": "text_completion",
                 "choices": [{"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}]}
 
@@ -200,7 +227,8 @@ class FakeBackend:
             return await self._stream(self._bytewise(send, 0.0, True), request, chat, broken)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
-        words = ["answer", " from", f" {self.name}"]
+        first, *rest = self._answer(request, chat).split(" ")
+        words = [first] + [f" {w}" for w in rest]
         created = int(time.time())
         for i, word in enumerate(words):
             if chat:
@@ -295,8 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="fake")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--mode", default="ok", help="fault for every request (see the module docstring)")
+    p.add_argument("--reply", default=None, metavar="TEXT",
+                   help='answer text instead of "answer from NAME"; {letter} becomes A-J and {rating} 1-10 by a hash '
+                        'of the model and prompt (e.g. "the answer is ({letter})", or "Rating: [[{rating}]]" for a judge)')
     args = p.parse_args(argv)
-    backend = FakeBackend(args.name)
+    backend = FakeBackend(args.name, reply=args.reply)
     backend.mode = args.mode
     config = uvicorn.Config(backend, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                             lifespan="on", server_header=False)

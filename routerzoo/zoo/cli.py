@@ -27,10 +27,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--tracking-uri", help="MLflow tracking URI: a database URI or http://HOST:PORT of a tracking "
                                                "server (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    zoo = sub.add_parser("zoo", help="list, show, register, compare, promote and remove registered routers",
-                         description="The MLflow model registry as a workflow for routers.")
+    zoo = sub.add_parser("zoo", help="list, show, register, compare, promote and remove registered routers, scorers and policies",
+                         description="The MLflow model registry as a workflow for every role: routers, deferral "
+                                     "scorers, cascades and MDP routers.")
     zsub = zoo.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
-    zsub.add_parser("list", parents=[common], help="registered routers, their versions and aliases")
+    zsub.add_parser("list", parents=[common], help="registered models (every role), their versions and aliases")
     show = zsub.add_parser("show", parents=[common], help="a model's versions, or one version's lineage and metrics")
     show.add_argument("ref", metavar="NAME[@ALIAS|/VERSION]")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -58,8 +59,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     cmp_.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="which prompts (default test)")
     cmp_.add_argument("--plot", help="also write the cost-quality PNG here (it is always logged to the comparison run)")
     pro = zsub.add_parser("promote", parents=[common, traffic], help="point an alias at a version, optionally only if "
-                          "it is better (on a dataset, or on served traffic)")
-    pro.add_argument("ref", metavar="NAME/VERSION")
+                          "it is better (on a dataset, or on served traffic)",
+                          description="Point --alias at NAME/VERSION. With --if-better-than ALIAS, only if the version "
+                                      "beats that alias's version: on --data by a paired bootstrap of the role's "
+                                      "metric, or on --traffic by the paired mean reward on the logged prompts. A "
+                                      "refusal says by how much and exits 1 (--force overrides, recorded as a tag).")
+    pro.add_argument("ref", metavar="NAME/VERSION", help="the version to promote")
     pro.add_argument("--alias", required=True, help="alias to move, e.g. champion")
     pro.add_argument("--if-better-than", metavar="ALIAS", help="promote only if the version beats ALIAS's version on "
                                                                "--data, or on --traffic (paired mean reward)")

@@ -19,6 +19,7 @@ A logged model is the artifact directory (``config.json`` + ``weights.safetensor
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -182,11 +183,28 @@ def log_model(artifact_dir: str | Path, name: str = "model", registered_name: st
         # scorers and policies take several columns whose names depend on the artifact: no fixed signature
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         warnings.filterwarnings("ignore", message=".*signature.*")
-        return mlflow.pyfunc.log_model(
-            name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={key: str(staged)}, registered_model_name=registered_name,
-            pip_requirements=[f"routerzoo=={_version()}"],
-        )
+        # MLflow says so through its logger too ("Failed to infer model signature"), on every training
+        quiet = _DropMessages("signature")
+        logging.getLogger("mlflow.pyfunc").addFilter(quiet)
+        try:
+            return mlflow.pyfunc.log_model(
+                name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={key: str(staged)}, registered_model_name=registered_name,
+                pip_requirements=[f"routerzoo=={_version()}"],
+            )
+        finally:
+            logging.getLogger("mlflow.pyfunc").removeFilter(quiet)
+
+
+class _DropMessages(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def log_router_model(router_dir: str | Path, name: str = "model", registered_name: str | None = None):

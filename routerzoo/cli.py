@@ -209,6 +209,14 @@ def _version() -> str:
     return f"routerzoo {__version__}"
 
 
+def _write_prompt_list(path, questions: list[dict]) -> None:
+    from routerzoo.data.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions).encode("utf-8"))
+    print(f"wrote {len(questions)} logged prompt(s) to {path} (replay: routerzoo data generate "
+          f"--questions {path} --scorer judge ...)")
+
+
 def cmd_data_import(args) -> int:
     import csv
     import io
@@ -220,18 +228,17 @@ def cmd_data_import(args) -> int:
 
     # fail on an unusable --out before the (possibly long) import
     check_output_dir(args.out, overwrite=args.overwrite, what="dataset directory")
+    questions = None
     if args.prompts_out is not None:
         if args.format != "serve-log":
             raise UserError(f"--prompts-out lists a request log's prompts: it needs --format serve-log, not {args.format}")
-        from routerzoo.data.fsutil import atomic_write_bytes
+        if Path(args.prompts_out).exists() and not args.overwrite:
+            raise UserError(f"--prompts-out {args.prompts_out} already exists; pass --overwrite to replace it")
         from routerzoo.data.importers.serve_log import prompt_list
 
         questions, n_feedback = prompt_list(args.sources)
-        atomic_write_bytes(args.prompts_out, "".join(json.dumps(q, ensure_ascii=False) + "\n"
-                                                     for q in questions).encode("utf-8"))
-        print(f"wrote {len(questions)} logged prompt(s) to {args.prompts_out} (replay: routerzoo data generate "
-              f"--questions {args.prompts_out} --scorer judge ...)")
         if n_feedback == 0:
+            _write_prompt_list(args.prompts_out, questions)
             print("note: the log holds no feedback yet, so no dataset was written")
             return 0
     spec = SplitSpec(val=args.val, test=args.test, seed=args.seed, stratify=args.stratify)
@@ -246,6 +253,8 @@ def cmd_data_import(args) -> int:
         writer.writerows(dataset.rejects)
         extra[REJECTS_FILE] = buf.getvalue().encode()
     save_dataset(dataset, args.out, overwrite=args.overwrite, extra_files=extra)
+    if questions is not None:  # written once the import has succeeded: a failed import leaves nothing behind
+        _write_prompt_list(args.prompts_out, questions)
     counts = dataset.manifest["counts"]
     print(f"imported {counts['prompts']} prompts, {counts['models']} models into {args.out}")
     for note in dataset.manifest.get("notes", []):

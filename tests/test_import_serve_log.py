@@ -147,3 +147,23 @@ def test_prompts_out_lists_logged_prompts_for_data_generate_with_the_imports_ids
                  "--prompts-out", str(tmp_path / "l.jsonl")]) == 2
     assert "--prompts-out" in capsys.readouterr().err
     assert json.loads(prompts.read_text().splitlines()[0]).keys() == {"id", "question"}
+
+
+def test_prompts_out_is_written_only_after_the_import_succeeds_and_never_over_a_file_unasked(tmp_path, capsys):
+    _make_log(tmp_path / "log", feedback=FEEDBACK)
+    prompts = tmp_path / "prompts.jsonl"
+    # no prices for the costs: the import fails, and nothing is left behind
+    assert main(["data", "import", str(tmp_path / "log"), "--format", "serve-log", "--out", str(tmp_path / "ds"),
+                 "--prompts-out", str(prompts)]) == 2
+    assert not prompts.exists() and not (tmp_path / "ds").exists()
+    capsys.readouterr()
+    # an existing prompt list is refused, and kept, unless --overwrite
+    prompts.write_text("mine\n")
+    price_file = tmp_path / "prices.yaml"
+    price_file.write_text("a: {input: 1.0, output: 2.0}\n")
+    args = ["data", "import", str(tmp_path / "log"), "--format", "serve-log", "--out", str(tmp_path / "ds"),
+            "--prompts-out", str(prompts), "--prices", str(price_file)]
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and prompts.read_text() == "mine\n"
+    assert main([*args, "--overwrite"]) == 0
+    assert len(prompts.read_text().splitlines()) == 2

@@ -112,6 +112,24 @@ def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
     assert load_router(tmp_path / "auto").route(["Solve for x: 3x + 1 = 7."])[0] in saved["models"]
 
 
+def test_a_candidate_that_fails_is_left_out_named_and_the_others_still_choose(topic_dataset, tmp_path, monkeypatch,
+                                                                               capsys):
+    from routerzoo.routers.kinds import sw_elo
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    def broken(config, ctx):
+        raise RuntimeError("singular matrix")
+
+    monkeypatch.setattr(sw_elo, "fit_sw_elo", broken)
+    config = AutoConfig(candidates=["knn:k=20", "sw-elo"], time_limit=120)
+    result = train_router("auto", config, topic_dataset, tmp_path / "auto", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=3))
+    assert result.router.kind == "knn" and result.auto["chosen"] == "knn:k=20"
+    row = next(r for r in result.auto["candidates"] if r["candidate"] == "sw-elo")
+    assert row["skipped"] == "failed: RuntimeError: singular matrix"
+    assert "candidate sw-elo failed: RuntimeError: singular matrix; left out" in capsys.readouterr().err
+
+
 def test_auto_out_of_time_is_one_line(topic_dataset, tmp_path):
     from routerzoo.training.train import TrackingConfig, train_router
 

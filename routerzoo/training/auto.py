@@ -26,6 +26,7 @@ The result is a normal artifact (the chosen kind, or a ``stack``) whose lineage 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -334,10 +335,17 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
 
             try:
                 r = cross_validate(name, kind, cfg, folds, deadline=deadline, on_fold=on_fold)
+            except ConfigError:
+                raise  # the user's settings: fix them, don't skip them
             except UserError as exc:
-                if isinstance(exc, ConfigError):
-                    raise
                 skipped[name] = str(exc).splitlines()[0]
+                r = None
+            except Exception as exc:  # noqa: BLE001 - one candidate failing on this data must not cost the
+                # default router its other candidates (AutoML tools skip it too); the table and the warning
+                # name it, so the failure is not silent
+                reason = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+                skipped[name] = reason
+                print(f"routerzoo: warning: --router auto: candidate {name} {reason}; left out", file=sys.stderr)
                 r = None
             if bar is not None:
                 bar.update((index + 1) * folds_k - bar.n)

@@ -71,6 +71,22 @@ def _isolated_workdir(tmp_path_factory):
         os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
 
+def cli_refused(capsys, argv, *must: str, written=()) -> str:
+    """Run ``routerzoo`` with ``argv``: exit status 2 and one ``routerzoo: error:`` line on stderr holding
+    every ``must``; none of ``written`` exists afterwards. Returns the line."""
+    from routerzoo.cli import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("routerzoo: error: "), err
+    for text in must:
+        assert text in err, (text, err)
+    for path in written:
+        assert not path.exists(), path
+    return err
+
+
 MATH = [
     "Solve for x: {a}x + {b} = {c}.", "What is the derivative of x^{a} + {b}x?", "Compute the integral of {a}x^2 from 0 to {b}.",
     "Find the greatest common divisor of {a}{b} and {c}.", "If a triangle has sides {a}, {b} and {c}, what is its area?",

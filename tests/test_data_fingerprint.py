@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cascade_data import cascade_table
-from conftest import topic_outcomes
+from conftest import cli_refused, topic_outcomes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,23 +39,14 @@ def _relabel_test_as_train(out: Path) -> str:
     return pid
 
 
-def _one_line_cli_error(capsys, argv, *must):
-    capsys.readouterr()
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("routerzoo: error: "), err
-    for text in must:
-        assert text in err, (text, err)
-
-
 def test_relabelled_split_is_refused_naming_a_prompt_and_repaired_by_resplitting(saved, capsys):
     before = load_dataset(saved).manifest
     pid = _relabel_test_as_train(saved)
     with pytest.raises(DataError, match="another split than the manifest's split spec") as err:
         load_dataset(saved)
     assert repr(pid) in str(err.value) and "train in the table, test by the spec" in str(err.value)
-    _one_line_cli_error(capsys, ["data", "show", saved], "routerzoo data split")
-    _one_line_cli_error(capsys, ["train", "--router", "knn", "--data", saved, "--out", saved.parent / "r",
+    cli_refused(capsys, ["data", "show", saved], "routerzoo data split")
+    cli_refused(capsys, ["train", "--router", "knn", "--data", saved, "--out", saved.parent / "r",
                                  "--tracking.enabled", "false"], "another split")
     assert not (saved.parent / "r").exists()
     # re-splitting checks the content only and writes the split the spec gives

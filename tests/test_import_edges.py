@@ -9,22 +9,12 @@ import errno
 import json
 
 import pytest
-from conftest import topic_outcomes
+from conftest import cli_refused, topic_outcomes
 
 from routerzoo.cli import main
 from routerzoo.data.dataset import load_dataset
 from routerzoo.data.importers import import_files
 from routerzoo.errors import DataError
-
-
-def _one_line(capsys, argv, *must):
-    capsys.readouterr()
-    assert main([str(a) for a in argv]) == 2, argv
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("routerzoo: error: "), err
-    for text in must:
-        assert text in err, (text, err)
-    return err
 
 
 def test_a_5_mb_prompt_field_imports(tmp_path):
@@ -45,7 +35,7 @@ def test_a_file_separated_otherwise_is_named_as_such(tmp_path, capsys, sep, name
     topic_outcomes(2).to_csv(src, index=False, sep=sep)
     with pytest.raises(DataError, match=f"looks {word}-separated"):
         import_files([src], "long")
-    _one_line(capsys, ["data", "import", src, "--format", "long", "--out", tmp_path / "d"], f"{word}-separated")
+    cli_refused(capsys, ["data", "import", src, "--format", "long", "--out", tmp_path / "d"], f"{word}-separated")
     assert not (tmp_path / "d").exists()
 
 
@@ -82,7 +72,7 @@ def test_a_full_disk_during_import_is_one_line_and_keeps_the_old_dataset(tmp_pat
         raise OSError(errno.EFBIG, "File too large")
 
     monkeypatch.setattr(dataset_mod, "_write_file", full)
-    _one_line(capsys, ["data", "import", src, "--format", "long", "--out", out, "--overwrite"],
+    cli_refused(capsys, ["data", "import", src, "--format", "long", "--out", out, "--overwrite"],
               "cannot write dataset directory", "File too large [EFBIG]", "is unchanged")
     monkeypatch.undo()
     assert json.loads((out / "dataset.json").read_text()) == before and load_dataset(out).manifest["sha256"] == before["sha256"]
@@ -96,6 +86,6 @@ def test_generate_instruction_with_an_unknown_placeholder_is_one_line(tmp_path, 
     q = tmp_path / "q.jsonl"
     q.write_text(json.dumps({"question_id": 1, "question": "2+2?", "answer": "4"}) + "\n")
     out = tmp_path / "gen"
-    _one_line(capsys, ["data", "generate", "--questions", q, "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
+    cli_refused(capsys, ["data", "generate", "--questions", q, "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
                        "--out", out, "--instruction", instruction], "--instruction", must)
     assert not out.exists()

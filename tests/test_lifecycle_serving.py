@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -77,6 +78,28 @@ def _serve(settings):
     return app, server
 
 
+@contextmanager
+def _under_load(url: str, clients: int = 4):
+    """``clients`` threads chatting with the server until the block ends: yields (answers, failures),
+    the answers' texts in arrival order and every failed request's repr."""
+    stop, answers, failures = threading.Event(), [], []
+
+    def loop():
+        while not stop.is_set():
+            try:
+                answers.append(_chat(url).parse().choices[0].message.content)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                failures.append(repr(exc))
+
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(loop)
+        try:
+            yield answers, failures
+        finally:
+            stop.set()
+
+
 def _wait(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -112,25 +135,12 @@ def test_cascade_served_by_alias_hot_reloads_under_load(fakes, tmp_path):
 
         watcher = PolicyWatcher(cascade, settings, version=str(v1))
         assert asyncio.run(watcher.check()) is False  # the alias has not moved
-        stop, answers, failures = threading.Event(), [], []
-
-        def load_loop():
-            while not stop.is_set():
-                try:
-                    r = _chat(server.url)
-                    answers.append(r.parse().choices[0].message.content)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                    failures.append(repr(exc))
-
-        with ThreadPoolExecutor(4) as pool:
-            for _ in range(4):
-                pool.submit(load_loop)
+        with _under_load(server.url) as (answers, failures):
             _wait(lambda: len(answers) >= 8)
             promote(f"calibrated/{v2}", "champion")
             assert asyncio.run(watcher.check()) is True  # moved: loaded, checked, warmed, swapped
             seen = len(answers)
             _wait(lambda: len(answers) >= seen + 8)
-            stop.set()
         assert failures == []
         assert answers[0] == "answer from big" and answers[-1] == "answer from small"  # 0.3 >= 0.2: accepted
         assert watcher.version == str(v2) and cascade.policy.config.thresholds == [0.2]
@@ -194,23 +204,11 @@ def test_alias_move_hot_reloads_the_served_policy_under_load(fakes, tmp_path):
     state = app.state.routerzoo
     try:
         assert state.policy_watcher is not None and state.policy_watcher.version == str(v1)
-        stop, answers, failures = threading.Event(), [], []
-
-        def load_loop():
-            while not stop.is_set():
-                try:
-                    answers.append(_chat(server.url).parse().choices[0].message.content)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                    failures.append(repr(exc))
-
-        with ThreadPoolExecutor(4) as pool:
-            for _ in range(4):
-                pool.submit(load_loop)
+        with _under_load(server.url) as (answers, failures):
             _wait(lambda: len(answers) >= 8)
             assert set(answers) == {"answer from big"}  # 0.3 < 0.5: escalated
             promote(f"moving-cascade/{v2}", "champion")
             _wait(lambda: answers[-4:] == ["answer from small"] * 4)  # 0.3 >= 0.2: accepted
-            stop.set()
         assert failures == []
         assert state.policy_watcher.version == str(v2) and state.cascade.policy.config.thresholds == [0.2]
         assert httpx.get(server.url + "/ready").json()["cascade"]["version"] == str(v2)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cascade_data import cascade_table
-from conftest import topic_outcomes
+from conftest import cli_refused, topic_outcomes
 
 from routerzoo.cli import main
 from routerzoo.data.dataset import make_dataset, save_dataset
@@ -45,33 +45,20 @@ def zoo(tmp_path_factory):
             "cascade": cascade, "no_lp": no_lp}
 
 
-def refused(capsys, argv: list[str], *must: str, written=()) -> str:
-    """Run ``argv``: exit status 2, one line on stderr holding every ``must``, none of ``written`` exists."""
-    capsys.readouterr()
-    assert main([str(a) for a in argv]) == 2, argv
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("routerzoo: error: "), err
-    for text in must:
-        assert text in err, (text, err)
-    for path in written:
-        assert not path.exists(), path
-    return err
-
-
 # -- calibrate ----------------------------------------------------------------------------------------
 def test_calibrate_unreachable_targets_are_refused(zoo, tmp_path, capsys):
     knn, topics, out, js = zoo["knn"], zoo["topics"], tmp_path / "cal", tmp_path / "cal.json"
     base = ["calibrate", knn, "--data", topics, "--out", out, "--json", js]
-    refused(capsys, [*base, "--target-cost", "1e-9"], "--target-cost", "out of reach", "at least $", written=[out, js])
-    refused(capsys, [*base, "--target-quality", "0.9999"], "--target-quality", "reaches at most", written=[out, js])
-    refused(capsys, [*base, "--target-quality", "1.5"], "--target-quality", "[0, 1]", written=[out, js])
-    refused(capsys, [*base, "--target-share", "big=0.99"], "--target-share", "out of reach", written=[out, js])
+    cli_refused(capsys, [*base, "--target-cost", "1e-9"], "--target-cost", "out of reach", "at least $", written=[out, js])
+    cli_refused(capsys, [*base, "--target-quality", "0.9999"], "--target-quality", "reaches at most", written=[out, js])
+    cli_refused(capsys, [*base, "--target-quality", "1.5"], "--target-quality", "[0, 1]", written=[out, js])
+    cli_refused(capsys, [*base, "--target-share", "big=0.99"], "--target-share", "out of reach", written=[out, js])
     # writing nothing is not a success: refused up front unless asked for with --dry-run
-    refused(capsys, ["calibrate", knn, "--data", topics, "--target-cost", "5e-4"], "nothing would be written", "--dry-run")
+    cli_refused(capsys, ["calibrate", knn, "--data", topics, "--target-cost", "5e-4"], "nothing would be written", "--dry-run")
     assert main([str(a) for a in ["calibrate", knn, "--data", topics, "--target-cost", "5e-4", "--dry-run"]]) == 0
     assert "nothing written (--dry-run)" in capsys.readouterr().out
     before = (knn / "config.json").read_text()
-    refused(capsys, ["calibrate", knn, "--data", topics, "--target-cost", "5e-4", "--overwrite", "--dry-run"], "--dry-run")
+    cli_refused(capsys, ["calibrate", knn, "--data", topics, "--target-cost", "5e-4", "--overwrite", "--dry-run"], "--dry-run")
     assert (knn / "config.json").read_text() == before
 
 
@@ -107,14 +94,14 @@ def test_calibrate_reports_cross_validated_and_test_figures_with_ci(zoo, tmp_pat
 def test_router_without_costs_cannot_be_calibrated_to_cost_or_used_with_a_budget(zoo, tmp_path, capsys):
     elo, prefs, out = zoo["elo"], zoo["prefs"], tmp_path / "cal"
     assert sorted(load_router(elo).cost_model.unknown_models()) == ["mid", "strong", "weak"]
-    refused(capsys, ["calibrate", elo, "--data", prefs, "--target-cost", "1e-3", "--out", out],
+    cli_refused(capsys, ["calibrate", elo, "--data", prefs, "--target-cost", "1e-3", "--out", out],
             "--target-cost", "predicts no cost", written=[out])
-    refused(capsys, ["calibrate", elo, "--data", prefs, "--target-share", "weak=0.5", "--out", out],
+    cli_refused(capsys, ["calibrate", elo, "--data", prefs, "--target-share", "weak=0.5", "--out", out],
             "--target-share", "predicts no cost", written=[out])
     prompts = tmp_path / "p.csv"
     pd.DataFrame({"prompt": ["hello", "world"]}).to_csv(prompts, index=False)
     dec = tmp_path / "d.csv"
-    refused(capsys, ["assign", elo, "--prompts", prompts, "--budget", "0.01", "--out", dec], "--budget", "predicts no cost",
+    cli_refused(capsys, ["assign", elo, "--prompts", prompts, "--budget", "0.01", "--out", dec], "--budget", "predicts no cost",
             written=[dec, dec.with_name("d.csv.summary.json")])
 
 
@@ -122,9 +109,9 @@ def test_router_without_costs_cannot_be_calibrated_to_cost_or_used_with_a_budget
 def test_calibrate_register_writes_the_version_back_with_its_alias(zoo, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = ["calibrate", zoo["knn"], "--data", zoo["topics"], "--target-cost", "3e-4", "--tracking-uri", uri]
-    refused(capsys, [*base, "--register", "cal", "--alias", "latest"], "--alias 'latest'", "reserved")
-    refused(capsys, [*base, "--register", "a/b"], "--register 'a/b'")
-    refused(capsys, [*base, "--alias", "x"], "--alias needs --register")
+    cli_refused(capsys, [*base, "--register", "cal", "--alias", "latest"], "--alias 'latest'", "reserved")
+    cli_refused(capsys, [*base, "--register", "a/b"], "--register 'a/b'")
+    cli_refused(capsys, [*base, "--alias", "x"], "--alias needs --register")
     assert not (tmp_path / "mlflow.db").exists()  # refused before the registry was touched
     assert main([str(a) for a in [*base, "--register", "cal", "--alias", "calibrated"]]) == 0
     assert "registered cal/1 as @calibrated" in capsys.readouterr().out
@@ -137,9 +124,9 @@ def test_calibrate_register_writes_the_version_back_with_its_alias(zoo, tmp_path
 def test_calibrate_cascade_refuses_impossible_targets_and_missing_inputs(zoo, tmp_path, capsys):
     out = tmp_path / "c.yaml"
     base = ["calibrate-cascade", "--data", zoo["cascade"], "--chain", "small,large", "--out", out]
-    refused(capsys, [*base, "--target-quality", "1.5"], "--target-quality", "[0, 1]", written=[out])
-    refused(capsys, [*base, "--target-cost", "1e-9"], "--target-cost", "out of reach", written=[out])
-    refused(capsys, ["calibrate-cascade", "--data", zoo["no_lp"], "--chain", "small,large", "--out", out,
+    cli_refused(capsys, [*base, "--target-quality", "1.5"], "--target-quality", "[0, 1]", written=[out])
+    cli_refused(capsys, [*base, "--target-cost", "1e-9"], "--target-cost", "out of reach", written=[out])
+    cli_refused(capsys, ["calibrate-cascade", "--data", zoo["no_lp"], "--chain", "small,large", "--out", out,
                      "--target-quality", "0.7", "--scorer", "logprob-confidence"], "logprob-confidence", "token logprobs",
             written=[out])
     capsys.readouterr()
@@ -151,7 +138,7 @@ def test_calibrate_cascade_refuses_impossible_targets_and_missing_inputs(zoo, tm
                                          ("token-quantile", "token logprobs"), ("prompt-response", "response texts")])
 def test_deferral_training_refuses_a_table_without_what_the_kind_reads(kind, reads, zoo, tmp_path, capsys):
     out = tmp_path / kind
-    refused(capsys, ["train", "--router", kind, "--data", zoo["no_lp"], "--out", out], f"the {kind!r} scorer reads",
+    cli_refused(capsys, ["train", "--router", kind, "--data", zoo["no_lp"], "--out", out], f"the {kind!r} scorer reads",
             reads, written=[out])
 
 
@@ -160,15 +147,15 @@ def test_zoo_refuses_bad_names_aliases_and_tracking_uris_in_one_line(zoo, tmp_pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     knn = zoo["knn"]
     for name in ("a/b", "", "x:y", "n@a", " pad"):
-        refused(capsys, ["zoo", "register", knn, "--name", name, "--tracking-uri", uri], "--name")
+        cli_refused(capsys, ["zoo", "register", knn, "--name", name, "--tracking-uri", uri], "--name")
     for alias in ("", "latest", "V3", "a b", "x/y"):
-        refused(capsys, ["zoo", "register", knn, "--name", "ok", "--alias", alias, "--tracking-uri", uri], "--alias")
-    refused(capsys, ["zoo", "promote", "ok/1", "--alias", "latest", "--tracking-uri", uri], "--alias 'latest'")
+        cli_refused(capsys, ["zoo", "register", knn, "--name", "ok", "--alias", alias, "--tracking-uri", uri], "--alias")
+    cli_refused(capsys, ["zoo", "promote", "ok/1", "--alias", "latest", "--tracking-uri", uri], "--alias 'latest'")
     assert not (tmp_path / "mlflow.db").exists()  # a refused alias left no version behind
-    refused(capsys, ["zoo", "list", "--tracking-uri", "bogus://x"], "--tracking-uri bogus://x", "unknown scheme")
-    refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'no' / 'such' / 'm.db'}"], "does not exist")
+    cli_refused(capsys, ["zoo", "list", "--tracking-uri", "bogus://x"], "--tracking-uri bogus://x", "unknown scheme")
+    cli_refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'no' / 'such' / 'm.db'}"], "does not exist")
     (tmp_path / "junk.db").write_text("not a database")
-    refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'junk.db'}"], "(--tracking-uri) refused",
+    cli_refused(capsys, ["zoo", "list", "--tracking-uri", f"sqlite:///{tmp_path / 'junk.db'}"], "(--tracking-uri) refused",
             "file is not a database")
     import socket
 
@@ -176,7 +163,7 @@ def test_zoo_refuses_bad_names_aliases_and_tracking_uris_in_one_line(zoo, tmp_pa
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    refused(capsys, ["zoo", "list", "--tracking-uri", f"http://127.0.0.1:{port}"], "cannot reach the tracking server")
+    cli_refused(capsys, ["zoo", "list", "--tracking-uri", f"http://127.0.0.1:{port}"], "cannot reach the tracking server")
     assert time.perf_counter() - t0 < 10
 
 
@@ -188,5 +175,5 @@ def test_zoo_compare_refuses_versions_with_different_candidates(zoo, tmp_path, c
     train_router("knn", KNNConfig(k=3), two, tmp_path / "knn2", tracking=TrackingConfig(enabled=False), progress=False)
     for src in (zoo["knn"], tmp_path / "knn2"):
         assert main(["zoo", "register", str(src), "--name", "r", "--tracking-uri", uri]) == 0
-    refused(capsys, ["zoo", "compare", "r/1", "r/2", "--data", zoo["topics"], "--tracking-uri", uri],
+    cli_refused(capsys, ["zoo", "compare", "r/1", "r/2", "--data", zoo["topics"], "--tracking-uri", uri],
             "need the same candidate models")

@@ -66,19 +66,21 @@ def test_shadow_decisions_are_logged_off_the_hot_path(router, fakes, challenger_
     assert all(r[1] == "challenger" and r[2] == r[4] and r[3] == 1 for r in rows)  # the same router agrees
 
 
+def _router_for(http: httpx.Client, user: str) -> str:
+    """The version that answered one chat request of ``user`` (the x-routerzoo-router header)."""
+    r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
+                                                "messages": [{"role": "user", "content": MATH}]})
+    assert r.status_code == 200
+    return r.headers["x-routerzoo-router"]
+
+
 def test_canary_routes_a_stable_hash_share_named_in_the_headers(router, fakes, challenger_dir, tmp_path):  # noqa: F811
     with serving(router, fakes, canary={"version": str(challenger_dir), "share": 0.5},
                  log={"dir": str(tmp_path / "log")}) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
-        def ask(user: str) -> str:
-            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
-                                                        "messages": [{"role": "user", "content": MATH}]})
-            assert r.status_code == 200
-            return r.headers["x-routerzoo-router"]
-
         users = [f"u{i}" for i in range(16)]
-        got = {u: ask(u) for u in users}
+        got = {u: _router_for(http, u) for u in users}
         assert got == {u: "challenger" if in_canary(u, 0.5) else "knn" for u in users}
-        assert [ask(u) for u in users[:4]] == [got[u] for u in users[:4]]  # the same user, the same router
+        assert [_router_for(http, u) for u in users[:4]] == [got[u] for u in users[:4]]  # the same user, the same router
         metrics = http.get("/metrics").text
         assert 'version="challenger"' in metrics and 'version="knn"' in metrics
 
@@ -101,14 +103,8 @@ def test_shadow_and_canary_follow_their_alias_moves(router, fakes, knn_dir, tmp_
                  canary={"version": "models:/chal@canary", "share": 0.5},
                  log={"dir": str(log_dir), "flush_interval_s": 0.05}) as (url, state), \
             httpx.Client(base_url=url, timeout=30) as http:
-        def ask(user: str) -> str:
-            r = http.post("/v1/chat/completions", json={"model": "routerzoo", "user": user,
-                                                        "messages": [{"role": "user", "content": MATH}]})
-            assert r.status_code == 200
-            return r.headers["x-routerzoo-router"]
-
         users = [f"u{i}" for i in range(12)]
-        assert {ask(u) for u in users} == {"knn", "chal@1"}
+        assert {_router_for(http, u) for u in users} == {"knn", "chal@1"}
         assert (state.rollout.shadow.label, state.rollout.canary.label) == ("chal@1", "chal@1")
         set_alias("chal", "challenger", 2)
         set_alias("chal", "canary", 2)
@@ -116,7 +112,7 @@ def test_shadow_and_canary_follow_their_alias_moves(router, fakes, knn_dir, tmp_
         while (state.rollout.shadow.version, state.rollout.canary.version) != ("2", "2"):
             assert time.monotonic() < deadline, "the challengers never followed their aliases"
             time.sleep(0.05)
-        assert {ask(u) for u in users} == {"knn", "chal@2"}
+        assert {_router_for(http, u) for u in users} == {"knn", "chal@2"}
         assert state.rollout.shadow.router.loaded_encoder is router.loaded_encoder  # one encoder in memory
     con = sqlite3.connect(log_dir / "requests.db")
     shadowed = {r[0] for r in con.execute("SELECT DISTINCT router FROM shadow")}

@@ -65,9 +65,8 @@ def make_variants(full: Path, root: Path, n_prompts: int = 3000) -> list[Path]:
 
 def predictions(data: Path, candidates: list[str], cache: Path) -> None:
     """Out-of-fold and refit-on-train test predictions of every candidate, cached as .npz."""
-    from routerzoo.routers.core.fit_context import FeatureConfig
-
     from routerzoo.data.dataset import load_dataset
+    from routerzoo.routers.core.fit_context import FeatureConfig
     from routerzoo.routers.registry import get_kind
     from routerzoo.training.auto import parse_candidate
     from routerzoo.training.cv import Folds

@@ -146,8 +146,11 @@ def test_auto_cli_prints_the_table(topic_dataset, tmp_path, capsys):
     assert main(["train", "--router", "auto", "--data", str(topic_dataset), "--out", str(out), "--cv.folds", "3",
                  "--auto.candidates", '["best-single", "knn:k=20"]', "--auto.method", "select",
                  "--tracking.enabled", "false"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "auto: 3-fold CV of 2 candidates" in text and "* knn:k=20" in text
+    # stderr is not a terminal here: progress comes as lines, each candidate's CV as it finishes
+    assert "auto: knn:k=20: CV gap closed" in captured.err and "auto: refitting knn:k=20" in captured.err
     assert main(["train", "--router", "auto", "--data", str(topic_dataset), "--out", str(tmp_path / "b"),
                  "--cv.folds", "0", "--tracking.enabled", "false"]) != 0
     assert "--cv.folds 3 or more" in capsys.readouterr().err

@@ -270,6 +270,12 @@ def _stack_members(scored: list[CVResult], kinds: dict[str, str], config: AutoCo
     return out[:config.max_members]
 
 
+def _cv_text(r: CVResult) -> str:
+    g, sd = r.mean(), r.sd()
+    gap = "-" if g is None else f"{100 * g:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+    return f"CV gap closed {gap} ({len(r.folds)} folds, {sum(f.fit_s for f in r.folds):.1f} s)"
+
+
 def table_rows(results: list[CVResult], skipped: dict[str, str]) -> list[dict]:
     rows = [{"candidate": r.name, "gap_closed_mean": r.mean(), "gap_closed_sd": r.sd(), "gap_closed_se": r.se(),
              "aiq_mean": r.mean("aiq"), "aiq_sd": r.sd("aiq"), "folds": len(r.folds), "complete": r.complete,
@@ -279,21 +285,22 @@ def table_rows(results: list[CVResult], skipped: dict[str, str]) -> list[dict]:
 
 
 def format_table(rows: list[dict], chosen: str) -> str:
-    lines = ["candidate                          CV gap closed (mean ± sd)   AIQ (mean ± sd)      fit s"]
+    width = max([32] + [len(r["candidate"]) for r in rows])  # an ensemble's name is long: keep the columns
+    lines = [f"{'candidate':<{width + 2}} {'CV gap closed (mean ± sd)':<27} {'AIQ (mean ± sd)':<20} fit s"]
     for r in rows:
         mark = "*" if r["candidate"] == chosen else " "
         if "skipped" in r:
-            lines.append(f"{mark} {r['candidate']:<32} skipped: {r['skipped']}")
+            lines.append(f"{mark} {r['candidate']:<{width}} skipped: {r['skipped']}")
             continue
         g, gs = r["gap_closed_mean"], r["gap_closed_sd"]
         a, as_ = r["aiq_mean"], r["aiq_sd"]
         gtxt = "-" if g is None else f"{100 * g:6.1f}%" + (f" ± {100 * gs:4.1f}" if gs is not None else "")
         atxt = "-" if a is None else f"{a:.4f}" + (f" ± {as_:.4f}" if as_ is not None else "")
-        lines.append(f"{mark} {r['candidate']:<32} {gtxt:<27} {atxt:<20} {r['fit_s']:.1f}")
+        lines.append(f"{mark} {r['candidate']:<{width}} {gtxt:<27} {atxt:<20} {r['fit_s']:.1f}")
     return "\n".join(lines)
 
 
-def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, progress: bool = False):
+def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, progress: bool | str | None = False):
     """Cross-validate the candidates, choose, refit. Returns (router, metrics, chosen CVResult, Folds, info)."""
     from routerzoo.routers.registry import get_kind
 
@@ -309,11 +316,10 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
     start = time.monotonic()
     # ensemble selection (cross-fitted: K + 1 greedy searches) shares the rest with the refit
     deadline = start + (0.7 if config.method == "ensemble" else 0.8) * config.time_limit
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from routerzoo import progress as progress_
 
-        bar = tqdm(total=len(parsed) * folds_k, unit="fold", desc="auto", dynamic_ncols=True)
+    shown = progress_.mode(progress)
+    bar = progress_.bar(len(parsed) * folds_k, "auto", "fold", shown)
     results: list[CVResult] = []
     skipped: dict[str, str] = {}
     slowest = 0.0  # seconds of the slowest fold run so far, of any candidate
@@ -323,15 +329,13 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
             # says would overrun (a proxy; the folds of a candidate are stopped once they would)
             if time.monotonic() + slowest >= deadline:
                 skipped[name] = "time limit"
-                if bar is not None:
-                    bar.update((index + 1) * folds_k - bar.n)
+                bar.update((index + 1) * folds_k - bar.n)
                 continue
 
             def on_fold(f, name=name):
-                if bar is not None:
-                    bar.set_description(f"auto: {name} fold {f + 1}/{folds_k}")
-                    if f:
-                        bar.update(1)
+                bar.set_description(f"auto: {name} fold {f + 1}/{folds_k}")
+                if f:
+                    bar.update(1)
 
             try:
                 r = cross_validate(name, kind, cfg, folds, deadline=deadline, on_fold=on_fold)
@@ -347,18 +351,19 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
                 skipped[name] = reason
                 print(f"routerzoo: warning: --router auto: candidate {name} {reason}; left out", file=sys.stderr)
                 r = None
-            if bar is not None:
-                bar.update((index + 1) * folds_k - bar.n)
+            bar.update((index + 1) * folds_k - bar.n)
             if r is None:
                 continue
+            if shown == "lines":  # in a log, each candidate's result as it comes
+                print(f"auto: {name}: {_cv_text(r)}", file=sys.stderr, flush=True)
             slowest = max([slowest] + [f.fit_s for f in r.folds])
             if not r.complete:
                 skipped[name] = f"time limit after {len(r.folds)} of {folds_k} folds"
                 continue
             results.append(r)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.set_description("auto")
+        bar.close()
     scored = [r for r in results if r.mean() is not None]
     if not scored:
         raise UserError(f"--router auto: no candidate finished its {folds_k} folds within --auto.time_limit "
@@ -392,6 +397,8 @@ def fit_auto(config: AutoConfig, ctx: FitContext, folds_k: int, seed: int = 0, p
                 chosen, method = combined, "stack"
     rows = table_rows(results + ([combined] if combined is not None else []), skipped)
 
+    if shown == "lines":
+        print(f"auto: refitting {chosen.name} on the train split", file=sys.stderr, flush=True)
     if method in ("stack", "ensemble") and chosen is combined:
         router, fit_metrics = _refit_stack(members, weights, parsed, ctx)
     else:

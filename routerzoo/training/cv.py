@@ -295,30 +295,27 @@ def format_cv(result: CVResult) -> str:
             f"(mean ± sd over {len(result.folds)} folds){tail}")
 
 
-def run_cv(kind: str, config, ctx: FitContext, cv: CVConfig, progress: bool) -> tuple[CVResult, Folds]:
+def run_cv(kind: str, config, ctx: FitContext, cv: CVConfig, progress: bool | str | None) -> tuple[CVResult, Folds]:
     """Cross-validate one kind with a progress bar over its folds (``routerzoo train``)."""
     folds = Folds(ctx, cv.folds, cv.seed)
     from routerzoo.routers.registry import get_kind
 
     if get_kind(kind, role="router").load_class().uses_embeddings:
         folds.embeddings()  # already cached by the fit: slicing, not encoding
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from routerzoo import progress as progress_
 
-        bar = tqdm(total=cv.folds, unit="fold", desc=f"CV {kind}", dynamic_ncols=True)
+    bar = progress_.bar(cv.folds, f"CV {kind}", "fold", progress)
 
     def on_fold(f: int) -> None:
-        if bar is not None:
-            bar.set_description(f"CV {kind} fold {f + 1}/{cv.folds}")
-            bar.update(f - bar.n)
+        bar.set_description(f"CV {kind} fold {f + 1}/{cv.folds}")
+        bar.update(f - bar.n)
 
     try:
         result = cross_validate(kind, kind, config, folds, on_fold=on_fold)
     finally:
-        if bar is not None:
-            bar.update(cv.folds - bar.n)
-            bar.close()
+        bar.update(cv.folds - bar.n)
+        bar.set_description(f"CV {kind}")
+        bar.close()
     return result, folds
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
+import time
 import warnings
 
 import lightning as L
@@ -99,6 +101,35 @@ class KeepBest(L.Callback):
             self.best_state = copy.deepcopy(pl_module.net.state_dict())
 
 
+class EpochLines(L.Callback):
+    """Progress of a fit as plain lines (``progress="lines"``: a log, not a terminal): the epoch, the
+    monitored validation score, every :func:`routerzoo.progress.interval` seconds and at the end."""
+
+    def __init__(self, name: str, monitor: str):
+        self.name, self.monitor = name, monitor
+        self._start = self._last = 0.0
+
+    def on_fit_start(self, trainer, pl_module):
+        self._start = self._last = time.monotonic()
+
+    def _line(self, trainer, what: str) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        val = f", {self.monitor} {float(score):.4f}" if score is not None else ""
+        print(f"{self.name}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}{val}, "
+              f"{time.monotonic() - self._start:.0f} s ({what})", file=sys.stderr, flush=True)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        from routerzoo.progress import interval
+
+        if time.monotonic() - self._last >= interval():
+            self._last = time.monotonic()
+            self._line(trainer, "running")
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self._line(trainer, "done")
+
+
 def make_trainer(**kwargs) -> L.Trainer:
     """The one place a ``L.Trainer`` is built: deterministic, no checkpoints (no pickles; the best
     weights are kept in memory) and no model summary, unless ``kwargs`` say otherwise."""
@@ -114,13 +145,18 @@ def early_stopped_trainer(config, ctx, tk: dict, monitor: str, has_val: bool, **
     Returns:
         the trainer and its :class:`KeepBest` callback (``best_state`` to load after the fit).
     """
+    from routerzoo.progress import mode
+
     keep = KeepBest(monitor)
     callbacks: list = [keep]
+    shown = mode(ctx.progress)
+    if shown == "lines":
+        callbacks.append(EpochLines(type(config).__name__.removesuffix("Config").lower() or "fit", monitor))
     if has_val:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor, patience=config.patience, mode="min"))
     trainer = make_trainer(
         max_epochs=config.max_epochs, **tk, logger=(ctx.logger() if callable(ctx.logger) else ctx.logger) or False,
-        callbacks=callbacks, enable_progress_bar=ctx.progress, log_every_n_steps=1, **kwargs,
+        callbacks=callbacks, enable_progress_bar=shown == "bar", log_every_n_steps=1, **kwargs,
     )  # fmt: skip
     return trainer, keep
 

@@ -133,7 +133,11 @@ def fit_mf(config: MFConfig, ctx: FitContext) -> tuple[MFRouter, dict]:
     history = []
     epoch = 0
     net.train()
+    from routerzoo import progress
+
+    bar = progress.bar(config.max_epochs, "mf", "epoch", ctx.progress)
     for epoch in range(config.max_epochs):
+        bar.update(1)
         perm_o = torch.randperm(n_out, generator=gen) if n_out else None
         perm_p = torch.randperm(n_pairs, generator=gen) if n_pairs else None
         for step in range(steps):
@@ -149,6 +153,8 @@ def fit_mf(config: MFConfig, ctx: FitContext) -> tuple[MFRouter, dict]:
             opt.step()
         vl = val_loss()
         history.append(vl)
+        if vl is not None:
+            bar.set_description(f"mf (val loss {vl:.4f})")
         if vl is None:  # no validation data: keep the last epoch
             best_state, best_epoch = {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch
             continue
@@ -159,6 +165,7 @@ def fit_mf(config: MFConfig, ctx: FitContext) -> tuple[MFRouter, dict]:
             bad += 1
             if bad >= config.patience:
                 break
+    bar.close()
     net.load_state_dict(best_state)
     net.eval()
 

@@ -9,13 +9,13 @@ is encoded or fitted, so a mistake never leaves a half-written artifact or a FAI
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from routerzoo.data.dataset import RoutingDataset, load_dataset
 from routerzoo.errors import ConfigError, UserError
+from routerzoo.progress import mode as progress_mode
 from routerzoo.routers.core.base import Router
 from routerzoo.routers.registry import get_kind, kinds
 from routerzoo.training.context import FeatureConfig, FitContext
@@ -109,7 +109,7 @@ def check_features(features: FeatureConfig) -> None:
         raise UserError(f"--features.device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 
-def build_context(dataset: RoutingDataset, features: FeatureConfig, seed: int, progress: bool) -> FitContext:
+def build_context(dataset: RoutingDataset, features: FeatureConfig, seed: int, progress: bool | str) -> FitContext:
     """The fit context of a dataset: outcome and preference splits as arrays, lineage, prices."""
     has_outcomes = dataset.outcomes is not None
     has_prefs = dataset.preferences is not None
@@ -184,7 +184,7 @@ def train_router(
     tracking: TrackingConfig | None = None,
     seed: int = 0,
     resolved_config: dict | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     plot: str | os.PathLike | None = None,
     overwrite: bool = False,
     trainer: TrainerConfig | None = None,
@@ -204,6 +204,8 @@ def train_router(
         cv: K-fold cross-validation on train+val after the fit (``--cv.*``; the CLI runs 5 folds by
             default). None: off, except for ``kind="auto"`` (which chooses by CV: 5 folds).
             With folds, the out-of-fold predictions also choose the default policy.
+        progress: None (a bar on a terminal, plain lines every 30 s in a log), True/False, or "bar" /
+            "lines" / "off" (:mod:`routerzoo.progress`): encoding, folds and epochs.
     """
     from routerzoo.data.fsutil import check_output_dir
     from routerzoo.training.auto import AUTO, AutoConfig
@@ -222,10 +224,10 @@ def train_router(
         raise TypeError(f"router {kind!r} takes a {config_cls.__name__}, got {type(router_config).__name__}")
     features = features or FeatureConfig()
     tracking = tracking or TrackingConfig()
-    progress = sys.stderr.isatty() if progress is None else progress
+    progress = progress_mode(progress)  # a bar on a terminal, plain lines in a log
     worker = ddp_worker()
     if worker:  # a DDP process of rank > 0 trains its share; rank 0 tracks, evaluates and writes the artifact
-        tracking, progress = TrackingConfig(enabled=False), False
+        tracking, progress = TrackingConfig(enabled=False), "off"
 
     # everything a user can get wrong, before any encoding or fitting
     check_output_dir(out, overwrite=overwrite, what="router artifact")

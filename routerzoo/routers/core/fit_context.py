@@ -57,7 +57,7 @@ class FitContext:
         lineage: dataset name, fingerprint, split, run id.
         seed: global seed.
         logger: a Lightning logger (MLflow) or None.
-        progress: show progress bars.
+        progress: "bar", "lines" or "off" (:mod:`routerzoo.progress`; True/False: bar/off).
         trainer: ``--trainer.*`` Lightning settings overriding the router's own
             (a :class:`~routerzoo.training.trainer_config.TrainerConfig`), or None.
     """
@@ -72,7 +72,7 @@ class FitContext:
     lineage: dict = field(default_factory=dict)
     seed: int = 0
     logger: object | None = None
-    progress: bool = True
+    progress: bool | str = True
     encoder: object | None = None
     trainer: object | None = None
     _embeddings: dict = field(default_factory=dict, repr=False)

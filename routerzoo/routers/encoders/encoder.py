@@ -215,7 +215,8 @@ class Encoder:
         device: torch device string ("cpu", "cuda", ...).
         normalize: L2-normalise embeddings (cosine similarity becomes a dot product).
         cache_dir: root of the on-disk cache; None for the default, "" to disable it.
-        show_progress: show a progress bar while encoding.
+        show_progress: progress while encoding: True (a bar), False, "lines" (plain lines for logs) or None
+            (a bar on a terminal, lines elsewhere); see :mod:`routerzoo.progress`.
         max_cached: embeddings kept in memory (least recently used dropped first); None = no bound
             (training holds its whole dataset in memory anyway).
     """
@@ -230,7 +231,7 @@ class Encoder:
         device: str = "cpu",
         normalize: bool = True,
         cache_dir: str | os.PathLike | None = None,
-        show_progress: bool = True,
+        show_progress: bool | str | None = None,
         max_cached: int | None = 10_000,
     ):
         self.model_id = model_id
@@ -317,12 +318,12 @@ class Encoder:
     def _encode_missing(self, texts: list[str], keys: np.ndarray, idx: list[int]) -> dict[bytes, np.ndarray]:
         """Encode ``texts[idx]`` chunk by chunk, writing a disk shard per chunk, so an interrupted
         run keeps what it finished and a rerun resumes from there."""
-        from tqdm.auto import tqdm
+        from routerzoo import progress
 
         backend = self._load_model()
         new: dict[bytes, np.ndarray] = {}
-        bar = tqdm(total=len(idx), unit="prompt", desc=f"encoding ({self.model_id.split('/')[-1]})",
-                   disable=not self.show_progress or len(idx) <= self.batch_size)
+        bar = progress.bar(len(idx), f"encoding ({self.model_id.split('/')[-1]})", "prompt",
+                           self.show_progress if len(idx) > self.batch_size else False)
         try:
             for start in range(0, len(idx), self.CHUNK):
                 part = idx[start:start + self.CHUNK]

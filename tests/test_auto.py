@@ -100,7 +100,11 @@ def test_auto_writes_the_chosen_kind_with_its_cv_table(topic_dataset, tmp_path):
     info = saved["lineage"]["auto"]
     names = [r["candidate"] for r in info["candidates"]]
     assert names[:3] == ["best-single", "knn:k=20", "sw-elo"]
-    assert all(r["folds"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
+    # 84 train+val prompts: repeated K-fold, 3 fold assignments × 3 folds per candidate
+    assert info["repeats"] == 3
+    assert all(r["folds"] == 9 and r["repeats"] == 3 and r["gap_closed_mean"] is not None for r in info["candidates"])
+    n = saved["lineage"]["cv"]["n_prompts"]
+    assert n == 84 and len(saved["lineage"]["cv"]["per_fold"]) == 9
     assert saved["kind"] in ("knn", "sw-elo", "stack") and saved["kind"] == result.router.kind
     assert info["method"] in ("best-cv", "ensemble")
     if saved["kind"] == "stack":  # an ensemble of the embedding candidates (best-single is not one)
@@ -148,9 +152,9 @@ def test_auto_cli_prints_the_table(topic_dataset, tmp_path, capsys):
                  "--tracking.enabled", "false"]) == 0
     captured = capsys.readouterr()
     text = captured.out
-    assert "auto: 3-fold CV of 2 candidates" in text and "* knn:k=20" in text
+    assert "auto: 3-fold CV × 3 fold assignments of 2 candidates" in text and "* knn:k=20" in text
     # stderr is not a terminal here: progress comes as lines, each candidate's CV as it finishes
-    assert "auto: knn:k=20: CV gap closed" in captured.err and "auto: refitting knn:k=20" in captured.err
+    assert "auto: knn:k=20, repeat 3/3: CV gap closed" in captured.err and "auto: refitting knn:k=20" in captured.err
     assert main(["train", "--router", "auto", "--data", str(topic_dataset), "--out", str(tmp_path / "b"),
                  "--cv.folds", "0", "--tracking.enabled", "false"]) != 0
     assert "--cv.folds 3 or more" in capsys.readouterr().err
@@ -187,3 +191,79 @@ def test_small_data_chooses_k_by_cv_and_states_the_error_bars(small_user_dataset
     assert result.router.config.k == int(chosen.split("=")[1])
     assert chosen != "knn:k=3"  # three neighbours of noisy outcomes: never within one SE of the best here
     assert any("uncertain by about" in line for line in result.notes)
+
+
+def test_repeated_folds_pool_scores_stack_predictions_and_keep_the_standard_error_honest():
+    from routerzoo.training.cv import merge_repeats
+
+    a = CVResult("knn", [FoldResult(f, 10, g, 0.5, 1.0) for f, g in enumerate([0.1, 0.2, 0.3])], np.zeros((4, 2)), np.zeros((4, 2)))
+    b = CVResult("knn", [FoldResult(f, 10, g, 0.5, 1.0) for f, g in enumerate([0.1, 0.2, 0.3])], np.ones((4, 2)), np.ones((4, 2)))
+    m = merge_repeats([a, b])
+    assert m.repeats == 2 and [f.fold for f in m.folds] == [0, 1, 2, 3, 4, 5]
+    assert m.oof_quality.shape == (8, 2) and (m.oof_quality[4:] == 1).all()
+    # six scores of the same three folds' prompts: the error is sd / sqrt(3), not sd / sqrt(6)
+    assert m.se() == pytest.approx(m.sd() / np.sqrt(3))
+    first = m.first_repeat()
+    assert first.oof_quality.shape == (4, 2) and (first.oof_quality == 0).all() and len(first.folds) == 6
+    assert m.folds_text() == "2×3 folds"
+
+
+def test_cross_fitting_over_repeats_never_sees_the_held_out_prompts():
+    """Weights for a held-out fold are fitted on the other folds of the same fold assignment only: the
+    held-out prompts' rows from other assignments would carry their outcomes into the fit."""
+    from types import SimpleNamespace
+
+    from routerzoo.training.auto import cross_fitted
+    from routerzoo.training.cv import RepeatedFolds
+
+    n, k, m = 30, 3, 2
+    rng = np.random.default_rng(0)
+    data = SimpleNamespace(quality=rng.random((n, m)), cost=rng.random((n, m)) + 0.1, models=["a", "b"])
+    assignments = [SimpleNamespace(k=k, n=n, data=data, fold=rng.permutation(np.arange(n) % k)) for _ in range(2)]
+    view = RepeatedFolds(assignments)
+    prompt = np.tile(np.arange(n), 2).astype(float)  # each row's prompt id, smuggled in as a "prediction"
+    member = CVResult("x", [], np.stack([prompt] * m, axis=1), np.ones((2 * n, m)), repeats=2)
+    other = CVResult("y", [], rng.random((2 * n, m)), np.ones((2 * n, m)), repeats=2)
+    seen = []
+
+    def fit(q, c, tq, tc):
+        seen.append(set(q[0, :, 0].astype(int)))
+        return np.array([0.5, 0.5])
+
+    result, _ = cross_fitted([member, other], view, fit, "ens")
+    assert len(result.folds) == 2 * k and result.repeats == 2
+    for g in range(2 * k):
+        r, f = divmod(g, k)
+        held_prompts = set(np.flatnonzero(assignments[r].fold == f))
+        assert not seen[g] & held_prompts, g
+        assert seen[g] == set(np.flatnonzero(assignments[r].fold != f))
+
+
+def test_a_repeat_the_budget_cannot_finish_is_dropped_whole(topic_dataset, tmp_path, monkeypatch):
+    """Repeats run one fold assignment at a time for every candidate; when the time limit stops a
+    later one, it is dropped for all candidates (their out-of-fold rows must line up), and said."""
+    from types import SimpleNamespace
+
+    from routerzoo.training import auto
+    from routerzoo.training.train import TrackingConfig, train_router
+
+    clock = {"now": 0.0}
+    from routerzoo.training import cv
+
+    fake = SimpleNamespace(monotonic=lambda: clock["now"], perf_counter=auto.time.perf_counter)
+    monkeypatch.setattr(auto, "time", fake)
+    monkeypatch.setattr(cv, "time", fake)
+    real = auto.cross_validate
+
+    def slow(*args, **kwargs):  # every candidate's CV "takes" 20 s of the 100 s limit (search: 70 s)
+        result = real(*args, **kwargs)
+        clock["now"] += 20.0
+        return result
+
+    monkeypatch.setattr(auto, "cross_validate", slow)
+    config = AutoConfig(candidates=["knn:k=20", "sw-elo"], time_limit=100, repeats=3)
+    result = train_router("auto", config, topic_dataset, tmp_path / "auto", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=3))
+    info = result.auto
+    assert info["repeats_planned"] == 3 and info["repeats"] == 2
+    assert all(r["repeats"] == 2 and r["folds"] == 6 for r in info["candidates"] if "skipped" not in r)

@@ -144,7 +144,12 @@ def _run_router(kind: str, cfg, init) -> int:
 
         # the table's last row may be the ensemble or stack built from the candidates, not one of them
         n = sum(1 for r in result.auto["candidates"] if not r["candidate"].startswith(("ensemble(", "stack(")))
-        print(f"auto: {result.auto['folds']}-fold CV of {n} candidates in "
+        reps = result.auto.get("repeats", 1)
+        planned = result.auto.get("repeats_planned", reps)
+        rtxt = f" × {reps} fold assignments" if reps > 1 else ""
+        if planned > reps:
+            rtxt += f" ({planned} planned; the time limit cut the rest)"
+        print(f"auto: {result.auto['folds']}-fold CV{rtxt} of {n} candidates in "
               f"{result.auto['search_s']:.0f} s; chosen ({result.auto['method']}): {result.auto['chosen']}")
         print(auto_table(result.auto["candidates"], result.auto["chosen"]))
     for line in result.notes:

@@ -21,6 +21,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -79,6 +80,8 @@ class CVResult:
             fold was not run).
         oof_cost: (n, m) out-of-fold predicted cost.
         complete: False when the time budget stopped it before every fold ran.
+        repeats: how many fold assignments ``folds`` holds (repeated K-fold: R × K fold scores);
+            the out-of-fold arrays are then (R·n, m), repeat r's rows at ``r·n:(r+1)·n``.
     """
 
     name: str
@@ -87,6 +90,7 @@ class CVResult:
     oof_cost: np.ndarray
     complete: bool = True
     notes: list[str] = field(default_factory=list)
+    repeats: int = 1
 
     def _values(self, key: str) -> np.ndarray:
         vals = [getattr(f, key) for f in self.folds]
@@ -101,13 +105,31 @@ class CVResult:
         return float(v.std(ddof=1)) if v.size > 1 else None
 
     def se(self, key: str = "gap_closed") -> float | None:
-        """Standard error of the fold mean (sd / √K)."""
+        """Standard error of the fold mean (sd / √K).
+
+        Repeated K-fold reuses every prompt R times, so its R·K fold scores are not independent: the
+        error is taken as sd / √K (the scores of one repeat's K folds), not sd / √(R·K), which would
+        claim an accuracy the data cannot give.
+        """
         sd = self.sd(key)
-        return None if sd is None else sd / math.sqrt(len(self._values(key)))
+        return None if sd is None else sd / math.sqrt(max(1.0, len(self._values(key)) / self.repeats))
+
+    def first_repeat(self) -> CVResult:
+        """This result with the out-of-fold predictions of the first fold assignment only (n rows),
+        every fold score kept: what needs one prediction per prompt (the default policy) reads this."""
+        if self.repeats == 1:
+            return self
+        n = len(self.oof_quality) // self.repeats
+        return CVResult(self.name, self.folds, self.oof_quality[:n], self.oof_cost[:n], self.complete,
+                        list(self.notes), self.repeats)
+
+    def folds_text(self) -> str:
+        k = len(self.folds) // self.repeats
+        return f"{self.repeats}×{k} folds" if self.repeats > 1 else f"{len(self.folds)} folds"
 
     def summary(self) -> dict:
         """Flat numbers for MLflow metrics and the artifact's lineage."""
-        out: dict = {"cv_folds": len(self.folds), "cv_complete": self.complete}
+        out: dict = {"cv_folds": len(self.folds), "cv_complete": self.complete, "cv_repeats": self.repeats}
         for key in ("gap_closed", "aiq"):
             out[f"cv_{key}_mean"] = self.mean(key)
             out[f"cv_{key}_sd"] = self.sd(key)
@@ -268,16 +290,49 @@ def cross_validate(name: str, kind: str, config, folds: Folds, *, deadline: floa
     return CVResult(name, results, oq, oc, complete)
 
 
+def merge_repeats(results: list[CVResult]) -> CVResult:
+    """One result of repeated K-fold from one result per fold assignment (each over the same prompts).
+
+    Fold scores are pooled (fold ids ``r·K + f``) and the out-of-fold predictions stacked, repeat r's
+    rows at ``r·n:(r+1)·n`` (:class:`RepeatedFolds` is the matching view of the outcomes).
+    """
+    if len(results) == 1:
+        return results[0]
+    k = max(len(r.folds) for r in results)
+    folds = [FoldResult(r_i * k + f.fold, f.n_prompts, f.gap_closed, f.aiq, f.fit_s)
+             for r_i, r in enumerate(results) for f in r.folds]
+    return CVResult(results[0].name, folds, np.concatenate([r.oof_quality for r in results]),
+                    np.concatenate([r.oof_cost for r in results]), all(r.complete for r in results),
+                    [n for r in results for n in r.notes], len(results))
+
+
+class RepeatedFolds:
+    """R fold assignments of the same prompts seen as one (R·n)-row split, for combining repeated-CV
+    out-of-fold predictions (:func:`merge_repeats`): ``data`` holds the outcomes stacked R times,
+    ``fold`` the global fold id ``r·K + f`` and ``repeat`` the assignment of each row."""
+
+    def __init__(self, folds: list[Folds]):
+        first = folds[0]
+        self.k_per_repeat, self.repeats = first.k, len(folds)
+        self.k = first.k * len(folds)
+        self.n = first.n
+        d = first.data
+        self.data = SimpleNamespace(quality=np.concatenate([d.quality] * len(folds)),
+                                    cost=np.concatenate([d.cost] * len(folds)), models=d.models)
+        self.fold = np.concatenate([r * first.k + f.fold for r, f in enumerate(folds)])
+        self.repeat = np.repeat(np.arange(len(folds)), first.n)
+
+
 def error_bar_note(result: CVResult, n_prompts: int) -> str | None:
     """A sentence on how wide the CV error bars are, for data under :data:`SMALL_DATA` prompts."""
     if n_prompts >= SMALL_DATA:
         return None
-    sd, k = result.sd(), len(result.folds)
+    sd, se = result.sd(), result.se()
     if sd is None:
         return f"only {n_prompts} train+val prompts: too few folds ran to give an error bar"
-    half = 1.96 * sd / math.sqrt(k)
+    half = 1.96 * se
     return (f"only {n_prompts} train+val prompts: the CV gap closed is uncertain by about ±{100 * half:.1f} points "
-            f"(95%, fold sd {100 * sd:.1f} over {k} folds); differences smaller than that are noise")
+            f"(95%, fold sd {100 * sd:.1f} over {result.folds_text()}); differences smaller than that are noise")
 
 
 def format_cv(result: CVResult) -> str:
@@ -292,7 +347,7 @@ def format_cv(result: CVResult) -> str:
 
     tail = "" if result.complete else " (stopped by the time limit)"
     return (f"{result.name}: CV gap closed {pm('gap_closed', True)}, AIQ {pm('aiq', False)} "
-            f"(mean ± sd over {len(result.folds)} folds){tail}")
+            f"(mean ± sd over {result.folds_text()}){tail}")
 
 
 def run_cv(kind: str, config, ctx: FitContext, cv: CVConfig, progress: bool | str | None) -> tuple[CVResult, Folds]:

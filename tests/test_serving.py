@@ -228,6 +228,8 @@ def test_restrict_to_backends_routes_among_candidates_with_one(router, fakes):
         seen = {c.chat.completions.create(model="routerzoo", messages=[{"role": "user", "content": t}], extra_body=CHEAP).model
                 for t in (HISTORY, MATH, "Describe the causes of the war that began in 1914.")}
         assert "history-small" not in seen and seen <= {"math-small", "big"}
+        raw = c.chat.completions.with_raw_response.create(model="routerzoo", messages=[{"role": "user", "content": MATH}])
+        assert set(json.loads(raw.headers["x-routerzoo-scores"])) == {"math-small", "big"}  # only what it can route to
 
 
 # -- limits, auth, malformed input ------------------------------------------------------------------

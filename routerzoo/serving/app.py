@@ -546,8 +546,10 @@ class ServerState:
             order = preference_order(loaded, policy, quality, cost)
             self.metrics.routing_latency.observe(time.perf_counter() - t0)
             self.metrics.decisions.labels(order[0]).inc()
+            # the candidates this server can route to: a model without a backend is not an option for
+            # the client (the request log keeps every score, for training)
             headers["x-routerzoo-scores"] = json.dumps(
-                {m: round(float(v), 4) for m, v in zip(loaded.router.models, quality, strict=True)},
+                {m: round(float(v), 4) for m, v, ok in zip(loaded.router.models, quality, loaded.mask, strict=True) if ok},
                 separators=(",", ":"))
             headers["x-routerzoo-router"] = loaded.label
             note(router=loaded.label, router_version=loaded.version or None, chosen=order[0],

@@ -49,3 +49,33 @@ def test_mlp_with_features_routes_with_and_without_a_category(topic_dataset, tmp
     math = np.array([c == "math" for c in test.categories])
     # the network reads the category: claiming "math" raises math-small's predicted success
     assert (told[math, j] - lied[math, j]).mean() > 0.05 and (lied[~math, j] - told[~math, j]).mean() > 0.05
+
+
+def test_cross_validation_and_auto_read_the_prompt_features(topic_dataset, tmp_path):
+    """CV predicts held-out prompts from cached embeddings: a router that also reads prompt length must
+    get the texts too (it raised a shape error, a traceback out of `routerzoo train`), and an ensemble
+    holding such a member must route from prompts after a save and load."""
+    from routerzoo.routers.kinds.stack import StackConfig
+    from routerzoo.training.auto import AutoConfig
+    from routerzoo.training.cv import CVConfig
+
+    mlp = MLPConfig(max_epochs=5, features=PromptFeatures(prompt_length=True))
+    result = train_router("mlp", mlp, topic_dataset, tmp_path / "m", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=3))
+    assert result.cv.complete and result.cv.mean() is not None and np.isfinite(result.cv.oof_quality).all()
+
+    auto = AutoConfig(candidates=["knn:k=20", "mlp:features={prompt_length: true},max_epochs=5"], repeats=1, time_limit=120)
+    result = train_router("auto", auto, topic_dataset, tmp_path / "a", tracking=TrackingConfig(enabled=False),
+                          progress=False, cv=CVConfig(folds=3))
+    assert all("skipped" not in r for r in result.auto["candidates"]), result.auto["candidates"]
+
+    stack = StackConfig(members=["knn", "mlp"], configs=[{"k": 20}, {"max_epochs": 5, "features": {"prompt_length": True}}])
+    result = train_router("stack", stack, topic_dataset, tmp_path / "s", tracking=TrackingConfig(enabled=False), progress=False)
+    router = load_router(result.router_dir)
+    prompts = load_dataset(topic_dataset).outcome_matrix("test").prompts
+    pred = router.predict(prompts)
+    np.testing.assert_allclose(pred.quality, result.router.predict(prompts).quality, rtol=0, atol=ENCODER_ATOL)
+    emb = router.embed(prompts)
+    np.testing.assert_allclose(router.predict_embeddings(emb, prompts).quality, pred.quality, rtol=0, atol=ENCODER_ATOL)
+    with pytest.raises(ValueError, match="also reads 1 prompt feature"):
+        router.predict_embeddings(emb)  # without the texts: says what is missing

@@ -230,7 +230,8 @@ class Folds:
     def predict(self, router, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(len(rows), m) predicted quality and cost of pooled prompts ``rows``."""
         if router.encoder is not None and getattr(router, "uses_embeddings", False):
-            pred = router.predict_embeddings(self.embeddings()[rows])
+            # the texts too: a router may read more than the embedding (prompt-length features)
+            pred = router.predict_embeddings(self.embeddings()[rows], [self.data.prompts[i] for i in rows])
         else:
             pred = router.predict([self.data.prompts[i] for i in rows])
         return np.asarray(pred.quality, dtype=np.float64), np.asarray(pred.cost, dtype=np.float64)

@@ -164,9 +164,15 @@ class Router(LazyEncoding):
         """(quality (n, m), cost at training prices (n, m) or None) from embeddings (n, d)."""
         raise TypeError(f"router {self.kind!r} does not read embeddings")
 
+    def _predict_inputs(self, prompts: list[str], embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(quality, cost) of prompts whose embeddings (n, d) are already computed. The embedding is
+        all most routers read; one with inputs beyond it (an MLP with prompt-length features)
+        overrides this to read the texts too."""
+        return self._predict_embeddings(embeddings)
+
     def _predict_prompts(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """(quality (n, m), cost at training prices (n, m) or None) from prompt texts."""
-        return self._predict_embeddings(self.embed(prompts))
+        return self._predict_inputs(prompts, self.embed(prompts))
 
     def _finish(self, quality: np.ndarray, cost: np.ndarray | None, n: int) -> Prediction:
         quality = np.asarray(quality, dtype=np.float64).reshape(n, len(self.models))
@@ -182,11 +188,21 @@ class Router(LazyEncoding):
         quality, cost = self._predict_prompts(prompts)
         return self._finish(quality, cost, len(prompts))
 
-    def predict_embeddings(self, embeddings: np.ndarray) -> Prediction:
-        """Predictions from precomputed prompt embeddings of shape (n, d) (``uses_embeddings`` routers)."""
+    def predict_embeddings(self, embeddings: np.ndarray, prompts: Sequence[str] | None = None) -> Prediction:
+        """Predictions from precomputed prompt embeddings of shape (n, d) (``uses_embeddings`` routers).
+
+        ``prompts`` (the n texts) lets a router with inputs beyond the embedding (prompt-length
+        features) read them; without it such a router raises a ValueError saying so.
+        """
         self._check_fitted()
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        quality, cost = self._predict_embeddings(embeddings)
+        if prompts is None:
+            quality, cost = self._predict_embeddings(embeddings)
+        else:
+            prompts = list(prompts)
+            if len(prompts) != embeddings.shape[0]:
+                raise ValueError(f"{len(prompts)} prompts for {embeddings.shape[0]} embeddings")
+            quality, cost = self._predict_inputs(prompts, embeddings)
         return self._finish(quality, cost, embeddings.shape[0])
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:

@@ -140,10 +140,12 @@ class MLPRouter(Router):
         self.set_network(net, self._tensor(tensors, "log_cost_mean", (m,)), self._tensor(tensors, "log_cost_std", (m,)))
 
     def _predict_prompts(self, prompts: list[str], categories=None) -> tuple[np.ndarray, np.ndarray | None]:
-        emb = self.embed(prompts)
+        return self._predict_inputs(prompts, self.embed(prompts), categories)
+
+    def _predict_inputs(self, prompts: list[str], embeddings: np.ndarray, categories=None):
         if self.config.features.width:
-            emb = np.hstack([emb, feature_matrix(self.config.features, prompts, categories)])
-        return self._predict_embeddings(emb)
+            embeddings = np.hstack([embeddings, feature_matrix(self.config.features, prompts, categories)])
+        return self._predict_embeddings(embeddings)
 
     def predict_with_categories(self, prompts: Sequence[str], categories: Sequence[str | None]):
         """:meth:`predict` for callers that know each prompt's category (None: unknown), shapes (n, m)."""
@@ -158,8 +160,13 @@ class MLPRouter(Router):
         """From embeddings (n, d), or with :attr:`MLPConfig.features` on, embeddings and features (n, d + k)."""
         import torch
 
+        in_dim = next(self.net_.parameters()).shape[1]
+        width = self.config.features.width
+        if width and embeddings.ndim == 2 and embeddings.shape[1] == in_dim - width:
+            raise ValueError(f"this MLP also reads {width} prompt feature(s) (router.features): predict from the "
+                             "prompts, or pass them with the embeddings (predict_embeddings(embeddings, prompts))")
         with torch.no_grad():
-            logits, log_cost = self.net_(embedding_tensor(embeddings, next(self.net_.parameters()).shape[1]))
+            logits, log_cost = self.net_(embedding_tensor(embeddings, in_dim))
         quality = torch.sigmoid(logits).numpy().astype(np.float64)
         if log_cost is None:
             return quality, None

@@ -140,19 +140,23 @@ class StackRouter(Router):
             raise UserError(f"weights: unexpected tensor(s) {extra[:3]} for a stack of {kinds}")
         self.set_members(members, weights)
 
-    def member_predictions(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's quality and cost at training prices, shapes (K, n, m)."""
+    def member_predictions(self, embeddings: np.ndarray, prompts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's quality and cost at training prices, shapes (K, n, m); ``prompts`` for members
+        that read more than the embedding (an MLP with prompt features)."""
         n, m = embeddings.shape[0], len(self.models)
         fallback = np.nan_to_num(self.cost_model.mean_cost, nan=0.0)
         qs, cs = [], []
         for member in self.members_:
-            q, c = member._predict_embeddings(embeddings)
+            q, c = member._predict_embeddings(embeddings) if prompts is None else member._predict_inputs(prompts, embeddings)
             qs.append(np.asarray(q, dtype=np.float64).reshape(n, m))
             cs.append(np.broadcast_to(fallback, (n, m)) if c is None else np.asarray(c, dtype=np.float64).reshape(n, m))
         return np.stack(qs), np.stack(cs)
 
     def _predict_embeddings(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q, c = self.member_predictions(embeddings)
+        return self._predict_inputs(None, embeddings)
+
+    def _predict_inputs(self, prompts: list[str] | None, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, c = self.member_predictions(embeddings, prompts)
         w = self.stack_weights_
         return np.tensordot(w, q, axes=1), np.tensordot(w, c, axes=1)
 
@@ -164,7 +168,7 @@ def _val_objective(ctx: FitContext, router: StackRouter):
         from routerzoo.evaluation.report import evaluate_predictions
 
         complete = val.observed.all(axis=1)
-        q, c = router.member_predictions(ctx.val_embeddings[complete])
+        q, c = router.member_predictions(ctx.val_embeddings[complete], [p for p, ok in zip(val.prompts, complete, strict=True) if ok])
         tq, tc = val.quality[complete], val.cost[complete]
         tc = np.nan_to_num(tc, nan=0.0)
         return lambda w: -evaluate_predictions(np.tensordot(w, q, axes=1), np.tensordot(w, c, axes=1), tq, tc,
@@ -177,7 +181,7 @@ def _val_objective(ctx: FitContext, router: StackRouter):
         unique = sorted(set(pairs.prompts))
         row = {p: i for i, p in enumerate(unique)}
         idx = np.array([row[p] for p in pairs.prompts])
-        q, c = router.member_predictions(ctx.embed(unique))
+        q, c = router.member_predictions(ctx.embed(unique), unique)
         def loss(w):
             pred = Prediction(np.tensordot(w, q, axes=1)[idx], np.tensordot(w, c, axes=1)[idx])
             return pair_metrics(router.win_probability(pred, pairs.a, pairs.b), pairs.outcome, pairs.weight)["log_loss"]

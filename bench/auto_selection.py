@@ -94,7 +94,7 @@ def predictions(data: Path, candidates: list[str], cache: Path) -> None:
             router, _ = fit(cfg, fctx)
             oq[rows], oc[rows] = folds.predict(router, rows)
         router, _ = fit(cfg, ctx)
-        pred = router.predict_embeddings(temb) if uses_emb else router.predict(test.prompts)
+        pred = router.predict_embeddings(temb, test.prompts) if uses_emb else router.predict(test.prompts)
         np.savez(cache / f"{name}.npz", oq=oq, oc=oc, rq=np.asarray(pred.quality, float), rc=np.asarray(pred.cost, float))
         print(f"{data.name}: {name} {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 

@@ -65,9 +65,12 @@ def test_cross_validation_and_auto_read_the_prompt_features(topic_dataset, tmp_p
     assert result.cv.complete and result.cv.mean() is not None and np.isfinite(result.cv.oof_quality).all()
 
     auto = AutoConfig(candidates=["knn:k=20", "mlp:features={prompt_length: true},max_epochs=5"], repeats=1, time_limit=120)
-    result = train_router("auto", auto, topic_dataset, tmp_path / "a", tracking=TrackingConfig(enabled=False),
-                          progress=False, cv=CVConfig(folds=3))
+    result = train_router("auto", auto, topic_dataset, tmp_path / "a", progress=False, cv=CVConfig(folds=3))
     assert all("skipped" not in r for r in result.auto["candidates"]), result.auto["candidates"]
+    import mlflow  # the candidate's name has characters MLflow refuses in a metric key: they are replaced
+
+    logged = mlflow.get_run(result.run_id).data.metrics
+    assert "auto.mlp.features_prompt_length. true_.max_epochs5.cv_gap_closed_mean" in logged, [k for k in logged if "mlp" in k]
 
     stack = StackConfig(members=["knn", "mlp"], configs=[{"k": 20}, {"max_epochs": 5, "features": {"prompt_length": True}}])
     result = train_router("stack", stack, topic_dataset, tmp_path / "s", tracking=TrackingConfig(enabled=False), progress=False)

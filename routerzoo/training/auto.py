@@ -54,9 +54,15 @@ SELECTION_PATIENCE = 5
 REPEAT_BELOW = 2000
 SMALL_REPEATS = 3
 
+#: The MLP that also reads the prompt's length: in the pool so that CV decides, per dataset, whether
+#: length helps (on the development sets its CV was within a point of the plain MLP's, either way);
+#: last, so the time limit cuts it first.
+LENGTH_MLP = "mlp:features={prompt_length: true}"
+
 #: Simplest first (the one-SE rule prefers earlier entries: a kNN with more neighbours is the smoother
 #: model); each is cheap enough to cross-validate on full MMLU-Pro on 2 CPU cores.
-DEFAULT_CANDIDATES = ["best-single", "knn:k=300", "knn:k=100", "knn:k=30", "knn:k=10", "cluster", "sw-elo", "mf", "mlp"]
+DEFAULT_CANDIDATES = ["best-single", "knn:k=300", "knn:k=100", "knn:k=30", "knn:k=10", "cluster", "sw-elo", "mf", "mlp",
+                      LENGTH_MLP]
 
 
 @dataclass

@@ -100,6 +100,15 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def metric_key(name: str) -> str:
+    """``name`` with every character MLflow refuses in a metric name (it takes letters, digits, ``_ - . /``
+    and spaces) replaced by ``_``: keys are built from user-given names, such as the candidate
+    ``mlp:features={prompt_length: true}`` of ``--router auto``, and one bad key fails the whole log call."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
 def log_metrics(metrics: dict, prefix: str = "") -> None:
     """Log the finite numeric entries of ``metrics`` to the active run."""
     import math
@@ -111,7 +120,7 @@ def log_metrics(metrics: dict, prefix: str = "") -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if math.isfinite(v):
-            clean[f"{prefix}{k}"] = float(v)
+            clean[metric_key(f"{prefix}{k}")] = float(v)
     if clean:
         mlflow.log_metrics(clean)
 

@@ -8,7 +8,8 @@ runs, one when it ends, each with its count and elapsed time (the way pip and Li
 loggers report to files).
 
 Modes: ``"bar"``, ``"lines"``, ``"off"``; :func:`mode` maps the ``progress`` argument of the
-training functions (``None``: bar on a terminal, lines elsewhere; ``True``/``False``) to one of them.
+training functions (``None``: bar on a terminal or in a notebook, lines elsewhere; ``True``/``False``)
+to one of them.
 This module imports nothing heavy: the server and the routers may use it.
 """
 
@@ -26,7 +27,8 @@ MODES = ("bar", "lines", "off")
 def mode(progress: bool | str | None) -> str:
     """``"bar"``, ``"lines"`` or ``"off"`` for a ``progress`` argument (None: bar on a terminal, else lines)."""
     if progress is None:
-        return "bar" if sys.stderr.isatty() else "lines"
+        # a notebook's stderr is no terminal, yet tqdm.auto draws a widget there
+        return "bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines"
     if progress is True:
         return "bar"
     if progress is False:

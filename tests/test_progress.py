@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from routerzoo import progress
@@ -11,7 +13,10 @@ def test_mode_maps_the_progress_argument(monkeypatch):
     assert progress.mode(True) == "bar" and progress.mode(False) == "off"
     assert progress.mode("lines") == "lines"
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert progress.mode(None) == "lines"
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # a notebook: tqdm.auto draws its widget
+    assert progress.mode(None) == "bar"
     with pytest.raises(ValueError, match="progress must be"):
         progress.mode("loud")
 

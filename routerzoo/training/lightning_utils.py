@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
-import time
 import warnings
 
 import lightning as L
@@ -102,32 +100,30 @@ class KeepBest(L.Callback):
 
 
 class EpochLines(L.Callback):
-    """Progress of a fit as plain lines (``progress="lines"``: a log, not a terminal): the epoch, the
-    monitored validation score, every :func:`routerzoo.progress.interval` seconds and at the end."""
+    """Progress of a fit as plain lines (``progress="lines"``: a log, not a terminal): epochs done and
+    the monitored validation score, through :class:`routerzoo.progress.LineProgress` (rank 0 only)."""
 
     def __init__(self, name: str, monitor: str):
         self.name, self.monitor = name, monitor
-        self._start = self._last = 0.0
+        self._bar = None
 
     def on_fit_start(self, trainer, pl_module):
-        self._start = self._last = time.monotonic()
+        from routerzoo.progress import LineProgress
 
-    def _line(self, trainer, what: str) -> None:
-        score = trainer.callback_metrics.get(self.monitor)
-        val = f", {self.monitor} {float(score):.4f}" if score is not None else ""
-        print(f"{self.name}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}{val}, "
-              f"{time.monotonic() - self._start:.0f} s ({what})", file=sys.stderr, flush=True)
+        if trainer.is_global_zero:
+            self._bar = LineProgress(trainer.max_epochs, self.name, "epoch")
 
     def on_train_epoch_end(self, trainer, pl_module):
-        from routerzoo.progress import interval
-
-        if time.monotonic() - self._last >= interval():
-            self._last = time.monotonic()
-            self._line(trainer, "running")
+        if self._bar is None:
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None:
+            self._bar.set_description(f"{self.name} ({self.monitor} {float(score):.4f})")
+        self._bar.update(1)
 
     def on_fit_end(self, trainer, pl_module):
-        if trainer.is_global_zero:
-            self._line(trainer, "done")
+        if self._bar is not None:
+            self._bar.close()
 
 
 def make_trainer(**kwargs) -> L.Trainer:
